@@ -1,0 +1,56 @@
+import { Errors } from "moleculer";
+import { config } from "./config";
+
+export interface ErrorLike {
+	name?: string;
+	message?: string;
+	code?: number;
+	type?: string;
+	data?: unknown;
+}
+
+interface FieldError {
+	field?: string;
+	message?: string;
+}
+
+/** body-parser marks its errors with a `type`; these are the client's mistakes it can report. */
+const BODY_PARSER_ERRORS: Record<string, { name: string; type: string; message: string }> = {
+	"entity.parse.failed": { name: "BadRequestError", type: "INVALID_JSON", message: "The request body is not valid JSON." },
+	"entity.too.large": {
+		name: "PayloadTooLargeError",
+		type: "PAYLOAD_TOO_LARGE",
+		message: `The request body is larger than ${config.bodyLimit}.`
+	},
+	"encoding.unsupported": { name: "UnsupportedMediaTypeError", type: "UNSUPPORTED_ENCODING", message: "Unsupported content encoding." },
+	"charset.unsupported": { name: "UnsupportedMediaTypeError", type: "UNSUPPORTED_CHARSET", message: "Unsupported charset." }
+};
+
+/**
+ * Maps any error to the one the client sees: the status it deserves and the
+ * common body fields. Internal details of a 5xx never reach the client.
+ */
+export function toClientError(err: ErrorLike): Errors.MoleculerError {
+	const parserError = err.type ? BODY_PARSER_ERRORS[err.type] : undefined;
+	if (parserError) return named(parserError.name, parserError.message, err.code ?? 400, parserError.type);
+
+	if (err.type === "SERVICE_NOT_AVAILABLE" || err.type === "REQUEST_TIMEOUT") {
+		// A service node is down or slow: say so, without naming the cluster's nodes.
+		return named("ServiceUnavailableError", "The service is temporarily unavailable. Try again shortly.", 503, "SERVICE_UNAVAILABLE");
+	}
+	const code = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
+	if (code >= 500) return named("InternalServerError", "Internal server error", 500, "INTERNAL_ERROR");
+
+	let message = err.message ?? "Request failed";
+	if (err.type === "VALIDATION_ERROR" && Array.isArray(err.data)) {
+		message = (err.data as FieldError[]).map(e => e.message).filter(Boolean).join(" ") || message;
+	}
+	return named(err.name ?? "Error", message, code, err.type, err.data);
+}
+
+function named(name: string, message: string, code: number, type = "", data?: unknown): Errors.MoleculerError {
+	const error = new Errors.MoleculerError(message, code, type, data);
+	error.name = name;
+	return error;
+}
+

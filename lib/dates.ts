@@ -1,0 +1,16 @@
+const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** True for a `YYYY-MM-DD` string naming a day that exists (2024-02-29 yes, 2023-02-30 no). */
+export function isRealDate(value: string): boolean {
+	const match = DATE_ONLY.exec(value);
+	if (!match) return false;
+	const [year, month, day] = match.slice(1).map(Number);
+	const date = new Date(Date.UTC(year, month - 1, day));
+	return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/** Today's date, `YYYY-MM-DD`, as a wall calendar in `timeZone` shows it. */
+export function todayIn(timeZone: string, now: Date = new Date()): string {
+	// en-CA formats dates as YYYY-MM-DD.
+	return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now);
+}

@@ -1,0 +1,61 @@
+import { config } from "./config";
+import { isRealDate, todayIn } from "./dates";
+
+interface RuleError {
+	type: string;
+	actual?: unknown;
+}
+
+interface DateRuleOptions {
+	optional?: boolean;
+	/** Refuse dates after today in the clinic's timezone. */
+	notFuture?: boolean;
+}
+
+/** A fastest-validator rule for a `YYYY-MM-DD` calendar date that exists. */
+export function dateOnly({ optional = false, notFuture = false }: DateRuleOptions = {}) {
+	return {
+		type: "string",
+		optional,
+		custom(value: unknown, errors: RuleError[]) {
+			if (typeof value !== "string") return value;
+			if (!isRealDate(value)) errors.push({ type: "dateOnly", actual: value });
+			else if (notFuture && value > todayIn(config.clinicTimezone)) errors.push({ type: "dateNotFuture", actual: value });
+			return value;
+		},
+		messages: {
+			dateOnly: "The '{field}' field must be a real date in YYYY-MM-DD format.",
+			dateNotFuture: "The '{field}' field cannot be in the future."
+		}
+	};
+}
+
+interface FieldRule {
+	optional?: boolean;
+	nullable?: boolean;
+	[key: string]: unknown;
+}
+
+/**
+ * Params for a partial update (PATCH): every field becomes optional, but a field
+ * that may not be null on create may not be set to null either. fastest-validator
+ * lets an optional field be null, so that last check sits on the object.
+ */
+export function partialUpdate(fields: Record<string, FieldRule>, always: Record<string, FieldRule> = {}) {
+	const notNull = Object.keys(fields).filter(name => !fields[name].nullable);
+	return {
+		$$root: true,
+		type: "object",
+		strict: true,
+		props: {
+			...Object.fromEntries(Object.entries(fields).map(([name, rule]) => [name, { ...rule, optional: true }])),
+			...always
+		},
+		custom(value: Record<string, unknown>, errors: (RuleError & { field: string })[]) {
+			for (const field of notNull) {
+				if (value[field] === null) errors.push({ type: "required", field, actual: null });
+			}
+			return value;
+		}
+	};
+}

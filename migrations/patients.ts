@@ -1,0 +1,35 @@
+import type { Migration } from "../lib/migrations";
+
+export const patientMigrations: Migration[] = [
+	{
+		version: 1,
+		name: "create patients",
+		sql: `
+CREATE SEQUENCE patient_mrn_serial START 1000000 MINVALUE 1000000 MAXVALUE 9999999;
+
+CREATE TABLE patients (
+	id uuid PRIMARY KEY,
+	mrn char(8) NOT NULL UNIQUE,
+	name varchar(100) NOT NULL,
+	email varchar(254) NOT NULL,
+	address text NOT NULL,
+	date_of_birth date NOT NULL,
+	register_date date NOT NULL,
+	phone varchar(32),
+	gender varchar(7) CHECK (gender IN ('male', 'female', 'other', 'unknown')),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	deleted_at timestamptz
+);
+
+-- Deleted records keep their row (medical records are never destroyed) but free their email.
+CREATE UNIQUE INDEX patients_email_key ON patients (lower(email)) WHERE deleted_at IS NULL;
+-- Name prefix search (lower(name) LIKE 'abc%') and the sort orders, over live rows only.
+CREATE INDEX patients_name_prefix_idx ON patients (lower(name) text_pattern_ops) WHERE deleted_at IS NULL;
+CREATE INDEX patients_name_idx ON patients (lower(name), id) WHERE deleted_at IS NULL;
+CREATE INDEX patients_register_date_idx ON patients (register_date, id) WHERE deleted_at IS NULL;
+CREATE INDEX patients_date_of_birth_idx ON patients (date_of_birth, id) WHERE deleted_at IS NULL;
+CREATE INDEX patients_created_at_idx ON patients (created_at, id) WHERE deleted_at IS NULL;
+`
+	}
+];

@@ -1,0 +1,70 @@
+import type { Service, ServiceSchema } from "moleculer";
+import DbService from "moleculer-db";
+import SqlAdapter from "moleculer-db-adapter-sequelize";
+import type { Model, ModelAttributes, ModelOptions, ModelStatic, Sequelize } from "sequelize";
+import { config } from "../lib/config";
+import { type Migration, migrate } from "../lib/migrations";
+import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
+
+export interface ModelDefinition {
+	name: string;
+	define: ModelAttributes;
+	options?: ModelOptions;
+}
+
+/** What a service mixing in DbMixin can use on `this`. */
+export interface DbVars {
+	adapter: {
+		model: ModelStatic<Model>;
+		db: Sequelize;
+		opts: unknown[];
+		connect(): Promise<void>;
+	};
+}
+
+/** moleculer-db's generic CRUD actions, which each service replaces with its own validated ones. */
+const GENERIC_ACTIONS = ["find", "count", "list", "create", "insert", "get", "update", "remove"] as const;
+
+function sequelizeOptions(databaseUrl: string) {
+	const url = new URL(databaseUrl);
+	return {
+		dialect: "postgres",
+		host: url.hostname,
+		port: Number(url.port || 5432),
+		database: decodeURIComponent(url.pathname.slice(1)),
+		username: decodeURIComponent(url.username),
+		password: decodeURIComponent(url.password),
+		logging: false,
+		// The schema belongs to the versioned migrations; the adapter must never sync it.
+		noSync: true,
+		pool: { max: config.databasePoolMax, min: 0, idle: 10_000 }
+	};
+}
+
+/**
+ * Gives a service its own PostgreSQL database (`<prefix>_<service>`): created on
+ * start if missing, brought up to date by `migrations`, then reached through
+ * moleculer-db's Sequelize adapter as `this.adapter.model` and `this.adapter.db`.
+ */
+export function DbMixin(service: string, model: ModelDefinition, migrations: readonly Migration[]): Partial<ServiceSchema> {
+	return {
+		mixins: [DbService],
+		// Connection options are only known at start (the embedded server may not run yet); see connect().
+		adapter: new SqlAdapter({}),
+		model,
+		actions: Object.fromEntries(GENERIC_ACTIONS.map(name => [name, false])),
+		methods: {
+			/** Replaces moleculer-db's connect: database and schema first, then the adapter. */
+			async connect(this: Service & DbVars) {
+				const server = await postgresServerUrl(message => this.logger.info(message));
+				const database = databaseName(service);
+				await ensureDatabase(server, database);
+				const url = withDatabase(server, database);
+				const applied = await migrate(url, migrations);
+				if (applied.length) this.logger.info(`Applied migrations ${applied.join(", ")} to ${database}`);
+				this.adapter.opts = [sequelizeOptions(url)];
+				await this.adapter.connect();
+			}
+		}
+	} as Partial<ServiceSchema>;
+}

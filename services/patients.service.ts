@@ -1,0 +1,287 @@
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { DataTypes, Op, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
+import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { patientMigrations } from "../migrations/patients";
+import { config } from "../lib/config";
+import { todayIn } from "../lib/dates";
+import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
+import { formatMrn } from "../lib/mrn";
+import { dateOnly, partialUpdate } from "../lib/validation";
+
+export interface Patient {
+	id: string;
+	mrn: string;
+	name: string;
+	email: string;
+	address: string;
+	dateOfBirth: string;
+	registerDate: string;
+	phone: string | null;
+	gender: Gender | null;
+	createdAt: string;
+	updatedAt: string;
+}
+
+type Gender = "male" | "female" | "other" | "unknown";
+type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "createdAt" | "updatedAt">>;
+
+interface ListParams {
+	page: number;
+	pageSize: number;
+	search?: string;
+	bornFrom?: string;
+	bornTo?: string;
+	sort: string;
+}
+
+/** What an action may tell the gateway about its HTTP response. */
+interface HttpMeta {
+	$statusCode?: number;
+	$location?: string;
+}
+
+interface PatientsSettings extends ServiceSettingSchema {
+	rest: string;
+}
+
+interface PatientsMethods {
+	findPatient(id: string, transaction?: Transaction): Promise<Model>;
+	toPatient(row: Model): Patient;
+	nextMrn(transaction: Transaction): Promise<string>;
+	uniqueEmail<T>(work: Promise<T>): Promise<T>;
+	saveChanges(id: string, values: PatientInput): Promise<Patient>;
+}
+
+type PatientsThis = Service<PatientsSettings> & DbVars & PatientsMethods;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
+const SORTABLE = { name: "name", registerDate: "registerDate", dateOfBirth: "dateOfBirth", createdAt: "createdAt", mrn: "mrn" };
+const SORT_VALUES = Object.keys(SORTABLE).flatMap(field => [field, `-${field}`]);
+
+const idParam = { type: "string", max: 64 };
+
+/** The fields a client writes, as on create; `registerDate` defaults to today. */
+const patientFields = {
+	name: { type: "string", trim: true, empty: false, max: 100 },
+	email: { type: "email", max: 254 },
+	address: { type: "string", trim: true, empty: false, max: 500 },
+	dateOfBirth: dateOnly({ notFuture: true }),
+	registerDate: dateOnly({ optional: true }),
+	phone: { type: "string", trim: true, empty: false, max: 32, pattern: /^\+?[0-9 ()./-]{3,32}$/, optional: true, nullable: true },
+	gender: { type: "enum", values: GENDERS, optional: true, nullable: true }
+};
+
+/** `\`, `%` and `_` are LIKE wildcards; a search for "50%" means those characters. */
+function escapeLike(text: string): string {
+	return text.replace(/[\\%_]/g, c => `\\${c}`);
+}
+
+const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> = {
+	name: "patients",
+
+	mixins: [
+		DbMixin(
+			"patients",
+			{
+				name: "patient",
+				define: {
+					id: { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 },
+					mrn: { type: DataTypes.CHAR(8), allowNull: false },
+					name: { type: DataTypes.STRING(100), allowNull: false },
+					email: { type: DataTypes.STRING(254), allowNull: false },
+					address: { type: DataTypes.TEXT, allowNull: false },
+					dateOfBirth: { type: DataTypes.DATEONLY, allowNull: false },
+					registerDate: { type: DataTypes.DATEONLY, allowNull: false },
+					phone: { type: DataTypes.STRING(32) },
+					gender: { type: DataTypes.STRING(7) }
+				},
+				options: { tableName: "patients", underscored: true, timestamps: true, paranoid: true }
+			},
+			patientMigrations
+		)
+	],
+
+	settings: {
+		rest: "/patients"
+	},
+
+	actions: {
+		create: {
+			rest: "POST /",
+			params: { $$strict: true, ...patientFields },
+			async handler(ctx: Context<PatientInput, HttpMeta>): Promise<Patient> {
+				const row = await this.uniqueEmail(
+					this.adapter.db.transaction(async transaction =>
+						this.adapter.model.create(
+							{
+								...ctx.params,
+								mrn: await this.nextMrn(transaction),
+								registerDate: ctx.params.registerDate ?? todayIn(config.clinicTimezone)
+							},
+							{ transaction }
+						)
+					)
+				);
+				const patient = this.toPatient(row);
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/patients/${patient.id}`;
+				await ctx.emit("patient.created", patient);
+				return patient;
+			}
+		},
+
+		list: {
+			rest: "GET /",
+			params: {
+				$$strict: true,
+				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
+				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 },
+				search: { type: "string", trim: true, empty: false, max: 254, optional: true },
+				bornFrom: dateOnly({ optional: true }),
+				bornTo: dateOnly({ optional: true }),
+				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
+			},
+			async handler(ctx: Context<ListParams>) {
+				const { page, pageSize, search, bornFrom, bornTo, sort } = ctx.params;
+				const conditions: WhereOptions[] = [];
+				if (search) {
+					const needle = search.toLowerCase();
+					conditions.push({
+						[Op.or]: [
+							where(fn("lower", col("name")), { [Op.like]: `${escapeLike(needle)}%` }),
+							where(fn("lower", col("email")), needle),
+							{ mrn: search }
+						]
+					});
+				}
+				if (bornFrom) conditions.push({ dateOfBirth: { [Op.gte]: bornFrom } });
+				if (bornTo) conditions.push({ dateOfBirth: { [Op.lte]: bornTo } });
+
+				const descending = sort.startsWith("-");
+				const sortField = SORTABLE[sort.replace(/^-/, "") as keyof typeof SORTABLE];
+				const direction = descending ? "DESC" : "ASC";
+				const { rows, count } = await this.adapter.model.findAndCountAll({
+					where: { [Op.and]: conditions },
+					order: [
+						[sortField === "name" ? fn("lower", col("name")) : sortField, direction],
+						["id", direction]
+					],
+					limit: pageSize,
+					offset: (page - 1) * pageSize
+				});
+				return {
+					rows: rows.map(row => this.toPatient(row)),
+					total: count,
+					page,
+					pageSize,
+					totalPages: Math.ceil(count / pageSize)
+				};
+			}
+		},
+
+		get: {
+			rest: "GET /:id",
+			params: { id: idParam },
+			async handler(ctx: Context<{ id: string }>): Promise<Patient> {
+				return this.toPatient(await this.findPatient(ctx.params.id));
+			}
+		},
+
+		replace: {
+			rest: "PUT /:id",
+			params: { $$strict: true, id: idParam, ...patientFields },
+			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
+				const { id, ...input } = ctx.params;
+				// A replacement clears what the body leaves out, except the register date.
+				const patient = await this.saveChanges(id, { phone: null, gender: null, ...input });
+				await ctx.emit("patient.updated", patient);
+				return patient;
+			}
+		},
+
+		update: {
+			rest: "PATCH /:id",
+			params: partialUpdate(patientFields, { id: idParam }),
+			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
+				const { id, ...values } = ctx.params;
+				const patient = await this.saveChanges(id, values);
+				await ctx.emit("patient.updated", patient);
+				return patient;
+			}
+		},
+
+		remove: {
+			rest: "DELETE /:id",
+			params: { id: idParam },
+			async handler(ctx: Context<{ id: string }, HttpMeta>): Promise<void> {
+				const patient = await this.adapter.db.transaction(async transaction => {
+					const row = await this.findPatient(ctx.params.id, transaction);
+					// paranoid model: destroy() only stamps deleted_at; the record stays.
+					await row.destroy({ transaction });
+					return this.toPatient(row);
+				});
+				ctx.meta.$statusCode = 204;
+				await ctx.emit("patient.deleted", patient);
+			}
+		}
+	},
+
+	methods: {
+		/** The live patient with this id, locked for the transaction if one is given; 404 otherwise. */
+		async findPatient(this: PatientsThis, id: string, transaction?: Transaction): Promise<Model> {
+			// A malformed id names no patient: that is a 404, not a validation error.
+			const row = UUID.test(id)
+				? await this.adapter.model.findByPk(id, { transaction, lock: transaction ? transaction.LOCK.UPDATE : undefined })
+				: null;
+			if (!row) throw new NotFoundError("Patient", id);
+			return row;
+		},
+
+		toPatient(row: Model): Patient {
+			const p = row.get({ plain: true }) as Patient & { createdAt: Date; updatedAt: Date };
+			return {
+				id: p.id,
+				mrn: p.mrn,
+				name: p.name,
+				email: p.email,
+				address: p.address,
+				dateOfBirth: p.dateOfBirth,
+				registerDate: p.registerDate,
+				phone: p.phone ?? null,
+				gender: p.gender ?? null,
+				createdAt: new Date(p.createdAt).toISOString(),
+				updatedAt: new Date(p.updatedAt).toISOString()
+			};
+		},
+
+		async saveChanges(this: PatientsThis, id: string, values: PatientInput): Promise<Patient> {
+			const row = await this.uniqueEmail(
+				this.adapter.db.transaction(async transaction => {
+					const current = await this.findPatient(id, transaction);
+					return current.update(values, { transaction });
+				})
+			);
+			return this.toPatient(row);
+		},
+
+		async nextMrn(this: PatientsThis, transaction: Transaction): Promise<string> {
+			const [rows] = await this.adapter.db.query("SELECT nextval('patient_mrn_serial') AS serial", { transaction });
+			return formatMrn(BigInt((rows as { serial: string }[])[0].serial));
+		},
+
+		/** Turns the email unique-index violation into a 409; other errors pass through. */
+		async uniqueEmail<T>(work: Promise<T>): Promise<T> {
+			try {
+				return await work;
+			} catch (err) {
+				if (violatedUniqueConstraint(err) === "patients_email_key") {
+					throw new ConflictError("A patient with this email already exists", { field: "email" });
+				}
+				throw err;
+			}
+		}
+	}
+};
+
+export default PatientsService;

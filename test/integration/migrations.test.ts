@@ -1,0 +1,63 @@
+import crypto from "node:crypto";
+import { Client } from "pg";
+import { ensureDatabase, withDatabase } from "../../lib/postgres";
+import { type Migration, migrate } from "../../lib/migrations";
+
+const server = process.env.DATABASE_URL!;
+let url: string;
+let db: Client;
+
+const v1: Migration = { version: 1, name: "create notes", sql: "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL)" };
+const v2: Migration = { version: 2, name: "add author", sql: "ALTER TABLE notes ADD COLUMN author text" };
+
+beforeEach(async () => {
+	const name = `${process.env.DATABASE_PREFIX}_migrations_${crypto.randomBytes(3).toString("hex")}`;
+	await ensureDatabase(server, name);
+	url = withDatabase(server, name);
+	db = new Client({ connectionString: url });
+	await db.connect();
+});
+
+afterEach(async () => {
+	await db.end();
+});
+
+describe("versioned migrations", () => {
+	test("apply in order once, and an upgrade keeps the data", async () => {
+		expect(await migrate(url, [v1])).toEqual([1]);
+		await db.query("INSERT INTO notes (body) VALUES ('kept')");
+		expect(await migrate(url, [v2, v1])).toEqual([2]);
+		expect(await migrate(url, [v1, v2])).toEqual([]);
+		const { rows } = await db.query("SELECT body, author FROM notes");
+		expect(rows).toEqual([{ body: "kept", author: null }]);
+		const applied = await db.query("SELECT version, name FROM schema_migrations ORDER BY version");
+		expect(applied.rows).toEqual([
+			{ version: 1, name: "create notes" },
+			{ version: 2, name: "add author" }
+		]);
+	});
+
+	test("nodes starting together apply each migration once", async () => {
+		const results = await Promise.all([migrate(url, [v1, v2]), migrate(url, [v1, v2]), migrate(url, [v1, v2])]);
+		expect(results.flat().sort()).toEqual([1, 2]);
+	});
+
+	test("a failing migration rolls back the whole batch", async () => {
+		const broken: Migration = { version: 2, name: "broken", sql: "ALTER TABLE nowhere ADD COLUMN x int" };
+		await expect(migrate(url, [v1, broken])).rejects.toThrow(/nowhere/);
+		const { rows } = await db.query("SELECT to_regclass('notes') AS t, to_regclass('schema_migrations') AS m");
+		expect(rows[0]).toEqual({ t: null, m: null });
+	});
+
+	test("an applied migration that was edited is refused", async () => {
+		await migrate(url, [v1]);
+		await expect(migrate(url, [{ ...v1, sql: v1.sql + " -- edited" }])).rejects.toThrow(/changed after it was applied/);
+	});
+
+	test("ensureDatabase is idempotent under concurrency", async () => {
+		const name = `${process.env.DATABASE_PREFIX}_race`;
+		await Promise.all([ensureDatabase(server, name), ensureDatabase(server, name), ensureDatabase(server, name)]);
+		const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_database WHERE datname = $1", [name]);
+		expect(rows[0].n).toBe(1);
+	});
+});

@@ -1,0 +1,95 @@
+import crypto from "node:crypto";
+import { ServiceBroker } from "moleculer";
+import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
+import { request } from "../helpers/cluster";
+
+const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+
+/**
+ * The gateway and the patient registry as separate processes, each its own
+ * Moleculer node, finding each other over the real NATS server.
+ */
+describe("services on separate nodes over NATS", () => {
+	const namespace = `test-${crypto.randomBytes(4).toString("hex")}`;
+	let env: Record<string, string>;
+	let gateway: NodeProcess;
+	let patients: NodeProcess;
+	let observer: ServiceBroker;
+	let baseUrl: string;
+
+	const availableServices = async () =>
+		(observer.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string }[]).map(s => s.name);
+
+	beforeAll(async () => {
+		const port = await freePort();
+		baseUrl = `http://127.0.0.1:${port}`;
+		env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, PORT: String(port) };
+		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		await observer.start();
+		gateway = startNode(["api"], env);
+		patients = startNode(["patients"], env);
+		await observer.waitForServices(["api", "patients"], 30_000);
+		// The gateway builds its routes shortly after it discovers the patients service.
+		await eventually(async () => ((await request(baseUrl, "GET", "/patients")).status === 200 ? true : undefined), 20_000, "routes");
+	});
+
+	afterAll(async () => {
+		await Promise.all([gateway?.stop(), patients?.stop()]);
+		await observer?.stop();
+	});
+
+	test("the gateway on one node serves patients from another", async () => {
+		const gatewayNode = observer.registry.getServiceList({ onlyAvailable: true }).find((s: any) => s.name === "api")?.nodeID;
+		const patientsNode = observer.registry.getServiceList({ onlyAvailable: true }).find((s: any) => s.name === "patients")?.nodeID;
+		expect(gatewayNode).toBeDefined();
+		expect(patientsNode).toBeDefined();
+		expect(gatewayNode).not.toBe(patientsNode);
+
+		const created = await request(baseUrl, "POST", "/patients", {
+			name: "Node Crossing",
+			email: `crossing.${namespace}@example.org`,
+			address: "Wire 1",
+			dateOfBirth: "1975-05-05"
+		});
+		expect(created.status).toBe(201);
+		const fetched = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+		expect(fetched.status).toBe(200);
+		expect(fetched.body).toEqual(created.body);
+	});
+
+	test("errors keep their status and shape across the transporter", async () => {
+		const invalid = await request(baseUrl, "POST", "/patients", { name: "", email: "x" });
+		expect(invalid.status).toBe(422);
+		expect(invalid.body.data.map((e: any) => e.field)).toEqual(expect.arrayContaining(["name", "email", "address", "dateOfBirth"]));
+		const missing = await request(baseUrl, "GET", "/patients/00000000-0000-4000-8000-000000000000");
+		expect(missing.status).toBe(404);
+		expect(missing.body).toMatchObject({ name: "NotFoundError", type: "NOT_FOUND" });
+	});
+
+	test("stopping a node removes its services from discovery; restarting brings them back", async () => {
+		const created = await request(baseUrl, "POST", "/patients", {
+			name: "Survives Restart",
+			email: `restart.${namespace}@example.org`,
+			address: "Wire 2",
+			dateOfBirth: "1980-08-08"
+		});
+		expect(created.status).toBe(201);
+
+		await patients.stop();
+		await eventually(async () => (!(await availableServices()).includes("patients") ? true : undefined), 10_000, "patients to leave");
+		expect(await availableServices()).toContain("api");
+
+		const down = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+		// 503 while the gateway still routes to the departed service; 404 once it has dropped the routes.
+		expect([404, 503]).toContain(down.status);
+		expect(down.body).toMatchObject({ code: down.status, type: down.status === 503 ? "SERVICE_UNAVAILABLE" : "NOT_FOUND" });
+
+		patients = startNode(["patients"], env);
+		await observer.waitForServices(["patients"], 30_000);
+		const back = await eventually(async () => {
+			const res = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+			return res.status === 200 ? res : undefined;
+		}, 20_000, "patients to come back");
+		expect(back.body).toEqual(created.body);
+	});
+});

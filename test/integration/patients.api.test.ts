@@ -1,0 +1,396 @@
+import { Client } from "pg";
+import type { ServiceSchema } from "moleculer";
+import PatientsService from "../../services/patients.service";
+import { databaseName, withDatabase } from "../../lib/postgres";
+import { isValidMrn } from "../../lib/mrn";
+import { todayIn } from "../../lib/dates";
+import { type TestCluster, request, startCluster } from "../helpers/cluster";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+let cluster: TestCluster;
+let db: Client;
+const events: { name: string; payload: any }[] = [];
+let seq = 0;
+
+/** A valid new patient; each call gets its own email. */
+function newPatient(overrides: Record<string, unknown> = {}) {
+	seq += 1;
+	return {
+		name: `Test Patient ${seq}`,
+		email: `patient${seq}.${Date.now()}@example.org`,
+		address: "12 Harbour Road, Portsmouth",
+		dateOfBirth: "1984-06-15",
+		...overrides
+	};
+}
+
+const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
+	request(cluster.baseUrl, method, path, body, headers);
+
+async function create(overrides: Record<string, unknown> = {}) {
+	const res = await api("POST", "/patients", newPatient(overrides));
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+/** Asserts a 422 whose data names exactly these fields (in any order). */
+function expectInvalid(res: { status: number; body: any }, fields: string[]) {
+	expect(res.status).toBe(422);
+	expect(res.body).toMatchObject({ name: "ValidationError", code: 422, type: "VALIDATION_ERROR" });
+	const named = res.body.data.map((e: { field?: string; actual?: string; type: string }) =>
+		e.type === "objectStrict" ? e.actual : e.field
+	);
+	expect([...new Set(named)].sort()).toEqual([...fields].sort());
+	for (const field of fields) expect(res.body.message).toContain(field);
+}
+
+beforeAll(async () => {
+	const listener: ServiceSchema = {
+		name: "patient-listener",
+		events: {
+			"patient.*"(ctx: any) {
+				events.push({ name: ctx.eventName, payload: ctx.params });
+			}
+		}
+	};
+	cluster = await startCluster([PatientsService as ServiceSchema, listener]);
+	db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
+	await db.connect();
+});
+
+afterAll(async () => {
+	await db?.end();
+	await cluster?.stop();
+});
+
+describe("POST /patients", () => {
+	test("creates a patient: 201, Location, generated id and mrn, register date today", async () => {
+		const input = newPatient({ phone: "+44 20 7946 0958", gender: "female" });
+		const res = await api("POST", "/patients", input);
+		expect(res.status).toBe(201);
+		expect(res.body).toMatchObject({ ...input, registerDate: todayIn("UTC") });
+		expect(res.body.id).toMatch(UUID);
+		expect(isValidMrn(res.body.mrn)).toBe(true);
+		expect(res.headers.get("location")).toBe(`/patients/${res.body.id}`);
+		expect(Object.keys(res.body).sort()).toEqual(
+			["id", "mrn", "name", "email", "address", "dateOfBirth", "registerDate", "phone", "gender", "createdAt", "updatedAt"].sort()
+		);
+	});
+
+	test("keeps a given register date and stores optional fields as null when absent", async () => {
+		const patient = await create({ registerDate: "2020-01-31" });
+		expect(patient.registerDate).toBe("2020-01-31");
+		expect(patient.phone).toBeNull();
+		expect(patient.gender).toBeNull();
+	});
+
+	test("a duplicate email, in any case, is 409 naming the field", async () => {
+		const first = await create();
+		const res = await api("POST", "/patients", newPatient({ email: first.email.toUpperCase() }));
+		expect(res.status).toBe(409);
+		expect(res.body).toMatchObject({ name: "ConflictError", code: 409, type: "CONFLICT", data: { field: "email" } });
+	});
+
+	test("two simultaneous creates with one email: one 201, one 409, never a 500", async () => {
+		const input = newPatient();
+		const results = await Promise.all([api("POST", "/patients", input), api("POST", "/patients", input)]);
+		expect(results.map(r => r.status).sort()).toEqual([201, 409]);
+	});
+
+	test("concurrent creates get distinct, valid MRNs", async () => {
+		const results = await Promise.all(Array.from({ length: 12 }, () => api("POST", "/patients", newPatient())));
+		const mrns = results.map(r => r.body.mrn);
+		expect(results.every(r => r.status === 201)).toBe(true);
+		expect(new Set(mrns).size).toBe(12);
+		expect(mrns.every(isValidMrn)).toBe(true);
+	});
+
+	test("malformed JSON is 400", async () => {
+		const res = await api("POST", "/patients", '{"name": "Ada",');
+		expect(res.status).toBe(400);
+		expect(res.body).toMatchObject({ code: 400, type: "INVALID_JSON", message: expect.any(String) });
+	});
+
+	test("a body over the size limit is 413", async () => {
+		const res = await api("POST", "/patients", newPatient({ address: "x".repeat(200 * 1024) }));
+		expect(res.status).toBe(413);
+		expect(res.body).toMatchObject({ code: 413, type: "PAYLOAD_TOO_LARGE" });
+	});
+
+	test("missing required fields are 422 naming each", async () => {
+		expectInvalid(await api("POST", "/patients", {}), ["name", "email", "address", "dateOfBirth"]);
+	});
+
+	test("wrong types are 422 naming each field", async () => {
+		const res = await api("POST", "/patients", newPatient({ name: 42, dateOfBirth: 19840615, gender: true, phone: ["1"] }));
+		expectInvalid(res, ["name", "dateOfBirth", "gender", "phone"]);
+	});
+
+	test("unknown fields are 422 naming them", async () => {
+		expectInvalid(await api("POST", "/patients", newPatient({ isAdmin: true })), ["isAdmin"]);
+	});
+
+	test("blank, too long and malformed values are 422", async () => {
+		expectInvalid(await api("POST", "/patients", newPatient({ name: "   " })), ["name"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ name: "n".repeat(101) })), ["name"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ email: "not-an-email" })), ["email"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ gender: "robot" })), ["gender"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ phone: "call me maybe" })), ["phone"]);
+	});
+
+	test("impossible and future dates are 422", async () => {
+		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "2023-02-30" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "1990-13-01" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "15/06/1984" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "2999-01-01" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", newPatient({ registerDate: "2021-04-31" })), ["registerDate"]);
+		expect((await api("POST", "/patients", newPatient({ dateOfBirth: "2024-02-29" }))).status).toBe(201);
+	});
+
+	test("SQL-looking strings are stored verbatim and harm nothing", async () => {
+		const name = "Robert'); DROP TABLE patients;--";
+		const patient = await create({ name, address: "1' OR '1'='1" });
+		expect(patient.name).toBe(name);
+		const fetched = await api("GET", `/patients/${patient.id}`);
+		expect(fetched.body).toMatchObject({ name, address: "1' OR '1'='1" });
+		const { rowCount } = await db.query("SELECT 1 FROM patients LIMIT 1");
+		expect(rowCount).toBe(1);
+	});
+
+	test("unicode names round-trip and are searchable case-insensitively", async () => {
+		const patient = await create({ name: "Zoë Ñúñez-李小龙 😀" });
+		expect(patient.name).toBe("Zoë Ñúñez-李小龙 😀");
+		const res = await api("GET", `/patients?search=${encodeURIComponent("ZOË ÑÚ")}`);
+		expect(res.body.rows.map((p: { id: string }) => p.id)).toContain(patient.id);
+	});
+});
+
+describe("GET /patients/:id", () => {
+	test("returns the patient", async () => {
+		const patient = await create();
+		const res = await api("GET", `/patients/${patient.id}`);
+		expect(res.status).toBe(200);
+		expect(res.body).toEqual(patient);
+	});
+
+	test("an unknown id is 404", async () => {
+		const res = await api("GET", "/patients/00000000-0000-4000-8000-000000000000");
+		expect(res.status).toBe(404);
+		expect(res.body).toMatchObject({ name: "NotFoundError", code: 404, type: "NOT_FOUND" });
+	});
+
+	test("a malformed id is 404, not 400 or 500", async () => {
+		for (const id of ["123", "not-a-uuid", "'; DROP TABLE patients;--"]) {
+			const res = await api("GET", `/patients/${encodeURIComponent(id)}`);
+			expect(res.status).toBe(404);
+		}
+	});
+});
+
+describe("PUT /patients/:id", () => {
+	test("replaces the record, clears omitted optional fields and keeps the register date", async () => {
+		const patient = await create({ phone: "555-0100", gender: "male", registerDate: "2019-05-05" });
+		const replacement = newPatient({ name: "Replaced Name" });
+		const res = await api("PUT", `/patients/${patient.id}`, replacement);
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ ...replacement, id: patient.id, mrn: patient.mrn, phone: null, gender: null, registerDate: "2019-05-05" });
+		expect(Date.parse(res.body.updatedAt)).toBeGreaterThanOrEqual(Date.parse(patient.updatedAt));
+	});
+
+	test("changes the register date only when the body gives it", async () => {
+		const patient = await create();
+		const res = await api("PUT", `/patients/${patient.id}`, newPatient({ registerDate: "2018-08-08" }));
+		expect(res.body.registerDate).toBe("2018-08-08");
+	});
+
+	test("requires every required field (422) and refuses a taken email (409)", async () => {
+		const a = await create();
+		const b = await create();
+		expectInvalid(await api("PUT", `/patients/${a.id}`, { name: "Only Name" }), ["email", "address", "dateOfBirth"]);
+		const clash = await api("PUT", `/patients/${a.id}`, newPatient({ email: b.email }));
+		expect(clash.status).toBe(409);
+	});
+
+	test("an unknown or malformed id is 404", async () => {
+		expect((await api("PUT", "/patients/00000000-0000-4000-8000-000000000000", newPatient())).status).toBe(404);
+		expect((await api("PUT", "/patients/nope", newPatient())).status).toBe(404);
+	});
+});
+
+describe("PATCH /patients/:id", () => {
+	test("updates only the given fields", async () => {
+		const patient = await create({ phone: "555-0101" });
+		const res = await api("PATCH", `/patients/${patient.id}`, { address: "New Street 5" });
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ ...patient, address: "New Street 5", updatedAt: expect.any(String) });
+	});
+
+	test("may clear an optional field with null", async () => {
+		const patient = await create({ phone: "555-0102" });
+		const res = await api("PATCH", `/patients/${patient.id}`, { phone: null });
+		expect(res.body.phone).toBeNull();
+	});
+
+	test("validates what it is given (422) and refuses a taken email (409)", async () => {
+		const a = await create();
+		const b = await create();
+		expectInvalid(await api("PATCH", `/patients/${a.id}`, { dateOfBirth: "2023-02-30", colour: "red" }), ["dateOfBirth", "colour"]);
+		expectInvalid(await api("PATCH", `/patients/${a.id}`, { name: null }), ["name"]);
+		expect((await api("PATCH", `/patients/${a.id}`, { email: b.email.toUpperCase() })).status).toBe(409);
+	});
+
+	test("an unknown id is 404", async () => {
+		expect((await api("PATCH", "/patients/00000000-0000-4000-8000-000000000000", { name: "X" })).status).toBe(404);
+	});
+});
+
+describe("DELETE /patients/:id", () => {
+	test("soft-deletes: 204, hidden from reads and lists, but the row stays", async () => {
+		const patient = await create();
+		const res = await api("DELETE", `/patients/${patient.id}`);
+		expect(res.status).toBe(204);
+		expect(res.body).toBeUndefined();
+
+		expect((await api("GET", `/patients/${patient.id}`)).status).toBe(404);
+		expect((await api("PATCH", `/patients/${patient.id}`, { name: "Ghost" })).status).toBe(404);
+		expect((await api("DELETE", `/patients/${patient.id}`)).status).toBe(404);
+		const list = await api("GET", `/patients?search=${encodeURIComponent(patient.email)}`);
+		expect(list.body.total).toBe(0);
+
+		const { rows } = await db.query("SELECT name, deleted_at FROM patients WHERE id = $1", [patient.id]);
+		expect(rows).toHaveLength(1);
+		expect(rows[0].name).toBe(patient.name);
+		expect(rows[0].deleted_at).toBeInstanceOf(Date);
+	});
+
+	test("a deleted patient's email can be registered again", async () => {
+		const patient = await create();
+		await api("DELETE", `/patients/${patient.id}`);
+		const again = await api("POST", "/patients", newPatient({ email: patient.email }));
+		expect(again.status).toBe(201);
+		expect(again.body.mrn).not.toBe(patient.mrn);
+	});
+
+	test("an unknown id is 404", async () => {
+		expect((await api("DELETE", "/patients/00000000-0000-4000-8000-000000000000")).status).toBe(404);
+	});
+});
+
+describe("GET /patients", () => {
+	const tag = `Listtag${Date.now()}`;
+	const created: any[] = [];
+
+	beforeAll(async () => {
+		const births = ["1950-01-01", "1960-06-15", "1970-12-31", "1980-03-03", "1990-09-09"];
+		for (const [i, dateOfBirth] of births.entries()) {
+			created.push(await create({ name: `${tag} ${String.fromCharCode(69 - i)}`, dateOfBirth, registerDate: `2021-0${i + 1}-01` }));
+		}
+	});
+
+	test("pages with totals", async () => {
+		const res = await api("GET", `/patients?search=${tag}&pageSize=2&page=2&sort=registerDate`);
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ total: 5, page: 2, pageSize: 2, totalPages: 3 });
+		expect(res.body.rows.map((p: any) => p.id)).toEqual([created[2].id, created[3].id]);
+	});
+
+	test("defaults to page 1 of 20, newest register date first", async () => {
+		const res = await api("GET", `/patients?search=${tag}`);
+		expect(res.body).toMatchObject({ page: 1, pageSize: 20, total: 5, totalPages: 1 });
+		expect(res.body.rows.map((p: any) => p.registerDate)).toEqual(["2021-05-01", "2021-04-01", "2021-03-01", "2021-02-01", "2021-01-01"]);
+	});
+
+	test("sorts by name, either way", async () => {
+		const asc = await api("GET", `/patients?search=${tag}&sort=name`);
+		expect(asc.body.rows.map((p: any) => p.name.slice(-1))).toEqual(["A", "B", "C", "D", "E"]);
+		const desc = await api("GET", `/patients?search=${tag}&sort=-name`);
+		expect(desc.body.rows.map((p: any) => p.name.slice(-1))).toEqual(["E", "D", "C", "B", "A"]);
+	});
+
+	test("search matches a case-insensitive name prefix, an exact email, or an exact mrn", async () => {
+		const byPrefix = await api("GET", `/patients?search=${tag.toLowerCase()}`);
+		expect(byPrefix.body.total).toBe(5);
+		const byEmail = await api("GET", `/patients?search=${encodeURIComponent(created[1].email.toUpperCase())}`);
+		expect(byEmail.body.rows.map((p: any) => p.id)).toEqual([created[1].id]);
+		const byMrn = await api("GET", `/patients?search=${created[3].mrn}`);
+		expect(byMrn.body.rows.map((p: any) => p.id)).toEqual([created[3].id]);
+		const infix = await api("GET", `/patients?search=${tag.slice(3)}`);
+		expect(infix.body.total).toBe(0);
+	});
+
+	test("LIKE wildcards in a search are literal", async () => {
+		const res = await api("GET", `/patients?search=${encodeURIComponent("%")}`);
+		expect(res.status).toBe(200);
+		expect(res.body.total).toBe(0);
+		const underscore = await api("GET", `/patients?search=${encodeURIComponent("_")}`);
+		expect(underscore.body.total).toBe(0);
+	});
+
+	test("filters by a birth date range, inclusive", async () => {
+		const res = await api("GET", `/patients?search=${tag}&bornFrom=1960-06-15&bornTo=1980-03-03&sort=dateOfBirth`);
+		expect(res.body.rows.map((p: any) => p.dateOfBirth)).toEqual(["1960-06-15", "1970-12-31", "1980-03-03"]);
+	});
+
+	test("bad query parameters are 422 naming each", async () => {
+		expectInvalid(await api("GET", "/patients?pageSize=101"), ["pageSize"]);
+		expectInvalid(await api("GET", "/patients?page=0"), ["page"]);
+		expectInvalid(await api("GET", "/patients?page=abc"), ["page"]);
+		expectInvalid(await api("GET", "/patients?sort=password"), ["sort"]);
+		expectInvalid(await api("GET", "/patients?bornFrom=2023-02-30"), ["bornFrom"]);
+		expectInvalid(await api("GET", "/patients?limit=5"), ["limit"]);
+	});
+
+	test("indexes back the search, the birth date range and every sort", async () => {
+		// Enough rows that the planner prefers an index to a scan whenever one fits.
+		await db.query(`
+			INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date)
+			SELECT gen_random_uuid(), (90000000 + i)::text, 'Bulk ' || i, 'bulk' || i || '@example.org', 'Addr',
+			       DATE '1940-01-01' + (i % 25000), DATE '2000-01-01' + (i % 9000)
+			FROM generate_series(1, 20000) AS i`);
+		await db.query("ANALYZE patients");
+		const plan = async (sql: string) => (await db.query(`EXPLAIN ${sql}`)).rows.map(r => r["QUERY PLAN"]).join("\n");
+		const live = "SELECT * FROM patients WHERE deleted_at IS NULL";
+
+		expect(await plan(`${live} AND lower(name) LIKE 'bulk 123%'`)).toContain("patients_name_prefix_idx");
+		expect(await plan(`${live} AND lower(email) = 'bulk77@example.org'`)).toContain("patients_email_key");
+		expect(await plan(`${live} AND mrn = '90000077'`)).toContain("patients_mrn_key");
+		expect(await plan(`${live} AND date_of_birth BETWEEN '1960-01-01' AND '1960-02-01'`)).toContain("patients_date_of_birth_idx");
+		expect(await plan(`${live} ORDER BY lower(name), id LIMIT 20`)).toContain("patients_name_idx");
+		expect(await plan(`${live} ORDER BY register_date DESC, id DESC LIMIT 20`)).toContain("patients_register_date_idx");
+		expect(await plan(`${live} ORDER BY date_of_birth, id LIMIT 20`)).toContain("patients_date_of_birth_idx");
+		expect(await plan(`${live} ORDER BY created_at DESC, id DESC LIMIT 20`)).toContain("patients_created_at_idx");
+		expect(await plan(`${live} ORDER BY mrn LIMIT 20`)).toContain("patients_mrn_key");
+	});
+});
+
+describe("gateway", () => {
+	test("an unknown route is 404 in the common error shape", async () => {
+		const res = await api("GET", "/nowhere");
+		expect(res.status).toBe(404);
+		expect(Object.keys(res.body).sort()).toEqual(expect.arrayContaining(["code", "message", "name", "type"]));
+	});
+
+	test("answers CORS preflights", async () => {
+		const res = await fetch(`${cluster.baseUrl}/patients`, {
+			method: "OPTIONS",
+			headers: { Origin: "https://clinic.example", "Access-Control-Request-Method": "POST" }
+		});
+		expect(res.status).toBe(204);
+		expect(res.headers.get("access-control-allow-origin")).toBe("*");
+		expect(res.headers.get("access-control-allow-methods")).toContain("PATCH");
+	});
+});
+
+describe("broker events", () => {
+	test("patient.created, patient.updated and patient.deleted carry the patient", async () => {
+		const patient = await create();
+		await api("PATCH", `/patients/${patient.id}`, { address: "Moved 1" });
+		await api("DELETE", `/patients/${patient.id}`);
+		const mine = events.filter(e => e.payload.id === patient.id);
+		expect(mine.map(e => e.name)).toEqual(["patient.created", "patient.updated", "patient.deleted"]);
+		expect(mine[0].payload).toEqual(patient);
+		expect(mine[1].payload.address).toBe("Moved 1");
+		expect(mine[2].payload.id).toBe(patient.id);
+	});
+});

@@ -1,0 +1,45 @@
+import { Errors } from "moleculer";
+import { toClientError } from "../../lib/client-errors";
+import { NotFoundError } from "../../lib/errors";
+
+describe("errors as the client sees them", () => {
+	test("body-parser failures become 400 and 413 with their own types", () => {
+		const syntax = Object.assign(new SyntaxError("Unexpected token"), { status: 400, type: "entity.parse.failed" });
+		expect(toClientError(syntax)).toMatchObject({ code: 400, type: "INVALID_JSON", name: "BadRequestError" });
+		const large = Object.assign(new Error("request entity too large"), { status: 413, code: 413, type: "entity.too.large" });
+		expect(toClientError(large)).toMatchObject({ code: 413, type: "PAYLOAD_TOO_LARGE" });
+	});
+
+	test("a validation error's message names each field", () => {
+		const err = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
+			{ field: "email", message: "The 'email' field must be a valid e-mail." },
+			{ field: "name", message: "The 'name' field is required." }
+		]);
+		const client = toClientError(err);
+		expect(client.code).toBe(422);
+		expect(client.message).toBe("The 'email' field must be a valid e-mail. The 'name' field is required.");
+		expect(client.data).toHaveLength(2);
+	});
+
+	test("client errors keep name, message, type and data", () => {
+		expect(toClientError(new NotFoundError("Patient", "x"))).toMatchObject({
+			name: "NotFoundError",
+			message: "Patient not found",
+			code: 404,
+			type: "NOT_FOUND",
+			data: { id: "x" }
+		});
+	});
+
+	test("an unavailable or timed-out service is 503", () => {
+		expect(toClientError(new Errors.ServiceNotAvailableError({ action: "patients.get" }))).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+		expect(toClientError(new Errors.RequestTimeoutError({ action: "patients.get" }))).toMatchObject({ code: 503 });
+	});
+
+	test("anything unexpected is a 500 that reveals nothing", () => {
+		const leaky = new Error('relation "patients" violates constraint at 10.0.0.5 password=hunter2');
+		const client = toClientError(leaky);
+		expect(client).toMatchObject({ code: 500, name: "InternalServerError", message: "Internal server error", type: "INTERNAL_ERROR" });
+		expect(client.data).toBeUndefined();
+	});
+});

@@ -1,0 +1,51 @@
+import path from "node:path";
+import { loadConfig } from "../../lib/config";
+
+describe("configuration", () => {
+	test("defaults run everything in one process on port 4005 with an embedded database", () => {
+		const config = loadConfig({});
+		expect(config).toMatchObject({
+			port: 4005,
+			transporter: undefined,
+			databaseUrl: undefined,
+			databasePrefix: "medsync",
+			dataDir: path.resolve(".data"),
+			bodyLimit: "100kb",
+			corsOrigins: ["*"],
+			clinicTimezone: "UTC",
+			logLevel: "info"
+		});
+	});
+
+	test("reads every variable", () => {
+		const config = loadConfig({
+			PORT: "8080",
+			TRANSPORTER: "nats://127.0.0.1:4222",
+			NAMESPACE: "clinic",
+			DATABASE_URL: "postgres://u@db:5432/postgres",
+			DATABASE_PREFIX: "clinic_a",
+			DATABASE_POOL_MAX: "4",
+			CORS_ORIGINS: "https://a.example, https://b.example",
+			CLINIC_TIMEZONE: "Europe/Berlin",
+			LOG_LEVEL: "debug"
+		});
+		expect(config).toMatchObject({
+			port: 8080,
+			transporter: "nats://127.0.0.1:4222",
+			namespace: "clinic",
+			databaseUrl: "postgres://u@db:5432/postgres",
+			databasePrefix: "clinic_a",
+			databasePoolMax: 4,
+			corsOrigins: ["https://a.example", "https://b.example"],
+			clinicTimezone: "Europe/Berlin",
+			logLevel: "debug"
+		});
+	});
+
+	test("refuses values that would fail later in stranger ways", () => {
+		expect(() => loadConfig({ PORT: "http" })).toThrow(/PORT/);
+		expect(() => loadConfig({ DATABASE_PREFIX: "drop;table" })).toThrow(/DATABASE_PREFIX/);
+		expect(() => loadConfig({ CLINIC_TIMEZONE: "Mars/Olympus" })).toThrow(/CLINIC_TIMEZONE/);
+		expect(() => loadConfig({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
+	});
+});
