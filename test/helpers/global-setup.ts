@@ -1,4 +1,6 @@
+import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
+import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -17,12 +19,39 @@ async function reachable(url: string): Promise<boolean> {
 	}
 }
 
+function portOpen(host: string, port: number): Promise<boolean> {
+	return new Promise(resolve => {
+		const socket = net.connect({ host, port, timeout: 1000 });
+		socket.once("connect", () => (socket.destroy(), resolve(true)));
+		socket.once("error", () => resolve(false));
+		socket.once("timeout", () => (socket.destroy(), resolve(false)));
+	});
+}
+
+/** NATS_URL, the machine's NATS on 4222, or a nats-server started here for the run. */
+async function setUpNats(): Promise<void> {
+	if (process.env.NATS_URL) return;
+	if (await portOpen("127.0.0.1", 4222)) {
+		process.env.NATS_URL = "nats://127.0.0.1:4222";
+		return;
+	}
+	if (spawnSync("nats-server", ["--version"]).status !== 0) {
+		throw new Error("The multi-node tests need NATS: run a nats-server on 127.0.0.1:4222, set NATS_URL, or install nats-server");
+	}
+	const port = 14222 + Math.floor(Math.random() * 1000);
+	const server = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
+	(globalThis as { natsServer?: typeof server }).natsServer = server;
+	for (let i = 0; i < 50 && !(await portOpen("127.0.0.1", port)); i++) await new Promise(r => setTimeout(r, 100));
+	process.env.NATS_URL = `nats://127.0.0.1:${port}`;
+}
+
 /**
  * Picks the PostgreSQL server for the run (DATABASE_URL, the machine's server on
  * 5432, or an embedded one) and a database prefix no other run uses, so every
  * run works in throwaway databases.
  */
 export default async function globalSetup(): Promise<void> {
+	await setUpNats();
 	process.env.DATABASE_PREFIX = `medsync_test_${crypto.randomBytes(4).toString("hex")}`;
 	if (process.env.DATABASE_URL) return;
 	if (await reachable(LOCAL_SERVER)) {

@@ -1,7 +1,10 @@
 import { Client } from "pg";
 
-/** Drops the run's throwaway databases, then stops the embedded server if setup started one. */
+import type { ChildProcess } from "node:child_process";
+
+/** Drops the run's throwaway databases, then stops the servers setup started. */
 export default async function globalTeardown(): Promise<void> {
+	(globalThis as { natsServer?: ChildProcess }).natsServer?.kill();
 	const prefix = process.env.DATABASE_PREFIX;
 	const url = process.env.DATABASE_URL;
 	if (prefix?.startsWith("medsync_test_") && url) {
