@@ -9,6 +9,7 @@ module.exports = {
 	globalSetup: "<rootDir>/test/helpers/global-setup.ts",
 	globalTeardown: "<rootDir>/test/helpers/global-teardown.ts",
 	setupFiles: ["<rootDir>/test/helpers/env.ts"],
+	reporters: ["default", "<rootDir>/test/helpers/summary-reporter.js"],
 	testTimeout: 60_000,
 	// Integration suites share one PostgreSQL and one NATS server; two cores run two files at once.
 	maxWorkers: 2
