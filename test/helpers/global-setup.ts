@@ -59,6 +59,8 @@ export default async function globalSetup(): Promise<void> {
 		return;
 	}
 	process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-"));
+	// Run as root, PostgreSQL runs as the postgres user, who must be able to enter the directory.
+	fs.chmodSync(process.env.DATA_DIR, 0o755);
 	process.env.EMBEDDED_POSTGRES_PORT ??= "54339";
 	// Required only now: lib/config reads DATA_DIR and EMBEDDED_POSTGRES_PORT when first loaded.
 	// eslint-disable-next-line @typescript-eslint/no-require-imports
