@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
 import { config } from "./config";
+import { canConnect } from "./postgres-probe";
 
 type Log = (message: string) => void;
 
@@ -57,17 +58,6 @@ export async function ensureDatabase(serverUrl: string, database: string): Promi
 		if (code !== "42P04" && code !== "23505") throw err;
 	} finally {
 		await client.end();
-	}
-}
-
-async function canConnect(url: string): Promise<boolean> {
-	const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-	try {
-		await client.connect();
-		await client.end();
-		return true;
-	} catch {
-		return false;
 	}
 }
 

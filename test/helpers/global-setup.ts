@@ -4,20 +4,9 @@ import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Client } from "pg";
+import { canConnect } from "../../lib/postgres-probe";
 
 const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async function reachable(url: string): Promise<boolean> {
-	const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-	try {
-		await client.connect();
-		await client.end();
-		return true;
-	} catch {
-		return false;
-	}
-}
 
 function portOpen(host: string, port: number): Promise<boolean> {
 	return new Promise(resolve => {
@@ -54,7 +43,7 @@ export default async function globalSetup(): Promise<void> {
 	await setUpNats();
 	process.env.DATABASE_PREFIX = `medsync_test_${crypto.randomBytes(4).toString("hex")}`;
 	if (process.env.DATABASE_URL) return;
-	if (await reachable(LOCAL_SERVER)) {
+	if (await canConnect(LOCAL_SERVER)) {
 		process.env.DATABASE_URL = LOCAL_SERVER;
 		return;
 	}

@@ -17,6 +17,13 @@ describe("services on separate nodes over NATS", () => {
 	let observer: ServiceBroker;
 	let baseUrl: string;
 
+	const newPatient = (tag: string) => ({
+		name: `Patient ${tag}`,
+		email: `${tag}.${namespace}@example.org`,
+		address: "Wire Street 1",
+		dateOfBirth: "1975-05-05"
+	});
+
 	const availableServices = async () =>
 		(observer.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string }[]).map(s => s.name);
 
@@ -45,12 +52,7 @@ describe("services on separate nodes over NATS", () => {
 		expect(patientsNode).toBeDefined();
 		expect(gatewayNode).not.toBe(patientsNode);
 
-		const created = await request(baseUrl, "POST", "/patients", {
-			name: "Node Crossing",
-			email: `crossing.${namespace}@example.org`,
-			address: "Wire 1",
-			dateOfBirth: "1975-05-05"
-		});
+		const created = await request(baseUrl, "POST", "/patients", newPatient("crossing"));
 		expect(created.status).toBe(201);
 		const fetched = await request(baseUrl, "GET", `/patients/${created.body.id}`);
 		expect(fetched.status).toBe(200);
@@ -67,12 +69,7 @@ describe("services on separate nodes over NATS", () => {
 	});
 
 	test("stopping a node removes its services from discovery; restarting brings them back", async () => {
-		const created = await request(baseUrl, "POST", "/patients", {
-			name: "Survives Restart",
-			email: `restart.${namespace}@example.org`,
-			address: "Wire 2",
-			dateOfBirth: "1980-08-08"
-		});
+		const created = await request(baseUrl, "POST", "/patients", newPatient("restart"));
 		expect(created.status).toBe(201);
 
 		await patients.stop();
