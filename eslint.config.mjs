@@ -8,7 +8,7 @@ export default tseslint.config(
 	{
 		languageOptions: { globals: { process: "readonly", console: "readonly" } },
 		rules: {
-			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }]
+			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", varsIgnorePattern: "^_" }]
 		}
 	},
 	{

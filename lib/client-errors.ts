@@ -12,6 +12,16 @@ export interface ErrorLike {
 interface FieldError {
 	field?: string;
 	message?: string;
+	actual?: unknown;
+}
+
+const SECRET_FIELD = /pass|token|secret/i;
+
+/** A validation error echoes the bad value; never for a password or a token. */
+function withoutSecrets(error: FieldError): FieldError {
+	if (!error.field || !SECRET_FIELD.test(error.field)) return error;
+	const { actual: _actual, ...rest } = error;
+	return rest;
 }
 
 /** body-parser marks its errors with a `type`; these are the client's mistakes it can report. */
@@ -41,11 +51,12 @@ export function toClientError(err: ErrorLike): Errors.MoleculerError {
 	const code = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 	if (code >= 500) return named("InternalServerError", "Internal server error", 500, "INTERNAL_ERROR");
 
-	let message = err.message ?? "Request failed";
 	if (err.type === "VALIDATION_ERROR" && Array.isArray(err.data)) {
-		message = (err.data as FieldError[]).map(e => e.message).filter(Boolean).join(" ") || message;
+		const fields = (err.data as FieldError[]).map(withoutSecrets);
+		const message = fields.map(e => e.message).filter(Boolean).join(" ") || err.message || "Validation failed";
+		return named(err.name ?? "ValidationError", message, code, err.type, fields);
 	}
-	return named(err.name ?? "Error", message, code, err.type, err.data);
+	return named(err.name ?? "Error", err.message ?? "Request failed", code, err.type, err.data);
 }
 
 function named(name: string, message: string, code: number, type = "", data?: unknown): Errors.MoleculerError {

@@ -26,6 +26,19 @@ export interface Config {
 	corsOrigins: string[];
 	/** IANA timezone of the clinic: what "today" means for register dates and birth dates. */
 	clinicTimezone: string;
+	/** In production, secrets must come from the environment; nothing is generated. */
+	production: boolean;
+	/** Whether anyone may sign up (as VIEWER), or only an admin creates accounts. */
+	authSignup: "open" | "closed";
+	/** PKCS#8 PEM of the Ed25519 key that signs access tokens; generated under dataDir in development. */
+	jwtPrivateKey: string | undefined;
+	/** The first admin account, created at first start when no admin exists. */
+	adminEmail: string;
+	adminPassword: string | undefined;
+	/** How long a login session (its refresh token chain) lasts. */
+	sessionDays: number;
+	/** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
+	trustProxy: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -47,11 +60,11 @@ function text(env: Env, name: string): string | undefined {
 	return raw ? raw : undefined;
 }
 
-function logLevel(env: Env): Config["logLevel"] {
-	const raw = text(env, "LOG_LEVEL") ?? "info";
-	const level = LOG_LEVELS.find(l => l === raw);
-	if (!level) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${raw}"`);
-	return level;
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+	const raw = text(env, name) ?? fallback;
+	const value = values.find(v => v === raw);
+	if (!value) throw new Error(`${name} must be one of ${values.join(", ")}, got "${raw}"`);
+	return value;
 }
 
 function databasePrefix(env: Env): string {
@@ -78,7 +91,7 @@ export function loadConfig(env: Env = process.env): Config {
 		port: integer(env, "PORT", 4005),
 		transporter: text(env, "TRANSPORTER"),
 		namespace: text(env, "NAMESPACE") ?? "medsync",
-		logLevel: logLevel(env),
+		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
 		databaseUrl: text(env, "DATABASE_URL"),
 		databasePrefix: databasePrefix(env),
 		databasePoolMax: integer(env, "DATABASE_POOL_MAX", 10),
@@ -86,7 +99,14 @@ export function loadConfig(env: Env = process.env): Config {
 		embeddedPostgresPort: integer(env, "EMBEDDED_POSTGRES_PORT", 54329),
 		bodyLimit: text(env, "BODY_LIMIT") ?? "100kb",
 		corsOrigins: (text(env, "CORS_ORIGINS") ?? "*").split(",").map(o => o.trim()).filter(Boolean),
-		clinicTimezone: timezone(env)
+		clinicTimezone: timezone(env),
+		production: env.NODE_ENV === "production",
+		authSignup: oneOf(env, "AUTH_SIGNUP", ["open", "closed"], "open"),
+		jwtPrivateKey: text(env, "AUTH_JWT_PRIVATE_KEY")?.replace(/\\n/g, "\n"),
+		adminEmail: text(env, "ADMIN_EMAIL") ?? "admin@medsync.local",
+		adminPassword: text(env, "ADMIN_PASSWORD"),
+		sessionDays: integer(env, "AUTH_SESSION_DAYS", 7),
+		trustProxy: oneOf(env, "TRUST_PROXY", ["true", "false"], "false") === "true"
 	};
 }
 

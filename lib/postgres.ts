@@ -5,6 +5,7 @@ import path from "node:path";
 import { Client } from "pg";
 import { config } from "./config";
 import { canConnect } from "./postgres-probe";
+import { developmentSecret } from "./secrets";
 
 type Log = (message: string) => void;
 
@@ -61,19 +62,9 @@ export async function ensureDatabase(serverUrl: string, database: string): Promi
 	}
 }
 
-/** The embedded server's password: generated at first run and kept under the data dir, never committed. */
-function embeddedPassword(): string {
-	const file = path.join(config.dataDir, "postgres-password");
-	if (fs.existsSync(file)) return fs.readFileSync(file, "utf8").trim();
-	const password = crypto.randomBytes(24).toString("base64url");
-	fs.mkdirSync(config.dataDir, { recursive: true });
-	fs.writeFileSync(file, password + "\n", { mode: 0o600 });
-	return password;
-}
-
 async function startEmbeddedServer(log: Log): Promise<EmbeddedServer> {
 	const user = "medsync";
-	const password = embeddedPassword();
+	const password = developmentSecret("postgres-password", () => crypto.randomBytes(24).toString("base64url")).value.trim();
 	const port = config.embeddedPostgresPort;
 	const url = `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 

@@ -3,12 +3,15 @@ import type { ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/client-errors";
 import { config } from "../lib/config";
+import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
+import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
 
 const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
-	mixins: [ApiGateway],
+	// Order matters: the gateway listens before the audit trail names its journal after the port.
+	mixins: [ApiGateway, AuthMixin(), AuditTrailMixin()],
 
 	settings: {
 		port: config.port,
@@ -23,7 +26,14 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		routes: [
 			{
 				path: "/",
-				whitelist: ["patients.*"],
+				whitelist: ["auth.*", "audit.*", "patients.*"],
+				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
+				authentication: true,
+				authorization: true,
+				onAfterCall(this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void }, _ctx: unknown, _route: unknown, req: GatewayRequest, res: ServerResponse, data: unknown) {
+					this.recordAccess(req, res.statusCode, data);
+					return data;
+				},
 				// REST paths come from each action's `rest` definition, next to its params.
 				autoAliases: true,
 				mappingPolicy: "restrict",
@@ -41,9 +51,12 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 
 	methods: {
 		/** Every failure leaves as `{ name, message, code, type, data }` with a 4xx or 5xx status; 5xx details stay in the log. */
-		sendError(req: IncomingMessage, res: ServerResponse, err: ErrorLike) {
+		sendError(req: GatewayRequest, res: ServerResponse, err: ErrorLike) {
 			const clientError = toClientError(err);
 			if (clientError.code >= 500 && clientError.code !== 503) this.logger.error(`${req.method} ${req.url} failed`, err);
+			const retryAfter = (clientError.data as { retryAfter?: number } | undefined)?.retryAfter;
+			if (clientError.code === 429 && retryAfter) res.setHeader("Retry-After", String(retryAfter));
+			this.recordAccess(req, clientError.code);
 			return defaultSendError.call(this, req, res, clientError);
 		}
 	}

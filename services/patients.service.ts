@@ -7,6 +7,7 @@ import { todayIn } from "../lib/dates";
 import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
 import { formatMrn } from "../lib/mrn";
 import { dateOnly, partialUpdate } from "../lib/validation";
+import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 
 export interface Patient {
 	id: string;
@@ -108,6 +109,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 
 	actions: {
 		create: {
+			roles: PATIENT_WRITERS,
+			audit: "patient",
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
 			async handler(ctx: Context<PatientInput, HttpMeta>): Promise<Patient> {
@@ -132,6 +135,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 		},
 
 		list: {
+			roles: PATIENT_READERS,
+			audit: "patient",
 			rest: "GET /",
 			params: {
 				$$strict: true,
@@ -181,6 +186,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 		},
 
 		get: {
+			roles: PATIENT_READERS,
+			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }>): Promise<Patient> {
@@ -189,6 +196,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 		},
 
 		replace: {
+			roles: PATIENT_WRITERS,
+			audit: "patient",
 			rest: "PUT /:id",
 			params: { $$strict: true, id: idParam, ...patientFields },
 			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
@@ -201,6 +210,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 		},
 
 		update: {
+			roles: PATIENT_WRITERS,
+			audit: "patient",
 			rest: "PATCH /:id",
 			params: partialUpdate(patientFields, { id: idParam }),
 			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
@@ -212,6 +223,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 		},
 
 		remove: {
+			roles: PATIENT_DELETERS,
+			audit: "patient",
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, HttpMeta>): Promise<void> {

@@ -1,8 +1,12 @@
+import crypto from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import brokerConfig from "../../moleculer.config";
 import ApiService from "../../services/api.service";
+import AuditService from "../../services/audit.service";
+import AuthService from "../../services/auth.service";
+import type { Role } from "../../lib/roles";
 
 export interface TestCluster {
 	broker: ServiceBroker;
@@ -11,11 +15,14 @@ export interface TestCluster {
 	stop(): Promise<void>;
 }
 
-/** Starts the gateway and `services` in one in-process broker (no transporter), listening on a free port. */
-export async function startCluster(services: ServiceSchema[]): Promise<TestCluster> {
+/**
+ * Starts the gateway, auth, audit and `services` in one in-process broker (no
+ * transporter), the gateway listening on a free port.
+ */
+export async function startCluster(services: ServiceSchema[] = []): Promise<TestCluster> {
 	const broker = new ServiceBroker({ ...brokerConfig, transporter: null, nodeID: `test-${process.pid}` });
 	const api = broker.createService(ApiService as ServiceSchema);
-	for (const schema of services) broker.createService(schema);
+	for (const schema of [AuthService as ServiceSchema, AuditService as ServiceSchema, ...services]) broker.createService(schema);
 	await broker.start();
 	// The gateway builds REST aliases on a debounce after services register; build them now.
 	const gateway = api as unknown as { server: Server; regenerateAllAutoAliases: { (): void; flush(): void } };
@@ -51,4 +58,36 @@ export async function request<T = any>(
 	const res = await fetch(baseUrl + path, init);
 	const text = await res.text();
 	return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+export function bearer(token: string): Record<string, string> {
+	return { authorization: `Bearer ${token}` };
+}
+
+/** Logs in and returns the access token; fails the test on anything but 200. */
+export async function login(baseUrl: string, email: string, password: string): Promise<string> {
+	const res = await request(baseUrl, "POST", "/auth/login", { email, password });
+	if (res.status !== 200) throw new Error(`login as ${email} answered ${res.status}: ${JSON.stringify(res.body)}`);
+	return res.body.token;
+}
+
+export function adminLogin(baseUrl: string): Promise<string> {
+	return login(baseUrl, process.env.ADMIN_EMAIL!, process.env.ADMIN_PASSWORD!);
+}
+
+export interface TestUser {
+	id: string;
+	email: string;
+	password: string;
+	role: Role;
+	token: string;
+}
+
+/** Creates a user with `role` through the admin API and logs them in. */
+export async function createUser(baseUrl: string, adminToken: string, role: Role): Promise<TestUser> {
+	const email = `${role.toLowerCase()}.${crypto.randomBytes(4).toString("hex")}@test.medsync.local`;
+	const password = `Pw-${crypto.randomBytes(12).toString("base64url")}`;
+	const res = await request(baseUrl, "POST", "/auth/users", { email, password, role }, bearer(adminToken));
+	if (res.status !== 201) throw new Error(`creating a ${role} answered ${res.status}: ${JSON.stringify(res.body)}`);
+	return { id: res.body.id, email, password, role, token: await login(baseUrl, email, password) };
 }

@@ -1,3 +1,13 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
 // Runs before each test file's imports, so lib/config sees the test settings.
 process.env.PORT = "0";
 process.env.LOG_LEVEL ??= "warn";
+// Each test file gets its own databases and its own development secrets (JWT key, audit journal).
+process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomBytes(3).toString("hex")}`;
+process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-data-"));
+// Tests play clients at several addresses through X-Forwarded-For (login throttling counts per IP).
+process.env.TRUST_PROXY = "true";

@@ -42,6 +42,8 @@ async function setUpNats(): Promise<void> {
 export default async function globalSetup(): Promise<void> {
 	await setUpNats();
 	process.env.DATABASE_PREFIX = `medsync_test_${crypto.randomBytes(4).toString("hex")}`;
+	process.env.ADMIN_EMAIL = "admin@test.medsync.local";
+	process.env.ADMIN_PASSWORD = crypto.randomBytes(18).toString("base64url");
 	if (process.env.DATABASE_URL) return;
 	if (await canConnect(LOCAL_SERVER)) {
 		process.env.DATABASE_URL = LOCAL_SERVER;

@@ -1,13 +1,14 @@
 import crypto from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
-import { request } from "../helpers/cluster";
+import { adminLogin, bearer, request } from "../helpers/cluster";
 
 const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const PATIENT_NODE = ["patients", "auth", "audit"];
 
 /**
- * The gateway and the patient registry as separate processes, each its own
- * Moleculer node, finding each other over the real NATS server.
+ * The gateway and the patient registry (with auth and audit) as separate
+ * processes, each its own Moleculer node, finding each other over the real NATS server.
  */
 describe("services on separate nodes over NATS", () => {
 	const namespace = `test-${crypto.randomBytes(4).toString("hex")}`;
@@ -16,6 +17,8 @@ describe("services on separate nodes over NATS", () => {
 	let patients: NodeProcess;
 	let observer: ServiceBroker;
 	let baseUrl: string;
+	let token: string;
+	const api = (method: string, path: string, body?: unknown) => request(baseUrl, method, path, body, bearer(token));
 
 	const newPatient = (tag: string) => ({
 		name: `Patient ${tag}`,
@@ -34,10 +37,11 @@ describe("services on separate nodes over NATS", () => {
 		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		await observer.start();
 		gateway = startNode(["api"], env);
-		patients = startNode(["patients"], env);
-		await observer.waitForServices(["api", "patients"], 30_000);
-		// The gateway builds its routes shortly after it discovers the patients service.
-		await eventually(async () => ((await request(baseUrl, "GET", "/patients")).status === 200 ? true : undefined), 20_000, "routes");
+		patients = startNode(PATIENT_NODE, env);
+		await observer.waitForServices(["api", ...PATIENT_NODE], 30_000);
+		// The gateway builds its routes shortly after it discovers the other node's services.
+		token = await eventually(() => adminLogin(baseUrl), 20_000, "login through the gateway");
+		await eventually(async () => ((await api("GET", "/patients")).status === 200 ? true : undefined), 20_000, "routes");
 	});
 
 	afterAll(async () => {
@@ -52,39 +56,46 @@ describe("services on separate nodes over NATS", () => {
 		expect(patientsNode).toBeDefined();
 		expect(gatewayNode).not.toBe(patientsNode);
 
-		const created = await request(baseUrl, "POST", "/patients", newPatient("crossing"));
+		const created = await api("POST", "/patients", newPatient("crossing"));
 		expect(created.status).toBe(201);
-		const fetched = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+		const fetched = await api("GET", `/patients/${created.body.id}`);
 		expect(fetched.status).toBe(200);
 		expect(fetched.body).toEqual(created.body);
 	});
 
 	test("errors keep their status and shape across the transporter", async () => {
-		const invalid = await request(baseUrl, "POST", "/patients", { name: "", email: "x" });
+		const invalid = await api("POST", "/patients", { name: "", email: "x" });
 		expect(invalid.status).toBe(422);
 		expect(invalid.body.data.map((e: any) => e.field)).toEqual(expect.arrayContaining(["name", "email", "address", "dateOfBirth"]));
-		const missing = await request(baseUrl, "GET", "/patients/00000000-0000-4000-8000-000000000000");
+		const missing = await api("GET", "/patients/00000000-0000-4000-8000-000000000000");
 		expect(missing.status).toBe(404);
 		expect(missing.body).toMatchObject({ name: "NotFoundError", type: "NOT_FOUND" });
 	});
 
+	test("a logout on the auth node reaches the gateway node: the session's token is refused", async () => {
+		const session = await adminLogin(baseUrl);
+		expect((await request(baseUrl, "GET", "/patients", undefined, bearer(session))).status).toBe(200);
+		expect((await request(baseUrl, "POST", "/auth/logout", undefined, bearer(session))).status).toBe(204);
+		await eventually(async () => ((await request(baseUrl, "GET", "/patients", undefined, bearer(session))).status === 401 ? true : undefined), 5_000, "revocation");
+	});
+
 	test("stopping a node removes its services from discovery; restarting brings them back", async () => {
-		const created = await request(baseUrl, "POST", "/patients", newPatient("restart"));
+		const created = await api("POST", "/patients", newPatient("restart"));
 		expect(created.status).toBe(201);
 
 		await patients.stop();
 		await eventually(async () => (!(await availableServices()).includes("patients") ? true : undefined), 10_000, "patients to leave");
 		expect(await availableServices()).toContain("api");
 
-		const down = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+		const down = await api("GET", `/patients/${created.body.id}`);
 		// 503 while the gateway still routes to the departed service; 404 once it has dropped the routes.
 		expect([404, 503]).toContain(down.status);
 		expect(down.body).toMatchObject({ code: down.status, type: down.status === 503 ? "SERVICE_UNAVAILABLE" : "NOT_FOUND" });
 
-		patients = startNode(["patients"], env);
-		await observer.waitForServices(["patients"], 30_000);
+		patients = startNode(PATIENT_NODE, env);
+		await observer.waitForServices(PATIENT_NODE, 30_000);
 		const back = await eventually(async () => {
-			const res = await request(baseUrl, "GET", `/patients/${created.body.id}`);
+			const res = await api("GET", `/patients/${created.body.id}`);
 			return res.status === 200 ? res : undefined;
 		}, 20_000, "patients to come back");
 		expect(back.body).toEqual(created.body);

@@ -4,12 +4,13 @@ import PatientsService from "../../services/patients.service";
 import { databaseName, withDatabase } from "../../lib/postgres";
 import { isValidMrn } from "../../lib/mrn";
 import { todayIn } from "../../lib/dates";
-import { type TestCluster, request, startCluster } from "../helpers/cluster";
+import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 let cluster: TestCluster;
 let db: Client;
+let adminToken: string;
 const events: { name: string; payload: any }[] = [];
 let seq = 0;
 
@@ -25,8 +26,8 @@ function newPatient(overrides: Record<string, unknown> = {}) {
 	};
 }
 
-const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
-	request(cluster.baseUrl, method, path, body, headers);
+/** A request as an admin, who may do anything with patients. */
+const api = (method: string, path: string, body?: unknown) => request(cluster.baseUrl, method, path, body, bearer(adminToken));
 
 async function create(overrides: Record<string, unknown> = {}) {
 	const res = await api("POST", "/patients", newPatient(overrides));
@@ -55,6 +56,7 @@ beforeAll(async () => {
 		}
 	};
 	cluster = await startCluster([PatientsService as ServiceSchema, listener]);
+	adminToken = await adminLogin(cluster.baseUrl);
 	db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
 	await db.connect();
 });

@@ -1,0 +1,37 @@
+import fs from "node:fs";
+import path from "node:path";
+import { hash, verify } from "@node-rs/argon2";
+import { PROJECT_ROOT } from "../paths";
+
+/** argon2id with OWASP's recommended minimum: 19 MiB of memory, 2 iterations, 1 lane. */
+// 2 is Algorithm.Argon2id, a const enum that isolated modules cannot import.
+const ARGON2_OPTIONS = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+
+export const PASSWORD_MIN = 8;
+export const PASSWORD_MAX = 128;
+
+export function hashPassword(password: string): Promise<string> {
+	return hash(password, ARGON2_OPTIONS);
+}
+
+export async function verifyPassword(passwordHash: string, password: string): Promise<boolean> {
+	try {
+		return await verify(passwordHash, password);
+	} catch {
+		return false;
+	}
+}
+
+let commonPasswords: Set<string> | undefined;
+
+/** True for a password on the shipped list of common passwords, in any letter case. */
+export function isCommonPassword(password: string): boolean {
+	commonPasswords ??= new Set(
+		fs
+			.readFileSync(path.join(PROJECT_ROOT, "data/common-passwords.txt"), "utf8")
+			.split("\n")
+			.filter(line => line && !line.startsWith("# "))
+			.map(line => line.toLowerCase())
+	);
+	return commonPasswords.has(password.toLowerCase());
+}

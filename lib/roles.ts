@@ -1,0 +1,38 @@
+import "moleculer";
+
+/**
+ * Staff roles and who may do what. Each action names the roles it allows
+ * (`roles: PATIENT_READERS`) beside its definition; the gateway enforces them.
+ * The README's role matrix is this file, in a table.
+ */
+export const ROLES = ["ADMIN", "RECEPTIONIST", "DOCTOR", "VIEWER"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const EVERYONE: readonly Role[] = ROLES;
+export const ADMIN_ONLY: readonly Role[] = ["ADMIN"];
+
+export const PATIENT_READERS: readonly Role[] = ["ADMIN", "RECEPTIONIST", "DOCTOR"];
+export const PATIENT_WRITERS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
+export const PATIENT_DELETERS: readonly Role[] = ["ADMIN"];
+
+/** What the gateway puts in `ctx.meta.user` for an authenticated request. */
+export interface CallerIdentity {
+	id: string;
+	email: string;
+	role: Role;
+	sessionId: string;
+}
+
+/** Resources whose every access is written to the audit trail. */
+export type AuditedResource = "patient";
+
+declare module "moleculer" {
+	interface ActionSchema {
+		/** Roles that may call this action through the gateway. An action with neither `roles` nor `public` is refused. */
+		roles?: readonly Role[];
+		/** Reachable through the gateway without a token (signup, login, refresh, JWKS). */
+		public?: boolean;
+		/** Every call through the gateway, allowed or denied, is written to the audit trail. */
+		audit?: AuditedResource;
+	}
+}

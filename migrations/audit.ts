@@ -1,0 +1,38 @@
+import type { Migration } from "../lib/migrations";
+
+export const auditMigrations: Migration[] = [
+	{
+		version: 1,
+		name: "create the append-only audit trail",
+		sql: `
+CREATE TABLE audit_events (
+	id uuid PRIMARY KEY,
+	at timestamptz NOT NULL,
+	user_id uuid,
+	role varchar(16),
+	action varchar(100) NOT NULL,
+	resource varchar(32) NOT NULL,
+	patient_id uuid,
+	outcome varchar(16) NOT NULL CHECK (outcome IN ('success', 'denied', 'error')),
+	status smallint NOT NULL,
+	ip varchar(64),
+	request_id varchar(100),
+	recorded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_events_at_idx ON audit_events (at, id);
+CREATE INDEX audit_events_patient_idx ON audit_events (patient_id, at);
+CREATE INDEX audit_events_user_idx ON audit_events (user_id, at);
+
+-- Append-only, whatever the client: the database itself refuses to change or remove a record.
+CREATE FUNCTION audit_events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'audit records cannot be changed or deleted';
+END;
+$$;
+CREATE TRIGGER audit_events_no_update_or_delete BEFORE UPDATE OR DELETE ON audit_events
+	FOR EACH ROW EXECUTE FUNCTION audit_events_are_immutable();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_events_are_immutable();
+`
+	}
+];

@@ -1,0 +1,127 @@
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { DataTypes, Op, type WhereOptions } from "sequelize";
+import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { auditMigrations } from "../migrations/audit";
+import type { AuditRecord } from "../lib/audit-journal";
+import { ADMIN_ONLY } from "../lib/roles";
+
+interface ListParams {
+	patientId?: string;
+	userId?: string;
+	from?: Date;
+	to?: Date;
+	page: number;
+	pageSize: number;
+}
+
+type AuditThis = Service<ServiceSettingSchema> & DbVars;
+
+const uuid = { type: "uuid", optional: true };
+
+/**
+ * The audit trail of every access to patient data, in its own database. Records
+ * arrive from the gateways' journals; nothing in the API changes or removes one.
+ */
+const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
+	name: "audit",
+
+	mixins: [
+		DbMixin(
+			"audit",
+			{
+				name: "auditEvent",
+				define: {
+					id: { type: DataTypes.UUID, primaryKey: true },
+					at: { type: DataTypes.DATE, allowNull: false },
+					userId: { type: DataTypes.UUID },
+					role: { type: DataTypes.STRING(16) },
+					action: { type: DataTypes.STRING(100), allowNull: false },
+					resource: { type: DataTypes.STRING(32), allowNull: false },
+					patientId: { type: DataTypes.UUID },
+					outcome: { type: DataTypes.STRING(16), allowNull: false },
+					status: { type: DataTypes.SMALLINT, allowNull: false },
+					ip: { type: DataTypes.STRING(64) },
+					requestId: { type: DataTypes.STRING(100) }
+				},
+				options: { tableName: "audit_events", underscored: true, timestamps: false }
+			},
+			auditMigrations
+		)
+	],
+
+	settings: {
+		rest: "/audit"
+	},
+
+	actions: {
+		/** Stores a batch from a gateway's journal; an id already stored is skipped, so a resent batch is harmless. Not routed. */
+		record: {
+			visibility: "public",
+			params: {
+				records: {
+					type: "array",
+					max: 1000,
+					items: {
+						type: "object",
+						props: {
+							id: "uuid",
+							at: "string",
+							userId: { type: "uuid", nullable: true },
+							role: { type: "string", nullable: true },
+							action: "string",
+							resource: "string",
+							patientId: { type: "uuid", nullable: true },
+							outcome: { type: "enum", values: ["success", "denied", "error"] },
+							status: "number",
+							ip: { type: "string", nullable: true },
+							requestId: { type: "string", nullable: true }
+						}
+					}
+				}
+			},
+			async handler(this: AuditThis, ctx: Context<{ records: AuditRecord[] }>): Promise<number> {
+				await this.adapter.model.bulkCreate(ctx.params.records as never[], { ignoreDuplicates: true });
+				return ctx.params.records.length;
+			}
+		},
+
+		list: {
+			rest: "GET /",
+			roles: ADMIN_ONLY,
+			params: {
+				$$strict: true,
+				patientId: uuid,
+				userId: uuid,
+				from: { type: "date", convert: true, optional: true },
+				to: { type: "date", convert: true, optional: true },
+				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
+				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 50 }
+			},
+			async handler(this: AuditThis, ctx: Context<ListParams>) {
+				const { patientId, userId, from, to, page, pageSize } = ctx.params;
+				const where: WhereOptions = {};
+				if (patientId) Object.assign(where, { patientId });
+				if (userId) Object.assign(where, { userId });
+				if (from || to) Object.assign(where, { at: { ...(from && { [Op.gte]: from }), ...(to && { [Op.lte]: to }) } });
+				const { rows, count } = await this.adapter.model.findAndCountAll({
+					where,
+					order: [["at", "DESC"], ["id", "DESC"]],
+					limit: pageSize,
+					offset: (page - 1) * pageSize
+				});
+				return {
+					rows: rows.map(row => {
+						const r = row.get({ plain: true }) as AuditRecord & { at: Date };
+						return { ...r, at: new Date(r.at).toISOString() };
+					}),
+					total: count,
+					page,
+					pageSize,
+					totalPages: Math.ceil(count / pageSize)
+				};
+			}
+		}
+	}
+};
+
+export default AuditService;

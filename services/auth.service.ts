@@ -1,0 +1,404 @@
+import crypto from "node:crypto";
+import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { SignJWT } from "jose";
+import { DataTypes, type Model, QueryTypes, type Transaction, col, fn, where } from "sequelize";
+import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { authMigrations } from "../migrations/auth";
+import { config } from "../lib/config";
+import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
+import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
+import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";
+import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
+import { ADMIN_ONLY, type CallerIdentity, EVERYONE, ROLES, type Role } from "../lib/roles";
+import { developmentSecret } from "../lib/secrets";
+
+const { MoleculerClientError } = Errors;
+
+export interface User {
+	id: string;
+	email: string;
+	role: Role;
+	active: boolean;
+	createdAt: string;
+}
+
+interface TokenPair {
+	token: string;
+	refreshToken: string;
+	expiresIn: number;
+	tokenType: "Bearer";
+}
+
+interface CallerMeta {
+	user?: CallerIdentity & { issuedAt: number; expiresAt: number };
+	ip?: string;
+	$statusCode?: number;
+}
+
+interface AuthMethods {
+	toUser(row: Model): User;
+	issueTokens(user: User, sessionId: string, transaction: Transaction): Promise<TokenPair>;
+	createUser(email: string, password: string, role: Role): Promise<User>;
+	throttle(email: string, ip: string | undefined): Promise<void>;
+	revokeSession(sessionId: string, reason: string, transaction?: Transaction): Promise<void>;
+	ensureFirstAdmin(): Promise<void>;
+}
+
+interface AuthVars extends DbVars {
+	signingKey: SigningKey;
+	/** An argon2id hash of a random password: verified against when the email is unknown, so both paths take as long. */
+	decoyHash: string;
+}
+
+type AuthThis = Service<ServiceSettingSchema> & AuthVars & AuthMethods;
+
+const THROTTLE_WINDOW_MINUTES = 15;
+const MAX_FAILURES_PER_EMAIL = 5;
+const MAX_FAILURES_PER_IP = 30;
+
+const emailParam = { type: "email", max: 254 };
+const passwordParam = {
+	type: "string",
+	min: PASSWORD_MIN,
+	max: PASSWORD_MAX,
+	custom(value: unknown, errors: { type: string }[]) {
+		if (typeof value === "string" && isCommonPassword(value)) errors.push({ type: "passwordCommon" });
+		return value;
+	},
+	messages: { passwordCommon: "The '{field}' field is a commonly used password; choose another." }
+};
+/** Login only compares; the policy applies when a password is set. */
+const loginPasswordParam = { type: "string", min: 1, max: PASSWORD_MAX };
+
+class UnauthorizedError extends MoleculerClientError {
+	constructor(message = "Invalid email or password") {
+		super(message, 401, "UNAUTHORIZED");
+		this.name = "UnauthorizedError";
+	}
+}
+
+class TooManyRequestsError extends MoleculerClientError {
+	constructor(retryAfterSeconds: number) {
+		super("Too many failed logins. Try again later.", 429, "TOO_MANY_REQUESTS", { retryAfter: retryAfterSeconds });
+		this.name = "TooManyRequestsError";
+	}
+}
+
+const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {
+	name: "auth",
+
+	mixins: [
+		DbMixin(
+			"auth",
+			{
+				name: "user",
+				define: {
+					id: { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 },
+					email: { type: DataTypes.STRING(254), allowNull: false },
+					passwordHash: { type: DataTypes.TEXT, allowNull: false },
+					role: { type: DataTypes.STRING(16), allowNull: false },
+					active: { type: DataTypes.BOOLEAN, allowNull: false, defaultValue: true },
+					tokensValidAfter: { type: DataTypes.DATE }
+				},
+				options: { tableName: "users", underscored: true, timestamps: true }
+			},
+			authMigrations
+		)
+	],
+
+	settings: {
+		rest: "/auth"
+	},
+
+	actions: {
+		signup: {
+			rest: "POST /signup",
+			public: true,
+			params: { $$strict: true, email: emailParam, password: passwordParam },
+			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<Omit<User, "active" | "createdAt">> {
+				if (config.authSignup === "closed") {
+					throw new MoleculerClientError("Sign-up is closed; ask an administrator for an account", 403, "SIGNUP_CLOSED");
+				}
+				const user = await this.createUser(ctx.params.email, ctx.params.password, "VIEWER");
+				ctx.meta.$statusCode = 201;
+				return { id: user.id, email: user.email, role: user.role };
+			}
+		},
+
+		login: {
+			rest: "POST /login",
+			public: true,
+			params: { $$strict: true, email: emailParam, password: loginPasswordParam },
+			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<TokenPair> {
+				const email = ctx.params.email.toLowerCase();
+				await this.throttle(email, ctx.meta.ip);
+				const row = await this.adapter.model.findOne({ where: where(fn("lower", col("email")), email) });
+				// The decoy keeps an unknown email as slow as a wrong password.
+				const ok = await verifyPassword(row ? (row.get("passwordHash") as string) : this.decoyHash, ctx.params.password);
+				if (!row || !ok || !row.get("active")) {
+					await this.adapter.db.query("INSERT INTO login_failures (email, ip) VALUES ($1, $2)", {
+						bind: [email, ctx.meta.ip ?? null]
+					});
+					throw new UnauthorizedError();
+				}
+				const user = this.toUser(row);
+				return this.adapter.db.transaction(async transaction => {
+					await this.adapter.db.query("DELETE FROM login_failures WHERE email = $1", { bind: [email], transaction });
+					const sessionId = crypto.randomUUID();
+					await this.adapter.db.query(
+						`INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + make_interval(days => $3))`,
+						{ bind: [sessionId, user.id, config.sessionDays], transaction }
+					);
+					return this.issueTokens(user, sessionId, transaction);
+				});
+			}
+		},
+
+		refresh: {
+			rest: "POST /refresh",
+			public: true,
+			params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 200 } },
+			async handler(ctx: Context<{ refreshToken: string }>): Promise<TokenPair> {
+				const outcome = await this.adapter.db.transaction(async transaction => {
+					const [token] = await this.adapter.db.query<{
+						session_id: string;
+						used_at: Date | null;
+						revoked_at: Date | null;
+						expired: boolean;
+						user_id: string;
+					}>(
+						`SELECT t.session_id, t.used_at, s.revoked_at, s.expires_at < now() AS expired, s.user_id
+						 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+						 WHERE t.token_hash = $1 FOR UPDATE OF t, s`,
+						{ bind: [sha256(ctx.params.refreshToken)], type: QueryTypes.SELECT, transaction }
+					);
+					if (!token || token.revoked_at || token.expired) return { error: "Invalid refresh token" };
+					if (token.used_at) {
+						// A rotated-out token came back: someone holds a copy. End the whole session.
+						await this.revokeSession(token.session_id, "refresh token reuse", transaction);
+						return { error: "Refresh token reuse detected; the session is revoked" };
+					}
+					const row = await this.adapter.model.findByPk(token.user_id, { transaction });
+					if (!row || !row.get("active")) return { error: "Invalid refresh token" };
+					await this.adapter.db.query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", {
+						bind: [sha256(ctx.params.refreshToken)],
+						transaction
+					});
+					return { tokens: await this.issueTokens(this.toUser(row), token.session_id, transaction) };
+				});
+				if (!outcome.tokens) throw new UnauthorizedError(outcome.error);
+				return outcome.tokens;
+			}
+		},
+
+		logout: {
+			rest: "POST /logout",
+			roles: EVERYONE,
+			params: { $$strict: true },
+			async handler(ctx: Context<Record<string, never>, CallerMeta>): Promise<void> {
+				await this.revokeSession(ctx.meta.user!.sessionId, "logout");
+				ctx.meta.$statusCode = 204;
+			}
+		},
+
+		validate: {
+			rest: "GET /validate",
+			roles: EVERYONE,
+			params: { $$strict: true },
+			handler(ctx: Context<Record<string, never>, CallerMeta>) {
+				const user = ctx.meta.user!;
+				return { sub: user.id, email: user.email, role: user.role, sid: user.sessionId, iat: user.issuedAt, exp: user.expiresAt };
+			}
+		},
+
+		me: {
+			rest: "GET /me",
+			roles: EVERYONE,
+			params: { $$strict: true },
+			async handler(ctx: Context<Record<string, never>, CallerMeta>): Promise<User> {
+				const row = await this.adapter.model.findByPk(ctx.meta.user!.id);
+				if (!row) throw new NotFoundError("User", ctx.meta.user!.id);
+				return this.toUser(row);
+			}
+		},
+
+		createUser: {
+			rest: "POST /users",
+			roles: ADMIN_ONLY,
+			params: { $$strict: true, email: emailParam, password: passwordParam, role: { type: "enum", values: ROLES } },
+			async handler(ctx: Context<{ email: string; password: string; role: Role }, CallerMeta>): Promise<User> {
+				const user = await this.createUser(ctx.params.email, ctx.params.password, ctx.params.role);
+				ctx.meta.$statusCode = 201;
+				return user;
+			}
+		},
+
+		listUsers: {
+			rest: "GET /users",
+			roles: ADMIN_ONLY,
+			params: {
+				$$strict: true,
+				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
+				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }
+			},
+			async handler(ctx: Context<{ page: number; pageSize: number }>) {
+				const { page, pageSize } = ctx.params;
+				const { rows, count } = await this.adapter.model.findAndCountAll({
+					order: [["createdAt", "ASC"], ["id", "ASC"]],
+					limit: pageSize,
+					offset: (page - 1) * pageSize
+				});
+				return { rows: rows.map(row => this.toUser(row)), total: count, page, pageSize, totalPages: Math.ceil(count / pageSize) };
+			}
+		},
+
+		updateUser: {
+			rest: "PATCH /users/:id",
+			roles: ADMIN_ONLY,
+			params: {
+				$$strict: true,
+				id: { type: "string", max: 64 },
+				role: { type: "enum", values: ROLES, optional: true },
+				active: { type: "boolean", optional: true }
+			},
+			async handler(ctx: Context<{ id: string; role?: Role; active?: boolean }>): Promise<User> {
+				const { id, role, active } = ctx.params;
+				const { user, revocation } = await this.adapter.db.transaction(async transaction => {
+					// Serialises admin changes, so two requests cannot together remove the last admin.
+					await this.adapter.db.query("SELECT pg_advisory_xact_lock(hashtext('auth.admins'))", { transaction });
+					const row = /^[0-9a-f-]{36}$/i.test(id) ? await this.adapter.model.findByPk(id, { transaction }) : null;
+					if (!row) throw new NotFoundError("User", id);
+					const before = this.toUser(row);
+					const losesAdmin = before.role === "ADMIN" && before.active && (active === false || (role && role !== "ADMIN"));
+					if (losesAdmin) {
+						const admins = await this.adapter.model.count({ where: { role: "ADMIN", active: true }, transaction });
+						if (admins <= 1) throw new ConflictError("The last active administrator cannot be demoted or deactivated");
+					}
+					const changed = (role !== undefined && role !== before.role) || (active !== undefined && active !== before.active);
+					if (!changed) return { user: before, revocation: undefined };
+					// Tokens minted before this second carry the old role or a deactivated user: refuse them.
+					const validAfter = Math.ceil(Date.now() / 1000);
+					await row.update({ role: role ?? before.role, active: active ?? before.active, tokensValidAfter: new Date(validAfter * 1000) }, { transaction });
+					return { user: this.toUser(row), revocation: { userId: id, validAfter } satisfies Revocation };
+				});
+				if (revocation) await ctx.broadcast("auth.revoked", revocation);
+				return user;
+			}
+		},
+
+		jwks: {
+			rest: "GET /.well-known/jwks.json",
+			public: true,
+			params: { $$strict: true },
+			handler(this: AuthThis) {
+				return { keys: [this.signingKey.publicJwk] };
+			}
+		},
+
+		/** What gateways must refuse now: recent session revocations and user token cut-offs. Not routed. */
+		revocations: {
+			visibility: "public",
+			async handler(this: AuthThis): Promise<Revocation[]> {
+				const since = `now() - make_interval(secs => ${ACCESS_TOKEN_TTL_SECONDS})`;
+				const sessions = await this.adapter.db.query<{ id: string }>(`SELECT id FROM sessions WHERE revoked_at > ${since}`, {
+					type: QueryTypes.SELECT
+				});
+				const users = await this.adapter.db.query<{ id: string; valid_after: number }>(
+					`SELECT id, floor(extract(epoch FROM tokens_valid_after))::bigint AS valid_after FROM users WHERE tokens_valid_after > ${since}`,
+					{ type: QueryTypes.SELECT }
+				);
+				return [
+					...sessions.map(s => ({ sessionId: s.id })),
+					...users.map(u => ({ userId: u.id, validAfter: Number(u.valid_after) }))
+				];
+			}
+		}
+	},
+
+	methods: {
+		toUser(row: Model): User {
+			const u = row.get({ plain: true }) as User & { createdAt: Date };
+			return { id: u.id, email: u.email, role: u.role, active: u.active, createdAt: new Date(u.createdAt).toISOString() };
+		},
+
+		async issueTokens(this: AuthThis, user: User, sessionId: string, transaction: Transaction): Promise<TokenPair> {
+			const refreshToken = newRefreshToken();
+			await this.adapter.db.query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)", {
+				bind: [sha256(refreshToken), sessionId],
+				transaction
+			});
+			const token = await new SignJWT({ email: user.email, role: user.role, sid: sessionId })
+				.setProtectedHeader({ alg: JWT_ALG, kid: this.signingKey.kid, typ: "JWT" })
+				.setSubject(user.id)
+				.setIssuer(TOKEN_ISSUER)
+				.setAudience(TOKEN_AUDIENCE)
+				.setIssuedAt()
+				.setExpirationTime(`${ACCESS_TOKEN_TTL_SECONDS}s`)
+				.sign(this.signingKey.privateKey);
+			return { token, refreshToken, expiresIn: ACCESS_TOKEN_TTL_SECONDS, tokenType: "Bearer" };
+		},
+
+		async createUser(this: AuthThis, email: string, password: string, role: Role): Promise<User> {
+			try {
+				const row = await this.adapter.model.create({ email, passwordHash: await hashPassword(password), role });
+				return this.toUser(row);
+			} catch (err) {
+				if (violatedUniqueConstraint(err) === "users_email_key") {
+					throw new ConflictError("An account with this email already exists", { field: "email" });
+				}
+				throw err;
+			}
+		},
+
+		/** 429 once an email or an IP has failed too often within the window. */
+		async throttle(this: AuthThis, email: string, ip: string | undefined): Promise<void> {
+			const [counts] = await this.adapter.db.query<{ by_email: number; by_ip: number; email_retry: number; ip_retry: number }>(
+				`SELECT count(*) FILTER (WHERE email = $1)::int AS by_email,
+				        count(*) FILTER (WHERE ip = $2)::int AS by_ip,
+				        ceil(extract(epoch FROM min(at) FILTER (WHERE email = $1) + make_interval(mins => $3) - now()))::int AS email_retry,
+				        ceil(extract(epoch FROM min(at) FILTER (WHERE ip = $2) + make_interval(mins => $3) - now()))::int AS ip_retry
+				 FROM login_failures
+				 WHERE at > now() - make_interval(mins => $3) AND (email = $1 OR ip = $2)`,
+				{ bind: [email, ip ?? null, THROTTLE_WINDOW_MINUTES], type: QueryTypes.SELECT }
+			);
+			if (counts.by_email >= MAX_FAILURES_PER_EMAIL) throw new TooManyRequestsError(Math.max(1, counts.email_retry));
+			if (counts.by_ip >= MAX_FAILURES_PER_IP) throw new TooManyRequestsError(Math.max(1, counts.ip_retry));
+		},
+
+		async revokeSession(this: AuthThis, sessionId: string, reason: string, transaction?: Transaction): Promise<void> {
+			await this.adapter.db.query("UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL", {
+				bind: [sessionId, reason],
+				transaction
+			});
+			await this.broker.broadcast("auth.revoked", { sessionId } satisfies Revocation);
+		},
+
+		/** At first start (no admin yet): ADMIN_EMAIL / ADMIN_PASSWORD, or a generated password printed once and kept under the data dir. */
+		async ensureFirstAdmin(this: AuthThis): Promise<void> {
+			if (await this.adapter.model.count({ where: { role: "ADMIN" } })) return;
+			let password = config.adminPassword;
+			if (!password) {
+				const secret = developmentSecret("admin-password", () => crypto.randomBytes(18).toString("base64url"));
+				password = secret.value.trim();
+				if (secret.created) {
+					this.logger.warn(`First admin ${config.adminEmail} created with password ${password} (also saved to ${secret.file}, mode 0600)`);
+				}
+			}
+			try {
+				await this.createUser(config.adminEmail, password, "ADMIN");
+				this.logger.info(`Created the first admin account, ${config.adminEmail}`);
+			} catch (err) {
+				// Another auth node created it at the same moment.
+				if (!(err instanceof ConflictError)) throw err;
+			}
+		}
+	},
+
+	async started(this: AuthThis) {
+		this.signingKey = await loadSigningKey();
+		this.decoyHash = await hashPassword(crypto.randomBytes(16).toString("hex"));
+		await this.ensureFirstAdmin();
+	}
+};
+
+export default AuthService;

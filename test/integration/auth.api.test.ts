@@ -1,0 +1,454 @@
+import crypto from "node:crypto";
+import { Client } from "pg";
+import type { ServiceSchema } from "moleculer";
+import { SignJWT, decodeJwt } from "jose";
+import PatientsService from "../../services/patients.service";
+import { config } from "../../lib/config";
+import { loadSigningKey } from "../../lib/auth/keys";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/auth/tokens";
+import { databaseName, withDatabase } from "../../lib/postgres";
+import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { eventually } from "../helpers/node-process";
+
+let cluster: TestCluster;
+let adminToken: string;
+let users: Record<"ADMIN" | "RECEPTIONIST" | "DOCTOR" | "VIEWER", TestUser>;
+
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+	request(cluster.baseUrl, method, path, body, headers);
+
+/** A fresh client address for each use, so login throttling by IP never spills between tests. */
+const fromIp = () => ({ "x-forwarded-for": `198.51.100.${crypto.randomInt(1, 254)}, 10.0.0.1` });
+
+const uniqueEmail = (tag: string) => `${tag}.${crypto.randomBytes(4).toString("hex")}@test.medsync.local`;
+const goodPassword = () => `Clinic-${crypto.randomBytes(9).toString("base64url")}`;
+
+function newPatient() {
+	return { name: "Role Matrix", email: uniqueEmail("patient"), address: "1 Test Way", dateOfBirth: "1970-01-01" };
+}
+
+beforeAll(async () => {
+	cluster = await startCluster([PatientsService as ServiceSchema]);
+	adminToken = await adminLogin(cluster.baseUrl);
+	const admin = await createUser(cluster.baseUrl, adminToken, "ADMIN");
+	users = {
+		ADMIN: admin,
+		RECEPTIONIST: await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST"),
+		DOCTOR: await createUser(cluster.baseUrl, adminToken, "DOCTOR"),
+		VIEWER: await createUser(cluster.baseUrl, adminToken, "VIEWER")
+	};
+});
+
+afterAll(async () => {
+	await cluster?.stop();
+});
+
+describe("signup, login, validate and me", () => {
+	test("end to end", async () => {
+		const email = uniqueEmail("Signup");
+		const password = goodPassword();
+		const signup = await call("POST", "/auth/signup", { email, password });
+		expect(signup.status).toBe(201);
+		expect(signup.body).toEqual({ id: expect.any(String), email, role: "VIEWER" });
+
+		const login = await call("POST", "/auth/login", { email: email.toUpperCase(), password }, fromIp());
+		expect(login.status).toBe(200);
+		expect(login.body).toEqual({ token: expect.any(String), refreshToken: expect.any(String), expiresIn: 900, tokenType: "Bearer" });
+		const claims = decodeJwt(login.body.token);
+		expect(claims).toMatchObject({ sub: signup.body.id, email, role: "VIEWER" });
+		expect(claims.exp! - claims.iat!).toBe(15 * 60);
+
+		const validate = await call("GET", "/auth/validate", undefined, bearer(login.body.token));
+		expect(validate.status).toBe(200);
+		expect(validate.body).toMatchObject({ sub: signup.body.id, email, role: "VIEWER", iat: claims.iat, exp: claims.exp });
+
+		const me = await call("GET", "/auth/me", undefined, bearer(login.body.token));
+		expect(me.body).toEqual({ id: signup.body.id, email, role: "VIEWER", active: true, createdAt: expect.any(String) });
+	});
+
+	test("validate is 401 without a valid token", async () => {
+		expect((await call("GET", "/auth/validate")).status).toBe(401);
+		expect((await call("GET", "/auth/validate", undefined, { authorization: "Bearer nonsense" })).status).toBe(401);
+		expect((await call("GET", "/auth/validate", undefined, { authorization: "Basic YWRtaW46YWRtaW4=" })).status).toBe(401);
+	});
+
+	test("a taken email, in any case, is 409", async () => {
+		const email = uniqueEmail("taken");
+		expect((await call("POST", "/auth/signup", { email, password: goodPassword() })).status).toBe(201);
+		const again = await call("POST", "/auth/signup", { email: email.toUpperCase(), password: goodPassword() });
+		expect(again.status).toBe(409);
+	});
+
+	test("the password policy: 8 to 128 characters, not a common password; the password is never echoed", async () => {
+		const short = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "Ab1!xyz" });
+		expect(short.status).toBe(422);
+		expect(short.body.data[0].field).toBe("password");
+		const long = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "x".repeat(129) });
+		expect(long.status).toBe(422);
+		const common = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "Password123" });
+		expect(common.status).toBe(422);
+		expect(common.body.message).toMatch(/password.*common/i);
+		expect(JSON.stringify(common.body)).not.toContain("Password123");
+	});
+
+	test("signup answers 403 when AUTH_SIGNUP=closed", async () => {
+		config.authSignup = "closed";
+		try {
+			const res = await call("POST", "/auth/signup", { email: uniqueEmail("closed"), password: goodPassword() });
+			expect(res.status).toBe(403);
+		} finally {
+			config.authSignup = "open";
+		}
+	});
+
+	test("bad credentials are 401 with one message, whether or not the email exists", async () => {
+		const wrong = await call("POST", "/auth/login", { email: users.VIEWER.email, password: "not-the-password" }, fromIp());
+		const unknown = await call("POST", "/auth/login", { email: uniqueEmail("nobody"), password: "not-the-password" }, fromIp());
+		expect(wrong.status).toBe(401);
+		expect(unknown.status).toBe(401);
+		expect(unknown.body).toEqual(wrong.body);
+		expect(JSON.stringify(wrong.body)).not.toContain("not-the-password");
+	});
+
+	test("an unknown email costs a password hash too, so timing does not reveal accounts", async () => {
+		const median = async (email: string) => {
+			const times: number[] = [];
+			for (let i = 0; i < 5; i++) {
+				const start = performance.now();
+				await call("POST", "/auth/login", { email, password: "not-the-password" }, fromIp());
+				times.push(performance.now() - start);
+			}
+			return times.sort((a, b) => a - b)[2];
+		};
+		const known = await median((await createUser(cluster.baseUrl, adminToken, "VIEWER")).email);
+		const unknown = await median(uniqueEmail("ghost"));
+		// Without the decoy hash an unknown email answers in a few ms against tens for argon2id.
+		expect(unknown).toBeGreaterThan(known * 0.5);
+	});
+});
+
+describe("tokens", () => {
+	async function signWith(key: Parameters<SignJWT["sign"]>[0], claims: Record<string, unknown>, header: Record<string, unknown>) {
+		return new SignJWT(claims)
+			.setProtectedHeader({ alg: "EdDSA", ...header })
+			.setIssuer(TOKEN_ISSUER)
+			.setAudience(TOKEN_AUDIENCE)
+			.sign(key);
+	}
+
+	test("an expired token is 401", async () => {
+		const key = await loadSigningKey();
+		const now = Math.floor(Date.now() / 1000);
+		const claims = decodeJwt(adminToken);
+		const token = await signWith(key.privateKey, { ...claims, iat: now - 3600, exp: now - 1800 }, { kid: key.kid });
+		const res = await call("GET", "/patients", undefined, bearer(token));
+		expect(res.status).toBe(401);
+		expect(res.body.message).toMatch(/expired/);
+	});
+
+	test("a token with a forged signature is 401", async () => {
+		const key = await loadSigningKey();
+		const { privateKey: otherKey } = crypto.generateKeyPairSync("ed25519");
+		const claims = decodeJwt(adminToken);
+		const forged = await signWith(otherKey, { ...claims }, { kid: key.kid });
+		expect((await call("GET", "/patients", undefined, bearer(forged))).status).toBe(401);
+		// The admin's real payload under a tampered role claim: the signature no longer matches.
+		const [header, , signature] = adminToken.split(".");
+		const payload = Buffer.from(JSON.stringify({ ...decodeJwt(users.VIEWER.token), role: "ADMIN" })).toString("base64url");
+		expect((await call("GET", "/patients", undefined, bearer(`${header}.${payload}.${signature}`))).status).toBe(401);
+	});
+
+	test("alg: none and HS256-with-the-public-key are 401", async () => {
+		const claims = decodeJwt(adminToken);
+		const none = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.`;
+		expect((await call("GET", "/patients", undefined, bearer(none))).status).toBe(401);
+
+		const jwks = (await call("GET", "/auth/.well-known/jwks.json")).body;
+		const hs256 = await new SignJWT(claims)
+			.setProtectedHeader({ alg: "HS256", kid: jwks.keys[0].kid })
+			.sign(new TextEncoder().encode(JSON.stringify(jwks.keys[0])));
+		expect((await call("GET", "/patients", undefined, bearer(hs256))).status).toBe(401);
+	});
+
+	test("the JWKS publishes the public key only", async () => {
+		const res = await call("GET", "/auth/.well-known/jwks.json");
+		expect(res.status).toBe(200);
+		expect(res.body.keys).toHaveLength(1);
+		expect(res.body.keys[0]).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA", use: "sig", kid: expect.any(String) });
+		expect(res.body.keys[0].d).toBeUndefined();
+	});
+
+	test("a deactivated user's tokens stop working at once, and they cannot log in", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		expect((await call("GET", "/patients", undefined, bearer(user.token))).status).toBe(200);
+		const off = await call("PATCH", `/auth/users/${user.id}`, { active: false }, bearer(adminToken));
+		expect(off.status).toBe(200);
+		expect(off.body.active).toBe(false);
+		expect((await call("GET", "/patients", undefined, bearer(user.token))).status).toBe(401);
+		expect((await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp())).status).toBe(401);
+	});
+
+	test("a role change retires the tokens that carry the old role", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		await call("PATCH", `/auth/users/${user.id}`, { role: "VIEWER" }, bearer(adminToken));
+		expect((await call("GET", "/patients", undefined, bearer(user.token))).status).toBe(401);
+		await new Promise(r => setTimeout(r, 1100)); // tokens minted in the second of the change are refused too
+		const fresh = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		expect(decodeJwt(fresh.body.token).role).toBe("VIEWER");
+		expect((await call("GET", "/patients", undefined, bearer(fresh.body.token))).status).toBe(403);
+	});
+
+	test("logout revokes the session: its access and refresh tokens stop working", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		const session = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		const out = await call("POST", "/auth/logout", undefined, bearer(session.body.token));
+		expect(out.status).toBe(204);
+		expect((await call("GET", "/auth/me", undefined, bearer(session.body.token))).status).toBe(401);
+		expect((await call("POST", "/auth/refresh", { refreshToken: session.body.refreshToken })).status).toBe(401);
+		// Other sessions of the same user are untouched.
+		expect((await call("GET", "/auth/me", undefined, bearer(user.token))).status).toBe(200);
+	});
+});
+
+describe("refresh tokens", () => {
+	test("rotate on every use", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		const first = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		const second = await call("POST", "/auth/refresh", { refreshToken: first.body.refreshToken });
+		expect(second.status).toBe(200);
+		expect(second.body.refreshToken).not.toBe(first.body.refreshToken);
+		expect(decodeJwt(second.body.token)).toMatchObject({ sub: user.id, role: "DOCTOR", sid: decodeJwt(first.body.token).sid });
+		const third = await call("POST", "/auth/refresh", { refreshToken: second.body.refreshToken });
+		expect(third.status).toBe(200);
+	});
+
+	test("reusing a rotated-out token revokes the whole session", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		const login = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		const rotated = await call("POST", "/auth/refresh", { refreshToken: login.body.refreshToken });
+		expect(rotated.status).toBe(200);
+
+		const replay = await call("POST", "/auth/refresh", { refreshToken: login.body.refreshToken });
+		expect(replay.status).toBe(401);
+		expect(replay.body.message).toMatch(/reuse/);
+		// The thief's copy and the legitimate holder's newer tokens are all dead now.
+		expect((await call("POST", "/auth/refresh", { refreshToken: rotated.body.refreshToken })).status).toBe(401);
+		expect((await call("GET", "/auth/me", undefined, bearer(rotated.body.token))).status).toBe(401);
+	});
+
+	test("an unknown refresh token is 401; a missing one is 422", async () => {
+		expect((await call("POST", "/auth/refresh", { refreshToken: "made-up" })).status).toBe(401);
+		expect((await call("POST", "/auth/refresh", {})).status).toBe(422);
+	});
+});
+
+describe("login throttling", () => {
+	test("the 6th bad login for one email within 15 minutes is 429 with Retry-After, even with the right password", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "VIEWER");
+		for (let i = 0; i < 5; i++) {
+			expect((await call("POST", "/auth/login", { email: user.email, password: `wrong-${i}` }, fromIp())).status).toBe(401);
+		}
+		const sixth = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		expect(sixth.status).toBe(429);
+		expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
+		expect(Number(sixth.headers.get("retry-after"))).toBeLessThanOrEqual(15 * 60);
+	});
+
+	test("30 bad logins from one IP block that IP, not others", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		const ip = { "x-forwarded-for": "203.0.113.77" };
+		for (let i = 0; i < 30; i++) {
+			expect((await call("POST", "/auth/login", { email: uniqueEmail("spray"), password: "wrong-password" }, ip)).status).toBe(401);
+		}
+		const blocked = await call("POST", "/auth/login", { email: user.email, password: user.password }, ip);
+		expect(blocked.status).toBe(429);
+		expect(blocked.headers.get("retry-after")).toBeTruthy();
+		const elsewhere = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+		expect(elsewhere.status).toBe(200);
+	});
+});
+
+describe("user administration", () => {
+	test("an admin creates, lists and changes users", async () => {
+		const email = uniqueEmail("staff");
+		const created = await call("POST", "/auth/users", { email, password: goodPassword(), role: "DOCTOR" }, bearer(adminToken));
+		expect(created.status).toBe(201);
+		expect(created.body).toMatchObject({ email, role: "DOCTOR", active: true });
+		expect(created.body.passwordHash).toBeUndefined();
+
+		const list = await call("GET", "/auth/users?pageSize=100", undefined, bearer(adminToken));
+		expect(list.status).toBe(200);
+		expect(list.body.rows.map((u: { email: string }) => u.email)).toContain(email);
+		expect(JSON.stringify(list.body)).not.toMatch(/argon2|passwordHash/);
+
+		const changed = await call("PATCH", `/auth/users/${created.body.id}`, { role: "RECEPTIONIST" }, bearer(adminToken));
+		expect(changed.body.role).toBe("RECEPTIONIST");
+		expect((await call("PATCH", "/auth/users/00000000-0000-4000-8000-000000000000", { active: false }, bearer(adminToken))).status).toBe(404);
+		expect((await call("PATCH", `/auth/users/${created.body.id}`, { role: "SUPERUSER" }, bearer(adminToken))).status).toBe(422);
+	});
+
+	test("the last active admin cannot be demoted or deactivated", async () => {
+		const { body } = await call("GET", "/auth/users?pageSize=100", undefined, bearer(adminToken));
+		const admins = body.rows.filter((u: { role: string; active: boolean }) => u.role === "ADMIN" && u.active);
+		// Demote every admin but the one we log in as; the last refusal is the point.
+		const me = (await call("GET", "/auth/me", undefined, bearer(users.ADMIN.token))).body;
+		for (const admin of admins.filter((a: { id: string }) => a.id !== me.id)) {
+			expect((await call("PATCH", `/auth/users/${admin.id}`, { active: false }, bearer(users.ADMIN.token))).status).toBe(200);
+		}
+		const last = await call("PATCH", `/auth/users/${me.id}`, { role: "VIEWER" }, bearer(users.ADMIN.token));
+		expect(last.status).toBe(409);
+		for (const admin of admins.filter((a: { id: string }) => a.id !== me.id)) {
+			await call("PATCH", `/auth/users/${admin.id}`, { active: true }, bearer(users.ADMIN.token));
+		}
+		// Reactivation cut off the admins' older tokens, and those minted within the same second.
+		await new Promise(r => setTimeout(r, 1100));
+		adminToken = (await call("POST", "/auth/login", { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD }, fromIp())).body.token;
+	});
+});
+
+describe("the role matrix, cell by cell, through the gateway", () => {
+	type Cell = [string, (patientId: string) => [string, string, unknown?]];
+	const cells: Cell[] = [
+		["patients: read (list)", () => ["GET", "/patients"]],
+		["patients: read (one)", id => ["GET", `/patients/${id}`]],
+		["patients: create", () => ["POST", "/patients", newPatient()]],
+		["patients: update (PUT)", id => ["PUT", `/patients/${id}`, { ...newPatient(), name: "Replaced" }]],
+		["patients: update (PATCH)", id => ["PATCH", `/patients/${id}`, { address: "Elsewhere 2" }]],
+		["patients: delete", id => ["DELETE", `/patients/${id}`]],
+		["users: list", () => ["GET", "/auth/users"]],
+		["users: create", () => ["POST", "/auth/users", { email: uniqueEmail("matrix"), password: goodPassword(), role: "VIEWER" }]],
+		["audit: read", () => ["GET", "/audit"]]
+	];
+	const allowed: Record<string, string[]> = {
+		"patients: read (list)": ["ADMIN", "RECEPTIONIST", "DOCTOR"],
+		"patients: read (one)": ["ADMIN", "RECEPTIONIST", "DOCTOR"],
+		"patients: create": ["ADMIN", "RECEPTIONIST"],
+		"patients: update (PUT)": ["ADMIN", "RECEPTIONIST"],
+		"patients: update (PATCH)": ["ADMIN", "RECEPTIONIST"],
+		"patients: delete": ["ADMIN"],
+		"users: list": ["ADMIN"],
+		"users: create": ["ADMIN"],
+		"audit: read": ["ADMIN"]
+	};
+	const roles = ["ADMIN", "RECEPTIONIST", "DOCTOR", "VIEWER"] as const;
+
+	for (const [cell, build] of cells) {
+		for (const role of roles) {
+			const expectAllowed = allowed[cell].includes(role);
+			test(`${cell} × ${role} → ${expectAllowed ? "allowed" : "403"}`, async () => {
+				const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+				const [method, path, body] = build(patient.id);
+				const res = await call(method, path, body, bearer(users[role].token));
+				if (expectAllowed) expect(res.status).toBeLessThan(300);
+				else {
+					expect(res.status).toBe(403);
+					expect(res.body).toMatchObject({ name: "ForbiddenError", code: 403, type: "FORBIDDEN" });
+				}
+			});
+		}
+	}
+
+	test("nothing under /patients, /auth/users or /audit answers without a token", async () => {
+		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		for (const [, build] of cells) {
+			const [method, path, body] = build(patient.id);
+			const res = await call(method, path, body);
+			expect([method, path, res.status]).toEqual([method, path, 401]);
+		}
+	});
+
+	test("every routed action declares its roles or says it is public", () => {
+		const whitelist: string[] = (cluster.broker.getLocalService("api")!.settings as any).routes[0].whitelist;
+		const routed = cluster.broker.registry
+			.getActionList({ onlyLocal: true, skipInternal: true, withEndpoints: false })
+			.map((a: any) => a.action)
+			.filter((a: any) => a.rest && a.visibility !== "public" && whitelist.some(w => a.name.startsWith(w.replace("*", ""))));
+		expect(routed.length).toBeGreaterThan(10);
+		const undeclared = routed.filter((a: any) => !a.public && !(Array.isArray(a.roles) && a.roles.length));
+		expect(undeclared.map((a: any) => a.name)).toEqual([]);
+	});
+});
+
+describe("audit trail", () => {
+	let auditDb: Client;
+	beforeAll(async () => {
+		auditDb = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("audit")) });
+		await auditDb.connect();
+	});
+	afterAll(() => auditDb.end());
+
+	const auditFor = async (patientId: string, count: number) =>
+		eventually(async () => {
+			const res = await call("GET", `/audit?patientId=${patientId}`, undefined, bearer(adminToken));
+			return res.body.total >= count ? res.body.rows : undefined;
+		}, 10_000, "audit records");
+
+	test("a patient read leaves a record of who, what, when, outcome and from where", async () => {
+		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		const ip = { "x-forwarded-for": "192.0.2.10", "x-request-id": `req-${patient.id}` };
+		expect((await call("GET", `/patients/${patient.id}`, undefined, { ...bearer(users.DOCTOR.token), ...ip })).status).toBe(200);
+		const rows = await auditFor(patient.id, 2);
+		expect(rows).toContainEqual(
+			expect.objectContaining({
+				userId: users.DOCTOR.id,
+				role: "DOCTOR",
+				action: "patients.get",
+				resource: "patient",
+				patientId: patient.id,
+				outcome: "success",
+				status: 200,
+				ip: "192.0.2.10",
+				requestId: `req-${patient.id}`,
+				at: expect.any(String)
+			})
+		);
+		// The create was recorded too, with the new patient's id.
+		expect(rows).toContainEqual(expect.objectContaining({ action: "patients.create", patientId: patient.id, role: "ADMIN" }));
+	});
+
+	test("a denied attempt is recorded as denied", async () => {
+		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		expect((await call("GET", `/patients/${patient.id}`, undefined, bearer(users.VIEWER.token))).status).toBe(403);
+		expect((await call("DELETE", `/patients/${patient.id}`)).status).toBe(401);
+		const rows = await auditFor(patient.id, 3);
+		expect(rows).toContainEqual(expect.objectContaining({ userId: users.VIEWER.id, role: "VIEWER", action: "patients.get", outcome: "denied", status: 403 }));
+		expect(rows).toContainEqual(expect.objectContaining({ userId: null, action: "patients.remove", outcome: "denied", status: 401 }));
+	});
+
+	test("the audit query filters by user and time, for admins only", async () => {
+		const from = new Date(Date.now() - 60_000).toISOString();
+		await call("GET", "/patients", undefined, bearer(users.RECEPTIONIST.token));
+		const rows = await eventually(async () => {
+			const res = await call("GET", `/audit?userId=${users.RECEPTIONIST.id}&from=${from}`, undefined, bearer(adminToken));
+			return res.body.total > 0 ? res.body.rows : undefined;
+		}, 10_000, "receptionist's records");
+		expect(rows.every((r: { userId: string }) => r.userId === users.RECEPTIONIST.id)).toBe(true);
+		const future = await call("GET", `/audit?from=${new Date(Date.now() + 3_600_000).toISOString()}`, undefined, bearer(adminToken));
+		expect(future.body.total).toBe(0);
+		expect((await call("GET", "/audit?patientId=not-a-uuid", undefined, bearer(adminToken))).status).toBe(422);
+	});
+
+	test("the API cannot change or delete audit records, nor can SQL", async () => {
+		expect((await call("DELETE", "/audit", undefined, bearer(adminToken))).status).toBe(404);
+		expect((await call("PUT", "/audit", {}, bearer(adminToken))).status).toBe(404);
+		expect((await call("POST", "/audit", {}, bearer(adminToken))).status).toBe(404);
+		await expect(auditDb.query("UPDATE audit_events SET outcome = 'success'")).rejects.toThrow(/cannot be changed/);
+		await expect(auditDb.query("DELETE FROM audit_events")).rejects.toThrow(/cannot be changed/);
+		await expect(auditDb.query("TRUNCATE audit_events")).rejects.toThrow(/cannot be changed/);
+	});
+
+	test("with the audit service down, requests still succeed and their records arrive once it is back", async () => {
+		const broker = cluster.broker;
+		const auditService = broker.getLocalService("audit")!;
+		const schema = auditService.originalSchema;
+		await broker.destroyService(auditService);
+		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		expect(patient.id).toBeDefined();
+		expect((await call("GET", `/patients/${patient.id}`, undefined, bearer(users.DOCTOR.token))).status).toBe(200);
+
+		broker.createService(schema);
+		await broker.waitForServices(["audit"]);
+		const rows = await auditFor(patient.id, 2);
+		expect(rows.map((r: { action: string }) => r.action).sort()).toEqual(["patients.create", "patients.get"]);
+	});
+});
