@@ -30,8 +30,16 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
 				authentication: true,
 				authorization: true,
-				onAfterCall(this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void }, _ctx: unknown, _route: unknown, req: GatewayRequest, res: ServerResponse, data: unknown) {
-					this.recordAccess(req, res.statusCode, data);
+				onAfterCall(
+					this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void },
+					ctx: { meta: { $statusCode?: number } },
+					_route: unknown,
+					req: GatewayRequest,
+					_res: ServerResponse,
+					data: unknown
+				) {
+					// The response status is set after this hook, from what the action asked for.
+					this.recordAccess(req, ctx.meta.$statusCode ?? 200, data);
 					return data;
 				},
 				// REST paths come from each action's `rest` definition, next to its params.

@@ -403,7 +403,7 @@ describe("audit trail", () => {
 			})
 		);
 		// The create was recorded too, with the new patient's id.
-		expect(rows).toContainEqual(expect.objectContaining({ action: "patients.create", patientId: patient.id, role: "ADMIN" }));
+		expect(rows).toContainEqual(expect.objectContaining({ action: "patients.create", patientId: patient.id, role: "ADMIN", status: 201 }));
 	});
 
 	test("a denied attempt is recorded as denied", async () => {
