@@ -4,14 +4,13 @@ import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
 import type { AuditRecord } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
+import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 
-interface ListParams {
+interface ListParams extends PageRequest {
 	patientId?: string;
 	userId?: string;
 	from?: Date;
 	to?: Date;
-	page: number;
-	pageSize: number;
 }
 
 type AuditThis = Service<ServiceSettingSchema> & DbVars;
@@ -94,11 +93,10 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 				userId: uuid,
 				from: { type: "date", convert: true, optional: true },
 				to: { type: "date", convert: true, optional: true },
-				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
-				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 50 }
+				...pagingParams(50)
 			},
 			async handler(this: AuditThis, ctx: Context<ListParams>) {
-				const { patientId, userId, from, to, page, pageSize } = ctx.params;
+				const { patientId, userId, from, to } = ctx.params;
 				const where: WhereOptions = {};
 				if (patientId) Object.assign(where, { patientId });
 				if (userId) Object.assign(where, { userId });
@@ -106,19 +104,13 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 				const { rows, count } = await this.adapter.model.findAndCountAll({
 					where,
 					order: [["at", "DESC"], ["id", "DESC"]],
-					limit: pageSize,
-					offset: (page - 1) * pageSize
+					...limitOffset(ctx.params)
 				});
-				return {
-					rows: rows.map(row => {
-						const r = row.get({ plain: true }) as AuditRecord & { at: Date };
-						return { ...r, at: new Date(r.at).toISOString() };
-					}),
-					total: count,
-					page,
-					pageSize,
-					totalPages: Math.ceil(count / pageSize)
-				};
+				const records = rows.map(row => {
+					const r = row.get({ plain: true }) as AuditRecord & { at: Date };
+					return { ...r, at: new Date(r.at).toISOString() };
+				});
+				return toPage(records, count, ctx.params);
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassw
 import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
 import { ADMIN_ONLY, type CallerIdentity, EVERYONE, ROLES, type Role } from "../lib/roles";
 import { developmentSecret } from "../lib/secrets";
+import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 
 const { MoleculerClientError } = Errors;
 
@@ -236,19 +237,13 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		listUsers: {
 			rest: "GET /users",
 			roles: ADMIN_ONLY,
-			params: {
-				$$strict: true,
-				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
-				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }
-			},
-			async handler(ctx: Context<{ page: number; pageSize: number }>) {
-				const { page, pageSize } = ctx.params;
+			params: { $$strict: true, ...pagingParams() },
+			async handler(ctx: Context<PageRequest>): Promise<Page<User>> {
 				const { rows, count } = await this.adapter.model.findAndCountAll({
 					order: [["createdAt", "ASC"], ["id", "ASC"]],
-					limit: pageSize,
-					offset: (page - 1) * pageSize
+					...limitOffset(ctx.params)
 				});
-				return { rows: rows.map(row => this.toUser(row)), total: count, page, pageSize, totalPages: Math.ceil(count / pageSize) };
+				return toPage(rows.map(row => this.toUser(row)), count, ctx.params);
 			}
 		},
 

@@ -7,6 +7,7 @@ import { todayIn } from "../lib/dates";
 import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
 import { formatMrn } from "../lib/mrn";
 import { dateOnly, partialUpdate } from "../lib/validation";
+import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 
 export interface Patient {
@@ -26,9 +27,7 @@ export interface Patient {
 type Gender = "male" | "female" | "other" | "unknown";
 type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "createdAt" | "updatedAt">>;
 
-interface ListParams {
-	page: number;
-	pageSize: number;
+interface ListParams extends PageRequest {
 	search?: string;
 	bornFrom?: string;
 	bornTo?: string;
@@ -140,15 +139,14 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 			rest: "GET /",
 			params: {
 				$$strict: true,
-				page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
-				pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 },
+				...pagingParams(),
 				search: { type: "string", trim: true, empty: false, max: 254, optional: true },
 				bornFrom: dateOnly({ optional: true }),
 				bornTo: dateOnly({ optional: true }),
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
-			async handler(ctx: Context<ListParams>) {
-				const { page, pageSize, search, bornFrom, bornTo, sort } = ctx.params;
+			async handler(ctx: Context<ListParams>): Promise<Page<Patient>> {
+				const { search, bornFrom, bornTo, sort } = ctx.params;
 				const conditions: WhereOptions[] = [];
 				if (search) {
 					const needle = search.toLowerCase();
@@ -172,16 +170,9 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 						[sortField === "name" ? fn("lower", col("name")) : sortField, direction],
 						["id", direction]
 					],
-					limit: pageSize,
-					offset: (page - 1) * pageSize
+					...limitOffset(ctx.params)
 				});
-				return {
-					rows: rows.map(row => this.toPatient(row)),
-					total: count,
-					page,
-					pageSize,
-					totalPages: Math.ceil(count / pageSize)
-				};
+				return toPage(rows.map(row => this.toPatient(row)), count, ctx.params);
 			}
 		},
 
