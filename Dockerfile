@@ -6,7 +6,8 @@ COPY package.json package-lock.json ./
 # The image already has Node 24, so the node@24 devDependency's download script is not needed,
 # and the embedded PostgreSQL is not: containers use DATABASE_URL.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
+COPY tsconfig.json tsconfig.build.json moleculer.config.ts buf.yaml buf.gen.yaml ./
+COPY proto ./proto
 COPY lib ./lib
 COPY mixins ./mixins
 COPY migrations ./migrations
@@ -25,8 +26,9 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY data ./data
+COPY proto/*.proto ./proto/
 # The gateway's audit journal lives here; mount a volume to keep it across restarts.
 RUN mkdir -p /data && chown node:node /data
 USER node
-EXPOSE 4005
+EXPOSE 4005 9001
 CMD ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]

@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-	{ ignores: ["dist/", "node_modules/", ".data/", "coverage/", "test-artifacts/"] },
+	{ ignores: ["dist/", "node_modules/", ".data/", "coverage/", "test-artifacts/", "proto/generated/"] },
 	js.configs.recommended,
 	...tseslint.configs.recommended,
 	{

@@ -39,6 +39,16 @@ export interface Config {
 	sessionDays: number;
 	/** Take the client IP from X-Forwarded-For (only behind a proxy that sets it). */
 	trustProxy: boolean;
+	/** Port the billing service serves gRPC on. */
+	billingGrpcPort: number;
+	/** Where clients reach billing's gRPC server, host:port. */
+	billingGrpcUrl: string;
+	/** Deadline of one call to billing, retries included. */
+	billingGrpcDeadlineMs: number;
+	/** How often patients retries opening the billing accounts a failed call left missing. */
+	billingReconcileIntervalMs: number;
+	/** ISO 4217 currency of new billing accounts. */
+	billingCurrency: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -86,6 +96,12 @@ function timezone(env: Env): string {
 	return zone;
 }
 
+function currency(env: Env): string {
+	const code = text(env, "BILLING_CURRENCY") ?? "USD";
+	if (!/^[A-Z]{3}$/.test(code)) throw new Error(`BILLING_CURRENCY must be an ISO 4217 code such as EUR, got "${code}"`);
+	return code;
+}
+
 export function loadConfig(env: Env = process.env): Config {
 	return {
 		port: integer(env, "PORT", 4005),
@@ -106,7 +122,12 @@ export function loadConfig(env: Env = process.env): Config {
 		adminEmail: text(env, "ADMIN_EMAIL") ?? "admin@medsync.local",
 		adminPassword: text(env, "ADMIN_PASSWORD"),
 		sessionDays: integer(env, "AUTH_SESSION_DAYS", 7),
-		trustProxy: oneOf(env, "TRUST_PROXY", ["true", "false"], "false") === "true"
+		trustProxy: oneOf(env, "TRUST_PROXY", ["true", "false"], "false") === "true",
+		billingGrpcPort: integer(env, "BILLING_GRPC_PORT", 9001),
+		billingGrpcUrl: text(env, "BILLING_GRPC_URL") ?? "127.0.0.1:9001",
+		billingGrpcDeadlineMs: integer(env, "BILLING_GRPC_DEADLINE_MS", 2000),
+		billingReconcileIntervalMs: integer(env, "BILLING_RECONCILE_INTERVAL_MS", 30_000),
+		billingCurrency: currency(env)
 	};
 }
 

@@ -15,6 +15,11 @@ export const PATIENT_READERS: readonly Role[] = ["ADMIN", "RECEPTIONIST", "DOCTO
 export const PATIENT_WRITERS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
 export const PATIENT_DELETERS: readonly Role[] = ["ADMIN"];
 
+/** Read billing accounts and ledgers, post payments. */
+export const BILLING_CLERKS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
+/** Charges, refunds, adjustments and account status. */
+export const BILLING_ADMINS: readonly Role[] = ["ADMIN"];
+
 /** What the gateway puts in `ctx.meta.user` for an authenticated request. */
 export interface CallerIdentity {
 	id: string;
@@ -24,7 +29,7 @@ export interface CallerIdentity {
 }
 
 /** Resources whose every access is written to the audit trail. */
-export type AuditedResource = "patient";
+export type AuditedResource = "patient" | "billing";
 
 declare module "moleculer" {
 	interface ActionSchema {

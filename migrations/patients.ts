@@ -31,5 +31,14 @@ CREATE INDEX patients_register_date_idx ON patients (register_date, id) WHERE de
 CREATE INDEX patients_date_of_birth_idx ON patients (date_of_birth, id) WHERE deleted_at IS NULL;
 CREATE INDEX patients_created_at_idx ON patients (created_at, id) WHERE deleted_at IS NULL;
 `
+	},
+	{
+		version: 2,
+		name: "link patients to their billing accounts",
+		sql: `
+ALTER TABLE patients ADD COLUMN billing_account_id uuid;
+-- The patients whose account billing has not yet opened: what the reconciler looks for.
+CREATE INDEX patients_without_billing_idx ON patients (created_at) WHERE billing_account_id IS NULL AND deleted_at IS NULL;
+`
 	}
 ];

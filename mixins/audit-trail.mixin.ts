@@ -44,9 +44,12 @@ export function AuditTrailMixin(): Partial<ServiceSchema> {
 				const ctx = req.$ctx;
 				const params = req.$params ?? {};
 				const user = ctx?.meta.user;
-				const resultId = status < 400 ? (result as { id?: unknown } | undefined)?.id : undefined;
+				const answer = status < 400 ? (result as { id?: unknown; patientId?: unknown } | undefined) : undefined;
+				// Whose data: named in the request, or in the answer (a billing account names its patient).
 				const patientId =
-					stringOrNull(params.patientId) ?? (action.audit === "patient" ? (stringOrNull(params.id) ?? stringOrNull(resultId)) : null);
+					stringOrNull(params.patientId) ??
+					stringOrNull(answer?.patientId) ??
+					(action.audit === "patient" ? (stringOrNull(params.id) ?? stringOrNull(answer?.id)) : null);
 				this.auditJournal.append({
 					id: crypto.randomUUID(),
 					at: new Date().toISOString(),

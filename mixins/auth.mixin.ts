@@ -17,6 +17,7 @@ export interface GatewayRequest extends IncomingMessage {
 export interface GatewayMeta {
 	user?: AuthenticatedUser | null;
 	ip?: string;
+	idempotencyKey?: string;
 }
 
 export type AuthenticatedUser = CallerIdentity & { issuedAt: number; expiresAt: number };

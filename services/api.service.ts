@@ -10,7 +10,6 @@ const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage,
 
 const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
-	// Order matters: the gateway listens before the audit trail names its journal after the port.
 	mixins: [ApiGateway, AuthMixin(), AuditTrailMixin()],
 
 	settings: {
@@ -19,17 +18,22 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		cors: {
 			origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
 			methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-			allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id"],
+			allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key"],
 			exposedHeaders: ["Location", "X-Request-Id"],
 			maxAge: 3600
 		},
 		routes: [
 			{
 				path: "/",
-				whitelist: ["auth.*", "audit.*", "patients.*"],
+				whitelist: ["auth.*", "audit.*", "patients.*", "billing.*"],
 				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
 				authentication: true,
 				authorization: true,
+				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
+					// Actions that post money honour a client's retry key (billing.postTransaction).
+					const key = req.headers["idempotency-key"];
+					if (typeof key === "string" && key && req.$ctx) req.$ctx.meta.idempotencyKey = key.slice(0, 255);
+				},
 				onAfterCall(
 					this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void },
 					ctx: { meta: { $statusCode?: number } },

@@ -34,6 +34,7 @@ interface CallerMeta {
 	user?: CallerIdentity & { issuedAt: number; expiresAt: number };
 	ip?: string;
 	$statusCode?: number;
+	$location?: string;
 }
 
 interface AuthMethods {
@@ -122,6 +123,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				}
 				const user = await this.createUser(ctx.params.email, ctx.params.password, "VIEWER");
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = "/auth/me";
 				return { id: user.id, email: user.email, role: user.role };
 			}
 		},
@@ -230,6 +232,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			async handler(ctx: Context<{ email: string; password: string; role: Role }, CallerMeta>): Promise<User> {
 				const user = await this.createUser(ctx.params.email, ctx.params.password, ctx.params.role);
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/auth/users/${user.id}`;
 				return user;
 			}
 		},

@@ -6,6 +6,8 @@ import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
 import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
 import { formatMrn } from "../lib/mrn";
+import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../mixins/grpc-client.mixin";
+import { type BillingRequest, type BillingResponse, BillingServiceClient } from "../proto/generated/billing_service";
 import { dateOnly, partialUpdate } from "../lib/validation";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
@@ -20,12 +22,14 @@ export interface Patient {
 	registerDate: string;
 	phone: string | null;
 	gender: Gender | null;
+	/** Null until billing has opened the patient's account. */
+	billingAccountId: string | null;
 	createdAt: string;
 	updatedAt: string;
 }
 
 type Gender = "male" | "female" | "other" | "unknown";
-type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "createdAt" | "updatedAt">>;
+type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "billingAccountId" | "createdAt" | "updatedAt">>;
 
 interface ListParams extends PageRequest {
 	search?: string;
@@ -50,9 +54,16 @@ interface PatientsMethods {
 	nextMrn(transaction: Transaction): Promise<string>;
 	uniqueEmail<T>(work: Promise<T>): Promise<T>;
 	saveChanges(id: string, values: PatientInput): Promise<Patient>;
+	openBillingAccount(patient: Patient): Promise<string | null>;
+	reconcileBillingAccounts(): Promise<void>;
 }
 
-type PatientsThis = Service<PatientsSettings> & DbVars & PatientsMethods;
+interface PatientsVars extends DbVars, GrpcClientVars {
+	reconcileTimer?: NodeJS.Timeout;
+	reconciling?: Promise<void>;
+}
+
+type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
@@ -77,7 +88,7 @@ function escapeLike(text: string): string {
 	return text.replace(/[\\%_]/g, c => `\\${c}`);
 }
 
-const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> = {
+const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, PatientsVars> = {
 	name: "patients",
 
 	mixins: [
@@ -94,12 +105,14 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 					dateOfBirth: { type: DataTypes.DATEONLY, allowNull: false },
 					registerDate: { type: DataTypes.DATEONLY, allowNull: false },
 					phone: { type: DataTypes.STRING(32) },
-					gender: { type: DataTypes.STRING(7) }
+					gender: { type: DataTypes.STRING(7) },
+					billingAccountId: { type: DataTypes.UUID }
 				},
 				options: { tableName: "patients", underscored: true, timestamps: true, paranoid: true }
 			},
 			patientMigrations
-		)
+		),
+		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl })
 	],
 
 	settings: {
@@ -126,6 +139,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 					)
 				);
 				const patient = this.toPatient(row);
+				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
+				patient.billingAccountId = await this.openBillingAccount(patient);
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/patients/${patient.id}`;
 				await ctx.emit("patient.created", patient);
@@ -254,6 +269,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 				registerDate: p.registerDate,
 				phone: p.phone ?? null,
 				gender: p.gender ?? null,
+				billingAccountId: p.billingAccountId ?? null,
 				createdAt: new Date(p.createdAt).toISOString(),
 				updatedAt: new Date(p.updatedAt).toISOString()
 			};
@@ -267,6 +283,32 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 				})
 			);
 			return this.toPatient(row);
+		},
+
+		/** Asks billing (gRPC, within its deadline) to open the patient's account; the account id, or null if billing did not answer. */
+		async openBillingAccount(this: PatientsThis, patient: Patient): Promise<string | null> {
+			const billing = this.grpcClients.billing as BillingServiceClient;
+			try {
+				const { accountId } = await unaryCall<BillingRequest, BillingResponse>(
+					billing,
+					billing.createBillingAccount,
+					{ patientId: patient.id, name: patient.name, email: patient.email },
+					config.billingGrpcDeadlineMs
+				);
+				await this.adapter.db.query("UPDATE patients SET billing_account_id = $1 WHERE id = $2", { bind: [accountId, patient.id] });
+				return accountId;
+			} catch (err) {
+				this.logger.warn(`No billing account yet for patient ${patient.id} (${(err as Error).message}); the reconciler will retry`);
+				return null;
+			}
+		},
+
+		/** Opens the accounts that failed calls left missing, oldest first; stops at the first failure (billing still away). */
+		async reconcileBillingAccounts(this: PatientsThis): Promise<void> {
+			const rows = await this.adapter.model.findAll({ where: { billingAccountId: null }, order: [["createdAt", "ASC"]], limit: 100 });
+			for (const row of rows) {
+				if (!(await this.openBillingAccount(this.toPatient(row)))) return;
+			}
 		},
 
 		async nextMrn(this: PatientsThis, transaction: Transaction): Promise<string> {
@@ -285,6 +327,21 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, DbVars> 
 				throw err;
 			}
 		}
+	},
+
+	started(this: PatientsThis) {
+		const reconcile = () => {
+			this.reconciling ??= this.reconcileBillingAccounts()
+				.catch(err => this.logger.warn("Billing reconciliation failed", err))
+				.finally(() => (this.reconciling = undefined));
+		};
+		reconcile();
+		this.reconcileTimer = setInterval(reconcile, config.billingReconcileIntervalMs);
+	},
+
+	async stopped(this: PatientsThis) {
+		clearInterval(this.reconcileTimer);
+		await this.reconciling;
 	}
 };
 

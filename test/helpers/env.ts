@@ -11,3 +11,7 @@ process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomByt
 process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-data-"));
 // Tests play clients at several addresses through X-Forwarded-For (login throttling counts per IP).
 process.env.TRUST_PROXY = "true";
+// One billing gRPC port per jest worker, so files running side by side never collide.
+process.env.BILLING_GRPC_PORT = String(19100 + Number(process.env.JEST_WORKER_ID ?? 0));
+process.env.BILLING_GRPC_URL = `127.0.0.1:${process.env.BILLING_GRPC_PORT}`;
+process.env.BILLING_RECONCILE_INTERVAL_MS = "300";

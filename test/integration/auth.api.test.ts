@@ -3,6 +3,7 @@ import { Client } from "pg";
 import type { ServiceSchema } from "moleculer";
 import { SignJWT, decodeJwt } from "jose";
 import PatientsService from "../../services/patients.service";
+import BillingService from "../../services/billing.service";
 import { config } from "../../lib/config";
 import { loadSigningKey } from "../../lib/auth/keys";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/auth/tokens";
@@ -28,7 +29,7 @@ function newPatient() {
 }
 
 beforeAll(async () => {
-	cluster = await startCluster([PatientsService as ServiceSchema]);
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	const admin = await createUser(cluster.baseUrl, adminToken, "ADMIN");
 	users = {

@@ -7,14 +7,16 @@ const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const PATIENT_NODE = ["patients", "auth", "audit"];
 
 /**
- * The gateway and the patient registry (with auth and audit) as separate
- * processes, each its own Moleculer node, finding each other over the real NATS server.
+ * The gateway, the patient registry (with auth and audit) and billing as
+ * separate processes, each its own Moleculer node, finding each other over the
+ * real NATS server; patients reach billing over gRPC on a real port.
  */
 describe("services on separate nodes over NATS", () => {
 	const namespace = `test-${crypto.randomBytes(4).toString("hex")}`;
 	let env: Record<string, string>;
 	let gateway: NodeProcess;
 	let patients: NodeProcess;
+	let billing: NodeProcess;
 	let observer: ServiceBroker;
 	let baseUrl: string;
 	let token: string;
@@ -32,20 +34,28 @@ describe("services on separate nodes over NATS", () => {
 
 	beforeAll(async () => {
 		const port = await freePort();
+		const grpcPort = await freePort();
 		baseUrl = `http://127.0.0.1:${port}`;
-		env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, PORT: String(port) };
+		env = {
+			TRANSPORTER: NATS_URL,
+			NAMESPACE: namespace,
+			PORT: String(port),
+			BILLING_GRPC_PORT: String(grpcPort),
+			BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`
+		};
 		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		await observer.start();
 		gateway = startNode(["api"], env);
 		patients = startNode(PATIENT_NODE, env);
-		await observer.waitForServices(["api", ...PATIENT_NODE], 30_000);
+		billing = startNode(["billing"], env);
+		await observer.waitForServices(["api", "billing", ...PATIENT_NODE], 30_000);
 		// The gateway builds its routes shortly after it discovers the other node's services.
 		token = await eventually(() => adminLogin(baseUrl), 20_000, "login through the gateway");
 		await eventually(async () => ((await api("GET", "/patients")).status === 200 ? true : undefined), 20_000, "routes");
 	});
 
 	afterAll(async () => {
-		await Promise.all([gateway?.stop(), patients?.stop()]);
+		await Promise.all([gateway?.stop(), patients?.stop(), billing?.stop()]);
 		await observer?.stop();
 	});
 
@@ -58,6 +68,10 @@ describe("services on separate nodes over NATS", () => {
 
 		const created = await api("POST", "/patients", newPatient("crossing"));
 		expect(created.status).toBe(201);
+		// Opened by the billing process, called over gRPC.
+		expect(created.body.billingAccountId).toEqual(expect.any(String));
+		const account = await api("GET", `/billing/accounts/${created.body.billingAccountId}`);
+		expect(account.body).toMatchObject({ patientId: created.body.id, status: "ACTIVE" });
 		const fetched = await api("GET", `/patients/${created.body.id}`);
 		expect(fetched.status).toBe(200);
 		expect(fetched.body).toEqual(created.body);

@@ -1,6 +1,7 @@
 import { Client } from "pg";
 import type { ServiceSchema } from "moleculer";
 import PatientsService from "../../services/patients.service";
+import BillingService from "../../services/billing.service";
 import { databaseName, withDatabase } from "../../lib/postgres";
 import { isValidMrn } from "../../lib/mrn";
 import { todayIn } from "../../lib/dates";
@@ -55,7 +56,7 @@ beforeAll(async () => {
 			}
 		}
 	};
-	cluster = await startCluster([PatientsService as ServiceSchema, listener]);
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, listener]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
 	await db.connect();
@@ -76,7 +77,7 @@ describe("POST /patients", () => {
 		expect(isValidMrn(res.body.mrn)).toBe(true);
 		expect(res.headers.get("location")).toBe(`/patients/${res.body.id}`);
 		expect(Object.keys(res.body).sort()).toEqual(
-			["id", "mrn", "name", "email", "address", "dateOfBirth", "registerDate", "phone", "gender", "createdAt", "updatedAt"].sort()
+			["id", "mrn", "name", "email", "address", "dateOfBirth", "registerDate", "phone", "gender", "billingAccountId", "createdAt", "updatedAt"].sort()
 		);
 	});
 

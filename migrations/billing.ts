@@ -1,0 +1,48 @@
+import type { Migration } from "../lib/migrations";
+
+export const billingMigrations: Migration[] = [
+	{
+		version: 1,
+		name: "create billing accounts and the append-only ledger",
+		sql: `
+CREATE TABLE billing_accounts (
+	id uuid PRIMARY KEY,
+	patient_id uuid NOT NULL,
+	name varchar(100) NOT NULL,
+	email varchar(254) NOT NULL,
+	status varchar(9) NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'INACTIVE', 'SUSPENDED')),
+	currency char(3) NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- One account per patient: what makes CreateBillingAccount idempotent.
+CREATE UNIQUE INDEX billing_accounts_patient_id_key ON billing_accounts (patient_id);
+
+-- Money in integer minor units (cents); never a float.
+CREATE TABLE billing_transactions (
+	id uuid PRIMARY KEY,
+	account_id uuid NOT NULL REFERENCES billing_accounts (id),
+	type varchar(10) NOT NULL CHECK (type IN ('CHARGE', 'PAYMENT', 'ADJUSTMENT', 'REFUND')),
+	amount bigint NOT NULL CHECK (amount <> 0 AND (type = 'ADJUSTMENT' OR amount > 0)),
+	description varchar(500),
+	reference varchar(100),
+	idempotency_key varchar(255),
+	request_fingerprint char(64),
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX billing_transactions_account_idx ON billing_transactions (account_id, created_at, id);
+-- A retried request with the same Idempotency-Key finds the transaction it already posted.
+CREATE UNIQUE INDEX billing_transactions_idempotency_key ON billing_transactions (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE FUNCTION billing_ledger_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'the ledger is append-only: post a REFUND or an ADJUSTMENT instead';
+END;
+$$;
+CREATE TRIGGER billing_transactions_no_update_or_delete BEFORE UPDATE OR DELETE ON billing_transactions
+	FOR EACH ROW EXECUTE FUNCTION billing_ledger_is_append_only();
+CREATE TRIGGER billing_transactions_no_truncate BEFORE TRUNCATE ON billing_transactions
+	FOR EACH STATEMENT EXECUTE FUNCTION billing_ledger_is_append_only();
+`
+	}
+];

@@ -1,0 +1,69 @@
+import { type CallOptions, type Client, type ClientUnaryCall, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
+import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+
+type ClientConstructor<C extends Client> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
+
+/** A generated client method, e.g. `client.createBillingAccount`. */
+type UnaryMethod<Req, Res> = (
+	request: Req,
+	metadata: Metadata,
+	options: Partial<CallOptions>,
+	callback: (error: ServiceError | null, response: Res) => void
+) => ClientUnaryCall;
+
+export interface GrpcClientOptions<C extends Client> {
+	/** Key under `this.grpcClients`. */
+	name: string;
+	/** Generated client class, e.g. `BillingServiceClient` from proto/generated. */
+	client: ClientConstructor<C>;
+	/** host:port, read at start. */
+	address: () => string;
+}
+
+export interface GrpcClientVars {
+	grpcClients: Record<string, Client>;
+}
+
+const FIRST_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 1000;
+
+/**
+ * One unary call with a deadline covering every attempt. UNAVAILABLE (peer
+ * down, connection refused) is retried with exponential backoff while time
+ * remains; any other status fails at once.
+ */
+export async function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+	const deadline = Date.now() + deadlineMs;
+	for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
+		try {
+			return await new Promise<Res>((resolve, reject) =>
+				method.call(client, request, new Metadata(), { deadline }, (err, response) => (err ? reject(err) : resolve(response)))
+			);
+		} catch (err) {
+			const retryable = (err as ServiceError).code === status.UNAVAILABLE && Date.now() + backoff < deadline;
+			if (!retryable) throw err;
+			await new Promise(resolve => setTimeout(resolve, backoff));
+		}
+	}
+}
+
+/**
+ * Gives a Moleculer service a gRPC client (`this.grpcClients[name]`): one channel,
+ * opened at start and closed at stop. Call it with `unaryCall`.
+ */
+export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>): Partial<ServiceSchema> {
+	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcClientVars> = {
+		name: "grpc-client",
+
+		started(this: Service & GrpcClientVars) {
+			this.grpcClients ??= {};
+			this.grpcClients[options.name] = new options.client(options.address(), credentials.createInsecure());
+		},
+
+		stopped(this: Service & GrpcClientVars) {
+			this.grpcClients?.[options.name]?.close();
+			delete this.grpcClients?.[options.name];
+		}
+	};
+	return schema as unknown as Partial<ServiceSchema>;
+}

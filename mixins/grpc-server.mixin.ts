@@ -1,0 +1,74 @@
+import { Server, ServerCredentials, type ServerUnaryCall, type ServiceDefinition, type sendUnaryData, status } from "@grpc/grpc-js";
+import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { toGrpcError } from "../lib/grpc-status";
+
+/** A unary RPC implemented by the Moleculer service: the request in, the response (or a thrown error) out. */
+export type UnaryHandler<TService> = (this: TService, request: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface GrpcServerOptions<TService> {
+	/** Generated service definition, e.g. `BillingServiceService` from proto/generated. */
+	definition: ServiceDefinition;
+	/** Read at start, so configuration and tests decide. */
+	port: () => number;
+	handlers: Record<string, UnaryHandler<TService>>;
+	/** How long stop() lets calls in flight finish before cutting them off. */
+	drainMs?: number;
+}
+
+interface GrpcServerVars {
+	grpcServer?: Server;
+	/** The port actually bound (differs from the configured one when that is 0). */
+	grpcPort?: number;
+}
+
+/**
+ * Serves a gRPC service from a Moleculer service: the server starts and stops
+ * with it, and stopping drains calls in flight. Errors thrown by handlers become
+ * proper gRPC statuses (lib/grpc-status.ts).
+ */
+export function GrpcServerMixin<TService extends Service>(options: GrpcServerOptions<TService>): Partial<ServiceSchema> {
+	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcServerVars> = {
+		name: "grpc-server",
+
+		async started(this: Service & GrpcServerVars) {
+			const server = new Server();
+			const implementation = Object.fromEntries(
+				Object.entries(options.handlers).map(([method, handler]) => [
+					method,
+					(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+						handler.call(this as unknown as TService, call.request).then(
+							response => callback(null, response),
+							err => {
+								if (toGrpcError(err).code === status.INTERNAL) this.logger.error(`gRPC ${method} failed`, err);
+								callback(toGrpcError(err));
+							}
+						);
+					}
+				])
+			);
+			server.addService(options.definition, implementation);
+			this.grpcPort = await new Promise<number>((resolve, reject) =>
+				server.bindAsync(`0.0.0.0:${options.port()}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+			);
+			this.grpcServer = server;
+			this.logger.info(`gRPC server listening on port ${this.grpcPort}`);
+		},
+
+		async stopped(this: Service & GrpcServerVars) {
+			const server = this.grpcServer;
+			if (!server) return;
+			this.grpcServer = undefined;
+			await new Promise<void>(resolve => {
+				const cutoff = setTimeout(() => {
+					server.forceShutdown();
+					resolve();
+				}, options.drainMs ?? 5000);
+				server.tryShutdown(() => {
+					clearTimeout(cutoff);
+					resolve();
+				});
+			});
+		}
+	};
+	return schema as unknown as Partial<ServiceSchema>;
+}

@@ -1,0 +1,403 @@
+import crypto from "node:crypto";
+import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { DataTypes, type Model, QueryTypes, type Transaction } from "sequelize";
+import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { GrpcServerMixin } from "../mixins/grpc-server.mixin";
+import { billingMigrations } from "../migrations/billing";
+import { config } from "../lib/config";
+import { ConflictError, NotFoundError } from "../lib/errors";
+import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
+import {
+	type BillingAccountRequest,
+	type BillingAccountResponse,
+	type BillingRequest,
+	type BillingResponse,
+	BillingServiceService,
+	type UpdateBillingRequest
+} from "../proto/generated/billing_service";
+
+export const ACCOUNT_STATUSES = ["ACTIVE", "INACTIVE", "SUSPENDED"] as const;
+export const TRANSACTION_TYPES = ["CHARGE", "PAYMENT", "ADJUSTMENT", "REFUND"] as const;
+type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
+type TransactionType = (typeof TRANSACTION_TYPES)[number];
+
+export interface BillingAccount {
+	id: string;
+	patientId: string;
+	name: string;
+	email: string;
+	status: AccountStatus;
+	currency: string;
+	/** Minor units: charges − payments + refunds + adjustments. Positive: the patient owes. */
+	balance: number;
+	createdAt: string;
+	updatedAt: string;
+}
+
+export interface LedgerTransaction {
+	id: string;
+	accountId: string;
+	type: TransactionType;
+	amount: number;
+	description: string | null;
+	reference: string | null;
+	createdAt: string;
+}
+
+interface NewTransaction {
+	id: string;
+	type: TransactionType;
+	amount: number;
+	description?: string;
+	reference?: string;
+}
+
+interface AccountChanges {
+	name?: string;
+	email?: string;
+	status?: AccountStatus;
+}
+
+interface BillingMeta {
+	user?: CallerIdentity | null;
+	idempotencyKey?: string;
+	$statusCode?: number;
+	$location?: string;
+}
+
+interface BillingMethods {
+	openAccount(input: { patientId: string; name: string; email: string }): Promise<BillingAccount>;
+	findAccount(id: string, transaction?: Transaction, lock?: boolean): Promise<BillingAccount>;
+	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
+	toAccount(row: Model, balance: number): BillingAccount;
+	balanceOf(accountId: string, transaction?: Transaction): Promise<number>;
+}
+
+type BillingThis = Service<ServiceSettingSchema> & DbVars & BillingMethods;
+
+interface TransactionRow {
+	id: string;
+	account_id: string;
+	type: TransactionType;
+	amount: string;
+	description: string | null;
+	reference: string | null;
+	request_fingerprint: string | null;
+	created_at: Date;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Ten billion in major units: far beyond any clinic bill, well inside JavaScript's exact integers. */
+const MAX_AMOUNT = 1_000_000_000_000;
+
+const BALANCE_SQL = `SELECT COALESCE(SUM(CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END), 0)::bigint AS balance
+	FROM billing_transactions WHERE account_id = $1`;
+
+function toTransaction(row: TransactionRow): LedgerTransaction {
+	return {
+		id: row.id,
+		accountId: row.account_id,
+		type: row.type,
+		amount: Number(row.amount),
+		description: row.description,
+		reference: row.reference,
+		createdAt: new Date(row.created_at).toISOString()
+	};
+}
+
+function fingerprint(input: Omit<NewTransaction, "id">): string {
+	return crypto
+		.createHash("sha256")
+		.update(JSON.stringify([input.type, input.amount, input.description ?? null, input.reference ?? null]))
+		.digest("hex");
+}
+
+const accountIdParam = { type: "string", max: 64 };
+
+/**
+ * Billing accounts (one per patient) and their append-only ledger, in exact
+ * integer minor units. Serves the original's BillingService over gRPC and the
+ * ledger over REST.
+ */
+const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars> = {
+	name: "billing",
+
+	// Later mixins start first and stop last: the database is up before gRPC serves, and gRPC drains before it closes.
+	mixins: [
+		GrpcServerMixin<BillingThis>({
+			definition: BillingServiceService,
+			port: () => config.billingGrpcPort,
+			handlers: {
+				async createBillingAccount(this: BillingThis, request: BillingRequest): Promise<BillingResponse> {
+					const account = await this.broker.call<BillingAccount, BillingRequest>("billing.openAccount", request);
+					return { accountId: account.id, status: account.status };
+				},
+				async getBillingAccount(this: BillingThis, request: BillingAccountRequest): Promise<BillingAccountResponse> {
+					const account = await this.findAccount(request.accountId);
+					return {
+						accountId: account.id,
+						patientId: account.patientId,
+						name: account.name,
+						email: account.email,
+						status: account.status,
+						currency: account.currency,
+						balance: String(account.balance)
+					};
+				},
+				async updateBillingAccount(this: BillingThis, request: UpdateBillingRequest): Promise<BillingResponse> {
+					// proto3 strings default to "": an empty field means "leave as is".
+					const account = await this.broker.call<BillingAccount, AccountChanges & { id: string }>("billing.changeAccount", {
+						id: request.accountId,
+						...(request.name && { name: request.name }),
+						...(request.email && { email: request.email }),
+						...(request.status && { status: request.status as AccountStatus })
+					});
+					return { accountId: account.id, status: account.status };
+				},
+				async deleteBillingAccount(this: BillingThis, request: BillingAccountRequest): Promise<BillingResponse> {
+					const account = await this.changeAccount(request.accountId, { status: "INACTIVE" });
+					return { accountId: account.id, status: account.status };
+				}
+			}
+		}),
+		DbMixin(
+			"billing",
+			{
+				name: "account",
+				define: {
+					id: { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 },
+					patientId: { type: DataTypes.UUID, allowNull: false },
+					name: { type: DataTypes.STRING(100), allowNull: false },
+					email: { type: DataTypes.STRING(254), allowNull: false },
+					status: { type: DataTypes.STRING(9), allowNull: false, defaultValue: "ACTIVE" },
+					currency: { type: DataTypes.CHAR(3), allowNull: false }
+				},
+				options: { tableName: "billing_accounts", underscored: true, timestamps: true }
+			},
+			billingMigrations
+		)
+	],
+
+	settings: {
+		rest: "/billing"
+	},
+
+	actions: {
+		/** Opens the patient's account, or returns the one already open. Called by patients over gRPC. Not routed. */
+		openAccount: {
+			visibility: "public",
+			params: {
+				patientId: { type: "uuid" },
+				name: { type: "string", trim: true, empty: false, max: 100 },
+				email: { type: "email", max: 254 }
+			},
+			handler(ctx: Context<{ patientId: string; name: string; email: string }>): Promise<BillingAccount> {
+				return this.openAccount(ctx.params);
+			}
+		},
+
+		/** Name, email or status. Not routed: REST changes the status only (`setStatus`). */
+		changeAccount: {
+			visibility: "public",
+			params: {
+				id: accountIdParam,
+				name: { type: "string", trim: true, empty: false, max: 100, optional: true },
+				email: { type: "email", max: 254, optional: true },
+				status: { type: "enum", values: ACCOUNT_STATUSES, optional: true }
+			},
+			handler(ctx: Context<AccountChanges & { id: string }>): Promise<BillingAccount> {
+				const { id, ...changes } = ctx.params;
+				return this.changeAccount(id, changes);
+			}
+		},
+
+		listAccounts: {
+			roles: BILLING_CLERKS,
+			audit: "billing",
+			rest: "GET /accounts",
+			params: { $$strict: true, patientId: { type: "uuid", optional: true }, ...pagingParams() },
+			async handler(ctx: Context<PageRequest & { patientId?: string }>): Promise<Page<BillingAccount>> {
+				const where = ctx.params.patientId ? { patientId: ctx.params.patientId } : {};
+				const { rows, count } = await this.adapter.model.findAndCountAll({
+					where,
+					order: [["createdAt", "DESC"], ["id", "DESC"]],
+					...limitOffset(ctx.params)
+				});
+				const accounts = await Promise.all(rows.map(async row => this.toAccount(row, await this.balanceOf(row.get("id") as string))));
+				return toPage(accounts, count, ctx.params);
+			}
+		},
+
+		getAccount: {
+			roles: BILLING_CLERKS,
+			audit: "billing",
+			rest: "GET /accounts/:id",
+			params: { id: accountIdParam },
+			handler(ctx: Context<{ id: string }>): Promise<BillingAccount> {
+				return this.findAccount(ctx.params.id);
+			}
+		},
+
+		setStatus: {
+			roles: BILLING_ADMINS,
+			audit: "billing",
+			rest: "PATCH /accounts/:id",
+			params: { $$strict: true, id: accountIdParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
+			handler(ctx: Context<{ id: string; status: AccountStatus }>): Promise<BillingAccount> {
+				return this.changeAccount(ctx.params.id, { status: ctx.params.status });
+			}
+		},
+
+		listTransactions: {
+			roles: BILLING_CLERKS,
+			audit: "billing",
+			rest: "GET /accounts/:id/transactions",
+			params: { $$strict: true, id: accountIdParam, ...pagingParams(50) },
+			async handler(ctx: Context<PageRequest & { id: string }>): Promise<Page<LedgerTransaction> & { patientId: string }> {
+				const account = await this.findAccount(ctx.params.id);
+				const { limit, offset } = limitOffset(ctx.params);
+				const rows = await this.adapter.db.query<TransactionRow>(
+					"SELECT * FROM billing_transactions WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+					{ bind: [account.id, limit, offset], type: QueryTypes.SELECT }
+				);
+				const [{ total }] = await this.adapter.db.query<{ total: number }>(
+					"SELECT count(*)::int AS total FROM billing_transactions WHERE account_id = $1",
+					{ bind: [account.id], type: QueryTypes.SELECT }
+				);
+				return { ...toPage(rows.map(toTransaction), total, ctx.params), patientId: account.patientId };
+			}
+		},
+
+		postTransaction: {
+			roles: BILLING_CLERKS,
+			audit: "billing",
+			rest: "POST /accounts/:id/transactions",
+			params: {
+				$$strict: true,
+				id: accountIdParam,
+				type: { type: "enum", values: TRANSACTION_TYPES },
+				amount: {
+					type: "number",
+					integer: true,
+					min: -MAX_AMOUNT,
+					max: MAX_AMOUNT,
+					// fastest-validator hands a top-level field's siblings over as context.data.
+					custom(value: unknown, errors: { type: string }[], _s: unknown, _n: unknown, _p: unknown, context: { data?: { type?: string } }) {
+						if (typeof value !== "number") return value;
+						if (value === 0 || (value < 0 && context.data?.type !== "ADJUSTMENT")) errors.push({ type: "amountSign" });
+						return value;
+					},
+					messages: {
+						numberInteger: "The '{field}' field must be a whole number of minor units (cents).",
+						amountSign: "The '{field}' field must be positive; only an ADJUSTMENT may be negative, and none may be zero."
+					}
+				},
+				description: { type: "string", trim: true, max: 500, optional: true },
+				reference: { type: "string", trim: true, max: 100, optional: true }
+			},
+			async handler(
+				ctx: Context<Omit<NewTransaction, "id"> & { id: string }, BillingMeta>
+			): Promise<LedgerTransaction & { balance: number; patientId: string }> {
+				const { id: accountId, ...input } = ctx.params;
+				// Clerks post payments; everything else moves money the clinic's way and needs an admin.
+				const caller = ctx.meta.user;
+				if (caller && input.type !== "PAYMENT" && !BILLING_ADMINS.includes(caller.role)) {
+					throw new Errors.MoleculerClientError(`The ${caller.role} role may not post a ${input.type}`, 403, "FORBIDDEN");
+				}
+				const key = ctx.meta.idempotencyKey;
+				const print = fingerprint(input);
+				const result = await this.adapter.db.transaction(async transaction => {
+					// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
+					const account = await this.findAccount(accountId, transaction, true);
+					const [inserted] = await this.adapter.db.query<TransactionRow>(
+						`INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
+						 SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
+						 -- Only an ACTIVE account takes a charge; the row lock above keeps the status steady meanwhile.
+						 WHERE $3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE'
+						 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+						 RETURNING *`,
+						{
+							bind: [crypto.randomUUID(), account.id, input.type, input.amount, input.description ?? null, input.reference ?? null, key ?? null, print, account.status],
+							type: QueryTypes.SELECT,
+							transaction
+						}
+					);
+					let row = inserted;
+					if (!row && key) {
+						[row] = await this.adapter.db.query<TransactionRow>(
+							"SELECT * FROM billing_transactions WHERE account_id = $1 AND idempotency_key = $2",
+							{ bind: [account.id, key], type: QueryTypes.SELECT, transaction }
+						);
+						if (row && row.request_fingerprint !== print) {
+							throw new Errors.MoleculerClientError("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", {
+								field: "Idempotency-Key"
+							});
+						}
+					}
+					if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
+					return { ...toTransaction(row), balance: await this.balanceOf(account.id, transaction), patientId: account.patientId };
+				});
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/billing/accounts/${accountId}/transactions`;
+				return result;
+			}
+		}
+	},
+
+	methods: {
+		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+			const [inserted] = await this.adapter.db.query<{ id: string }>(
+				`INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
+				 ON CONFLICT (patient_id) DO NOTHING RETURNING id`,
+				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT }
+			);
+			if (inserted) return this.findAccount(inserted.id);
+			const existing = await this.adapter.model.findOne({ where: { patientId: input.patientId } });
+			return this.toAccount(existing!, await this.balanceOf(existing!.get("id") as string));
+		},
+
+		async findAccount(this: BillingThis, id: string, transaction?: Transaction, lock = false): Promise<BillingAccount> {
+			const row = UUID.test(id)
+				? await this.adapter.model.findByPk(id, { transaction, lock: lock && transaction ? transaction.LOCK.SHARE : undefined })
+				: null;
+			if (!row) throw new NotFoundError("Billing account", id);
+			return this.toAccount(row, await this.balanceOf(id, transaction));
+		},
+
+		async changeAccount(this: BillingThis, id: string, changes: AccountChanges): Promise<BillingAccount> {
+			return this.adapter.db.transaction(async transaction => {
+				const row = UUID.test(id) ? await this.adapter.model.findByPk(id, { transaction, lock: transaction.LOCK.UPDATE }) : null;
+				if (!row) throw new NotFoundError("Billing account", id);
+				await row.update(changes, { transaction });
+				return this.toAccount(row, await this.balanceOf(id, transaction));
+			});
+		},
+
+		async balanceOf(this: BillingThis, accountId: string, transaction?: Transaction): Promise<number> {
+			const [{ balance }] = await this.adapter.db.query<{ balance: string }>(BALANCE_SQL, {
+				bind: [accountId],
+				type: QueryTypes.SELECT,
+				transaction
+			});
+			return Number(balance);
+		},
+
+		toAccount(row: Model, balance: number): BillingAccount {
+			const a = row.get({ plain: true }) as BillingAccount & { createdAt: Date; updatedAt: Date };
+			return {
+				id: a.id,
+				patientId: a.patientId,
+				name: a.name,
+				email: a.email,
+				status: a.status,
+				currency: a.currency,
+				balance,
+				createdAt: new Date(a.createdAt).toISOString(),
+				updatedAt: new Date(a.updatedAt).toISOString()
+			};
+		}
+	}
+};
+
+export default BillingService;

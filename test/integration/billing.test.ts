@@ -1,0 +1,254 @@
+import crypto from "node:crypto";
+import path from "node:path";
+import { type Client as GrpcClient, type ServiceError, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import type { ServiceSchema } from "moleculer";
+import { Client } from "pg";
+import BillingService from "../../services/billing.service";
+import PatientsService from "../../services/patients.service";
+import { config } from "../../lib/config";
+import { databaseName, withDatabase } from "../../lib/postgres";
+import { unaryCall } from "../../mixins/grpc-client.mixin";
+import { BillingServiceClient } from "../../proto/generated/billing_service";
+import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { eventually } from "../helpers/node-process";
+
+let cluster: TestCluster;
+let adminToken: string;
+let receptionist: TestUser;
+let doctor: TestUser;
+let grpc: BillingServiceClient;
+
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+	request(cluster.baseUrl, method, path, body, { ...bearer(adminToken), ...headers });
+
+const rpc = <Req, Res>(method: (req: Req, ...rest: any[]) => any, req: Req) => unaryCall<Req, Res>(grpc, method as any, req, 2000);
+
+async function rpcError(promise: Promise<unknown>): Promise<ServiceError> {
+	try {
+		await promise;
+	} catch (err) {
+		return err as ServiceError;
+	}
+	throw new Error("expected the call to fail");
+}
+
+async function newPatient() {
+	const res = await call("POST", "/patients", {
+		name: "Billing Patient",
+		email: `billing.${crypto.randomBytes(4).toString("hex")}@example.org`,
+		address: "1 Ledger Lane",
+		dateOfBirth: "1980-01-01"
+	});
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+beforeAll(async () => {
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
+	adminToken = await adminLogin(cluster.baseUrl);
+	receptionist = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+	doctor = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+	grpc = new BillingServiceClient(config.billingGrpcUrl, credentials.createInsecure());
+});
+
+afterAll(async () => {
+	grpc?.close();
+	await cluster?.stop();
+});
+
+describe("BillingService over gRPC on a real port", () => {
+	test("CreateBillingAccount opens an account, and a second call returns the same one", async () => {
+		const patientId = crypto.randomUUID();
+		const first = await rpc(grpc.createBillingAccount, { patientId, name: "Ada", email: "ada@example.org" });
+		expect(first).toEqual({ accountId: expect.any(String), status: "ACTIVE" });
+		const second = await rpc(grpc.createBillingAccount, { patientId, name: "Ada", email: "ada@example.org" });
+		expect(second).toEqual(first);
+	});
+
+	test("GetBillingAccount returns every field, with currency and balance", async () => {
+		const patientId = crypto.randomUUID();
+		const { accountId } = await rpc<any, any>(grpc.createBillingAccount, { patientId, name: "Grace", email: "grace@example.org" });
+		const account = await rpc(grpc.getBillingAccount, { accountId });
+		expect(account).toEqual({ accountId, patientId, name: "Grace", email: "grace@example.org", status: "ACTIVE", currency: config.billingCurrency, balance: "0" });
+	});
+
+	test("UpdateBillingAccount changes name, email and status; empty fields stay as they were", async () => {
+		const { accountId } = await rpc<any, any>(grpc.createBillingAccount, { patientId: crypto.randomUUID(), name: "Old", email: "old@example.org" });
+		expect(await rpc(grpc.updateBillingAccount, { accountId, name: "New", email: "", status: "SUSPENDED" })).toEqual({ accountId, status: "SUSPENDED" });
+		expect(await rpc(grpc.getBillingAccount, { accountId })).toMatchObject({ name: "New", email: "old@example.org", status: "SUSPENDED" });
+	});
+
+	test("DeleteBillingAccount closes the account (INACTIVE) and keeps it", async () => {
+		const { accountId } = await rpc<any, any>(grpc.createBillingAccount, { patientId: crypto.randomUUID(), name: "Gone", email: "gone@example.org" });
+		expect(await rpc(grpc.deleteBillingAccount, { accountId })).toEqual({ accountId, status: "INACTIVE" });
+		expect(await rpc(grpc.getBillingAccount, { accountId })).toMatchObject({ status: "INACTIVE" });
+	});
+
+	test("errors are proper statuses: NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE; never UNKNOWN", async () => {
+		const missing = crypto.randomUUID();
+		for (const attempt of [
+			rpc(grpc.getBillingAccount, { accountId: missing }),
+			rpc(grpc.getBillingAccount, { accountId: "not-a-uuid" }),
+			rpc(grpc.updateBillingAccount, { accountId: missing, name: "X", email: "", status: "" }),
+			rpc(grpc.deleteBillingAccount, { accountId: missing })
+		]) {
+			expect((await rpcError(attempt)).code).toBe(status.NOT_FOUND);
+		}
+		const invalid = await rpcError(rpc(grpc.createBillingAccount, { patientId: "nope", name: "", email: "x" }));
+		expect(invalid.code).toBe(status.INVALID_ARGUMENT);
+		expect(invalid.details).toMatch(/patientId/);
+		const badStatus = await rpcError(rpc(grpc.updateBillingAccount, { accountId: missing, name: "", email: "", status: "CLOSED" }));
+		expect(badStatus.code).toBe(status.INVALID_ARGUMENT);
+
+		const nowhere = new BillingServiceClient("127.0.0.1:1", credentials.createInsecure());
+		const down = await rpcError(unaryCall(nowhere, nowhere.getBillingAccount, { accountId: missing }, 500));
+		expect(down.code).toBe(status.UNAVAILABLE);
+		nowhere.close();
+	});
+
+	test("a client loaded dynamically from the .proto file, not the generated code, works too", async () => {
+		const definition = loadSync(path.resolve(__dirname, "../../proto/billing_service.proto"), { keepCase: true, longs: String });
+		const { BillingService: DynamicClient } = loadPackageDefinition(definition) as any;
+		const client: GrpcClient & Record<string, any> = new DynamicClient(config.billingGrpcUrl, credentials.createInsecure());
+		const invoke = (method: string, req: object) =>
+			new Promise<any>((resolve, reject) => client[method](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
+		const patientId = crypto.randomUUID();
+		const created = await invoke("CreateBillingAccount", { patientId, name: "Dyn", email: "dyn@example.org" });
+		expect(created.status).toBe("ACTIVE");
+		expect(await invoke("GetBillingAccount", { accountId: created.accountId })).toMatchObject({ accountId: created.accountId, patientId, name: "Dyn" });
+		client.close();
+	});
+});
+
+describe("patients → billing", () => {
+	test("POST /patients opens the account over gRPC and returns its id", async () => {
+		const patient = await newPatient();
+		expect(patient.billingAccountId).toEqual(expect.any(String));
+		const account = await call("GET", `/billing/accounts/${patient.billingAccountId}`);
+		expect(account.body).toMatchObject({ patientId: patient.id, name: patient.name, email: patient.email, status: "ACTIVE", balance: 0 });
+		const byPatient = await call("GET", `/billing/accounts?patientId=${patient.id}`);
+		expect(byPatient.body.rows.map((a: { id: string }) => a.id)).toEqual([patient.billingAccountId]);
+	});
+
+	test("billing stopped → patients still created → billing back → every one gets its account", async () => {
+		const broker = cluster.broker;
+		const billing = broker.getLocalService("billing")!;
+		const schema = billing.originalSchema;
+		await broker.destroyService(billing);
+
+		const created = [await newPatient(), await newPatient()];
+		expect(created.map(p => p.billingAccountId)).toEqual([null, null]);
+
+		broker.createService(schema);
+		await broker.waitForServices(["billing"]);
+		for (const patient of created) {
+			const withAccount = await eventually(async () => {
+				const res = await call("GET", `/patients/${patient.id}`);
+				return res.body.billingAccountId ? res.body : undefined;
+			}, 15_000, `an account for ${patient.id}`);
+			const account = await call("GET", `/billing/accounts/${withAccount.billingAccountId}`);
+			expect(account.body.patientId).toBe(patient.id);
+		}
+	});
+});
+
+describe("the ledger", () => {
+	let account: { id: string };
+	beforeEach(async () => {
+		const patient = await newPatient();
+		account = { id: patient.billingAccountId };
+	});
+
+	const post = (body: object, headers: Record<string, string> = {}) => call("POST", `/billing/accounts/${account.id}/transactions`, body, headers);
+
+	test("the balance is charges − payments + refunds + adjustments, exactly", async () => {
+		expect((await post({ type: "CHARGE", amount: 12_000, description: "Consultation" })).status).toBe(201);
+		expect((await post({ type: "PAYMENT", amount: 3_050, reference: "card-1" })).status).toBe(201);
+		expect((await post({ type: "REFUND", amount: 500 })).status).toBe(201);
+		const last = await post({ type: "ADJUSTMENT", amount: -201, description: "Goodwill" });
+		expect(last.body).toMatchObject({ type: "ADJUSTMENT", amount: -201, balance: 12_000 - 3_050 + 500 - 201 });
+		expect((await call("GET", `/billing/accounts/${account.id}`)).body.balance).toBe(9_249);
+		const page = await call("GET", `/billing/accounts/${account.id}/transactions?pageSize=2`);
+		expect(page.body).toMatchObject({ total: 4, page: 1, pageSize: 2, totalPages: 2 });
+		expect(page.body.rows.map((t: { type: string }) => t.type)).toEqual(["ADJUSTMENT", "REFUND"]);
+	});
+
+	test("amounts are whole minor units: fractions, zero, and negative non-adjustments are 422", async () => {
+		for (const body of [
+			{ type: "PAYMENT", amount: 10.5 },
+			{ type: "CHARGE", amount: 0 },
+			{ type: "CHARGE", amount: -100 },
+			{ type: "PAYMENT", amount: "100" },
+			{ type: "GIFT", amount: 100 }
+		]) {
+			const res = await post(body);
+			expect(res.status).toBe(422);
+		}
+		const res = await post({ type: "PAYMENT", amount: 10.5 });
+		expect(res.body.data[0].field).toBe("amount");
+	});
+
+	test("a suspended or inactive account refuses new charges with 409, but still takes payments", async () => {
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" })).body.status).toBe("SUSPENDED");
+		expect((await post({ type: "CHARGE", amount: 100 })).status).toBe(409);
+		expect((await post({ type: "PAYMENT", amount: 100 })).status).toBe(201);
+		await call("PATCH", `/billing/accounts/${account.id}`, { status: "INACTIVE" });
+		expect((await post({ type: "CHARGE", amount: 100 })).status).toBe(409);
+		await call("PATCH", `/billing/accounts/${account.id}`, { status: "ACTIVE" });
+		expect((await post({ type: "CHARGE", amount: 100 })).status).toBe(201);
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "CLOSED" })).status).toBe(422);
+	});
+
+	test("50 concurrent payments give the exact balance", async () => {
+		await post({ type: "CHARGE", amount: 100_000 });
+		const results = await Promise.all(Array.from({ length: 50 }, (_, i) => post({ type: "PAYMENT", amount: 101 + i })));
+		expect(results.every(r => r.status === 201)).toBe(true);
+		const paid = Array.from({ length: 50 }, (_, i) => 101 + i).reduce((a, b) => a + b, 0);
+		expect((await call("GET", `/billing/accounts/${account.id}`)).body.balance).toBe(100_000 - paid);
+		expect((await call("GET", `/billing/accounts/${account.id}/transactions?pageSize=100`)).body.total).toBe(51);
+	});
+
+	test("the same Idempotency-Key 10 times in parallel posts one transaction, and every retry gets the same answer", async () => {
+		const key = crypto.randomUUID();
+		const results = await Promise.all(Array.from({ length: 10 }, () => post({ type: "PAYMENT", amount: 2_500 }, { "idempotency-key": key })));
+		expect(results.map(r => r.status)).toEqual(Array(10).fill(201));
+		expect(new Set(results.map(r => r.body.id)).size).toBe(1);
+		const ledger = await call("GET", `/billing/accounts/${account.id}/transactions`);
+		expect(ledger.body.total).toBe(1);
+		const reused = await post({ type: "PAYMENT", amount: 9_999 }, { "idempotency-key": key });
+		expect(reused.status).toBe(422);
+		expect(reused.body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+	});
+
+	test("the ledger is append-only in the database too", async () => {
+		await post({ type: "CHARGE", amount: 100 });
+		const db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("billing")) });
+		await db.connect();
+		try {
+			await expect(db.query("UPDATE billing_transactions SET amount = 1")).rejects.toThrow(/append-only/);
+			await expect(db.query("DELETE FROM billing_transactions")).rejects.toThrow(/append-only/);
+		} finally {
+			await db.end();
+		}
+	});
+
+	test("roles: receptionists read and post payments; charges, refunds, adjustments and status need an admin; doctors see nothing", async () => {
+		const as = (user: TestUser) => ({ authorization: `Bearer ${user.token}` });
+		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, as(receptionist))).status).toBe(200);
+		expect((await post({ type: "PAYMENT", amount: 100 }, as(receptionist))).status).toBe(201);
+		for (const type of ["CHARGE", "REFUND", "ADJUSTMENT"]) {
+			expect((await post({ type, amount: 100 }, as(receptionist))).status).toBe(403);
+		}
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" }, as(receptionist))).status).toBe(403);
+		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, as(doctor))).status).toBe(403);
+		expect((await call("GET", `/billing/accounts/${account.id}/transactions`, undefined, as(doctor))).status).toBe(403);
+		expect((await request(cluster.baseUrl, "GET", `/billing/accounts/${account.id}`)).status).toBe(401);
+	});
+
+	test("an unknown or malformed account id is 404", async () => {
+		expect((await call("GET", `/billing/accounts/${crypto.randomUUID()}`)).status).toBe(404);
+		expect((await call("GET", "/billing/accounts/nope")).status).toBe(404);
+		expect((await call("POST", `/billing/accounts/${crypto.randomUUID()}/transactions`, { type: "PAYMENT", amount: 1 })).status).toBe(404);
+	});
+});

@@ -1,0 +1,30 @@
+import { status } from "@grpc/grpc-js";
+import { Errors } from "moleculer";
+import { ConflictError, NotFoundError } from "../../lib/errors";
+import { toGrpcError } from "../../lib/grpc-status";
+
+describe("gRPC statuses for action errors", () => {
+	test("client mistakes keep their meaning", () => {
+		expect(toGrpcError(new NotFoundError("Billing account", "x"))).toMatchObject({ code: status.NOT_FOUND, details: "Billing account not found" });
+		expect(toGrpcError(new ConflictError("Already open"))).toMatchObject({ code: status.ALREADY_EXISTS, details: "Already open" });
+		const invalid = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
+			{ field: "patientId", message: "The 'patientId' field must be a valid UUID." }
+		]);
+		expect(toGrpcError(invalid)).toMatchObject({ code: status.INVALID_ARGUMENT, details: "The 'patientId' field must be a valid UUID." });
+	});
+
+	test("a database out of reach or a missing peer is UNAVAILABLE, worth a retry", () => {
+		expect(toGrpcError(Object.assign(new Error("connect ECONNREFUSED"), { name: "SequelizeConnectionRefusedError" })).code).toBe(status.UNAVAILABLE);
+		expect(toGrpcError(new Errors.ServiceNotAvailableError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
+		expect(toGrpcError(new Errors.RequestTimeoutError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
+		expect(toGrpcError(new Errors.MoleculerRetryableError("down", 503)).code).toBe(status.UNAVAILABLE);
+	});
+
+	test("anything else is INTERNAL with no details, never UNKNOWN", () => {
+		for (const err of [new Error("relation x does not exist at 10.0.0.1"), new TypeError("boom"), undefined, "text"]) {
+			const mapped = toGrpcError(err);
+			expect(mapped.code).toBe(status.INTERNAL);
+			expect(mapped.details).toBe("Internal error");
+		}
+	});
+});
