@@ -49,6 +49,17 @@ export interface Config {
 	billingReconcileIntervalMs: number;
 	/** ISO 4217 currency of new billing accounts. */
 	billingCurrency: string;
+	/** Kafka bootstrap brokers; unset delivers the outbox's events over the service broker instead. */
+	kafkaBrokers: string[] | undefined;
+	/** Topic of the patient events. */
+	patientTopic: string;
+	/** Partitions and replicas of topics MedSync creates. */
+	kafkaPartitions: number;
+	kafkaReplicationFactor: number;
+	/** Attempts at handling one message before it goes to the dead-letter topic. */
+	kafkaMaxAttempts: number;
+	/** Prepended to consumer group names (which are the service names). */
+	kafkaGroupPrefix: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -127,7 +138,13 @@ export function loadConfig(env: Env = process.env): Config {
 		billingGrpcUrl: text(env, "BILLING_GRPC_URL") ?? "127.0.0.1:9001",
 		billingGrpcDeadlineMs: integer(env, "BILLING_GRPC_DEADLINE_MS", 2000),
 		billingReconcileIntervalMs: integer(env, "BILLING_RECONCILE_INTERVAL_MS", 30_000),
-		billingCurrency: currency(env)
+		billingCurrency: currency(env),
+		kafkaBrokers: text(env, "KAFKA_BROKERS")?.split(",").map(b => b.trim()).filter(Boolean),
+		patientTopic: text(env, "KAFKA_PATIENT_TOPIC") ?? "patient",
+		kafkaPartitions: integer(env, "KAFKA_PARTITIONS", 3),
+		kafkaReplicationFactor: integer(env, "KAFKA_REPLICATION_FACTOR", 1),
+		kafkaMaxAttempts: integer(env, "KAFKA_MAX_ATTEMPTS", 5),
+		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? ""
 	};
 }
 

@@ -20,6 +20,9 @@ export const BILLING_CLERKS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
 /** Charges, refunds, adjustments and account status. */
 export const BILLING_ADMINS: readonly Role[] = ["ADMIN"];
 
+/** Aggregates with no personal data. */
+export const ANALYTICS_READERS: readonly Role[] = ["ADMIN", "VIEWER"];
+
 /** What the gateway puts in `ctx.meta.user` for an authenticated request. */
 export interface CallerIdentity {
 	id: string;

@@ -1,4 +1,5 @@
 import type { Migration } from "../lib/migrations";
+import { PROCESSED_EVENTS_SQL } from "../lib/patient-events";
 
 export const billingMigrations: Migration[] = [
 	{
@@ -44,5 +45,10 @@ CREATE TRIGGER billing_transactions_no_update_or_delete BEFORE UPDATE OR DELETE 
 CREATE TRIGGER billing_transactions_no_truncate BEFORE TRUNCATE ON billing_transactions
 	FOR EACH STATEMENT EXECUTE FUNCTION billing_ledger_is_append_only();
 `
+	},
+	{
+		version: 2,
+		name: "remember processed patient events",
+		sql: PROCESSED_EVENTS_SQL
 	}
 ];

@@ -40,5 +40,34 @@ ALTER TABLE patients ADD COLUMN billing_account_id uuid;
 -- The patients whose account billing has not yet opened: what the reconciler looks for.
 CREATE INDEX patients_without_billing_idx ON patients (created_at) WHERE billing_account_id IS NULL AND deleted_at IS NULL;
 `
+	},
+	{
+		version: 3,
+		name: "transactional outbox for patient events",
+		sql: `
+-- Events are written here in the transaction that changes the patient, then relayed to Kafka in id order.
+CREATE TABLE outbox (
+	id bigserial PRIMARY KEY,
+	event_id uuid NOT NULL UNIQUE,
+	topic varchar(249) NOT NULL,
+	key varchar(200) NOT NULL,
+	event_type varchar(40) NOT NULL,
+	payload bytea NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	sent_at timestamptz,
+	attempts integer NOT NULL DEFAULT 0,
+	last_error text
+);
+CREATE INDEX outbox_pending_idx ON outbox (id) WHERE sent_at IS NULL;
+
+-- Wakes the relay at commit, so events leave at once rather than at the next poll.
+CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify('outbox', '');
+	RETURN NULL;
+END;
+$$;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+`
 	}
 ];

@@ -14,6 +14,8 @@ export interface ModelDefinition {
 
 /** What a service mixing in DbMixin can use on `this`. */
 export interface DbVars {
+	/** The service database's URL, known once connected (for connections of its own, e.g. LISTEN). */
+	databaseUrl: string;
 	adapter: {
 		model: ModelStatic<Model>;
 		db: Sequelize;
@@ -62,6 +64,7 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 				const url = withDatabase(server, database);
 				const applied = await migrate(url, migrations);
 				if (applied.length) this.logger.info(`Applied migrations ${applied.join(", ")} to ${database}`);
+				this.databaseUrl = url;
 				this.adapter.opts = [sequelizeOptions(url)];
 				await this.adapter.connect();
 			}

@@ -8,6 +8,9 @@ import { config } from "../lib/config";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
+import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
+import { decodePatientEvent, firstDelivery } from "../lib/patient-events";
+import type { PatientEvent } from "../proto/generated/patient_event";
 import {
 	type BillingAccountRequest,
 	type BillingAccountResponse,
@@ -67,7 +70,7 @@ interface BillingMeta {
 }
 
 interface BillingMethods {
-	openAccount(input: { patientId: string; name: string; email: string }): Promise<BillingAccount>;
+	openAccount(input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount>;
 	findAccount(id: string, transaction?: Transaction, lock?: boolean): Promise<BillingAccount>;
 	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
 	toAccount(row: Model, balance: number): BillingAccount;
@@ -176,8 +179,26 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				options: { tableName: "billing_accounts", underscored: true, timestamps: true }
 			},
 			billingMigrations
-		)
+		),
+		KafkaMixin()
 	],
+
+	kafka: {
+		consumers: [
+			{
+				topic: () => config.patientTopic,
+				decode: decodePatientEvent,
+				/** Opens the account if the gRPC call has not: one account per patient, whichever arrives first. */
+				async handler(this: BillingThis, event: PatientEvent) {
+					if (event.eventType !== "PATIENT_CREATED") return;
+					await this.adapter.db.transaction(async transaction => {
+						if (!(await firstDelivery(this.adapter.db, transaction, event.eventId))) return;
+						await this.openAccount({ patientId: event.patientId, name: event.name, email: event.email }, transaction);
+					});
+				}
+			} satisfies KafkaConsumerDefinition<BillingThis, PatientEvent>
+		]
+	},
 
 	settings: {
 		rest: "/billing"
@@ -346,15 +367,21 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 	},
 
 	methods: {
-		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+		/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
+		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount> {
 			const [inserted] = await this.adapter.db.query<{ id: string }>(
 				`INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
 				 ON CONFLICT (patient_id) DO NOTHING RETURNING id`,
-				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT }
+				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT, transaction }
 			);
-			if (inserted) return this.findAccount(inserted.id);
-			const existing = await this.adapter.model.findOne({ where: { patientId: input.patientId } });
-			return this.toAccount(existing!, await this.balanceOf(existing!.get("id") as string));
+			const row = await this.adapter.model.findOne({ where: { patientId: input.patientId }, transaction });
+			const account = this.toAccount(row!, inserted ? 0 : await this.balanceOf(row!.get("id") as string, transaction));
+			if (inserted) {
+				const announce = () => this.broker.emit("billing.account.opened", { patientId: account.patientId, accountId: account.id });
+				if (transaction) transaction.afterCommit(announce);
+				else await announce();
+			}
+			return account;
 		},
 
 		async findAccount(this: BillingThis, id: string, transaction?: Transaction, lock = false): Promise<BillingAccount> {

@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, Op, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -8,6 +9,9 @@ import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/e
 import { formatMrn } from "../lib/mrn";
 import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../mixins/grpc-client.mixin";
 import { type BillingRequest, type BillingResponse, BillingServiceClient } from "../proto/generated/billing_service";
+import { PatientEvent } from "../proto/generated/patient_event";
+import { KafkaMixin, type KafkaSchema, type OutgoingMessage } from "../mixins/kafka.mixin";
+import { OutboxRelay } from "../lib/outbox-relay";
 import { dateOnly, partialUpdate } from "../lib/validation";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
@@ -29,6 +33,7 @@ export interface Patient {
 }
 
 type Gender = "male" | "female" | "other" | "unknown";
+export type PatientEventType = "PATIENT_CREATED" | "PATIENT_UPDATED" | "PATIENT_DELETED";
 type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "billingAccountId" | "createdAt" | "updatedAt">>;
 
 interface ListParams extends PageRequest {
@@ -55,10 +60,13 @@ interface PatientsMethods {
 	uniqueEmail<T>(work: Promise<T>): Promise<T>;
 	saveChanges(id: string, values: PatientInput): Promise<Patient>;
 	openBillingAccount(patient: Patient): Promise<string | null>;
+	recordEvent(transaction: Transaction, type: PatientEventType, patient: Patient): Promise<void>;
+	kafkaSend(messages: OutgoingMessage[]): Promise<void>;
 	reconcileBillingAccounts(): Promise<void>;
 }
 
 interface PatientsVars extends DbVars, GrpcClientVars {
+	outboxRelay?: OutboxRelay;
 	reconcileTimer?: NodeJS.Timeout;
 	reconciling?: Promise<void>;
 }
@@ -112,8 +120,13 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			},
 			patientMigrations
 		),
-		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl })
+		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl }),
+		KafkaMixin()
 	],
+
+	kafka: {
+		produces: [() => config.patientTopic]
+	} satisfies KafkaSchema,
 
 	settings: {
 		rest: "/patients"
@@ -126,19 +139,22 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
 			async handler(ctx: Context<PatientInput, HttpMeta>): Promise<Patient> {
-				const row = await this.uniqueEmail(
-					this.adapter.db.transaction(async transaction =>
-						this.adapter.model.create(
+				// The patient and its PATIENT_CREATED event commit together, or neither does.
+				const patient = await this.uniqueEmail(
+					this.adapter.db.transaction(async transaction => {
+						const row = await this.adapter.model.create(
 							{
 								...ctx.params,
 								mrn: await this.nextMrn(transaction),
 								registerDate: ctx.params.registerDate ?? todayIn(config.clinicTimezone)
 							},
 							{ transaction }
-						)
-					)
+						);
+						const created = this.toPatient(row);
+						await this.recordEvent(transaction, "PATIENT_CREATED", created);
+						return created;
+					})
 				);
-				const patient = this.toPatient(row);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await this.openBillingAccount(patient);
 				ctx.meta.$statusCode = 201;
@@ -238,11 +254,22 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 					const row = await this.findPatient(ctx.params.id, transaction);
 					// paranoid model: destroy() only stamps deleted_at; the record stays.
 					await row.destroy({ transaction });
-					return this.toPatient(row);
+					const deleted = this.toPatient(row);
+					await this.recordEvent(transaction, "PATIENT_DELETED", deleted);
+					return deleted;
 				});
 				ctx.meta.$statusCode = 204;
 				await ctx.emit("patient.deleted", patient);
 			}
+		}
+	},
+
+	events: {
+		/** Billing opened an account (over gRPC or from the Kafka event): remember its id. */
+		async "billing.account.opened"(this: PatientsThis, ctx: Context<{ patientId: string; accountId: string }>) {
+			await this.adapter.db.query("UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", {
+				bind: [ctx.params.accountId, ctx.params.patientId]
+			});
 		}
 	},
 
@@ -276,13 +303,31 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		},
 
 		async saveChanges(this: PatientsThis, id: string, values: PatientInput): Promise<Patient> {
-			const row = await this.uniqueEmail(
+			return this.uniqueEmail(
 				this.adapter.db.transaction(async transaction => {
 					const current = await this.findPatient(id, transaction);
-					return current.update(values, { transaction });
+					const updated = this.toPatient(await current.update(values, { transaction }));
+					await this.recordEvent(transaction, "PATIENT_UPDATED", updated);
+					return updated;
 				})
 			);
-			return this.toPatient(row);
+		},
+
+		/** Writes the event to the outbox inside the caller's transaction; the relay publishes it after commit. */
+		async recordEvent(this: PatientsThis, transaction: Transaction, type: PatientEventType, patient: Patient): Promise<void> {
+			const eventId = crypto.randomUUID();
+			const payload = PatientEvent.encode({
+				patientId: patient.id,
+				name: patient.name,
+				email: patient.email,
+				eventType: type,
+				eventId,
+				occurredAt: new Date().toISOString()
+			}).finish();
+			await this.adapter.db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload) VALUES ($1, $2, $3, $4, $5)", {
+				bind: [eventId, config.patientTopic, patient.id, type, Buffer.from(payload)],
+				transaction
+			});
 		},
 
 		/** Asks billing (gRPC, within its deadline) to open the patient's account; the account id, or null if billing did not answer. */
@@ -329,7 +374,15 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		}
 	},
 
-	started(this: PatientsThis) {
+	async started(this: PatientsThis) {
+		this.outboxRelay = new OutboxRelay({
+			databaseUrl: this.databaseUrl,
+			logger: this.logger,
+			// The patient id is the key, so one patient's events stay in order on one partition.
+			send: rows =>
+				this.kafkaSend(rows.map(row => ({ topic: row.topic, key: row.key, value: row.payload, headers: { "event-type": row.eventType, "event-id": row.eventId } })))
+		});
+		await this.outboxRelay.start();
 		const reconcile = () => {
 			this.reconciling ??= this.reconcileBillingAccounts()
 				.catch(err => this.logger.warn("Billing reconciliation failed", err))
@@ -341,7 +394,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 
 	async stopped(this: PatientsThis) {
 		clearInterval(this.reconcileTimer);
-		await this.reconciling;
+		await Promise.all([this.reconciling, this.outboxRelay?.stop()]);
 	}
 };
 

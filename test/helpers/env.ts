@@ -9,6 +9,10 @@ process.env.LOG_LEVEL ??= "warn";
 // Each test file gets its own databases and its own development secrets (JWT key, audit journal).
 process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomBytes(3).toString("hex")}`;
 process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-data-"));
+// Topics and consumer groups of their own, should a file use Kafka (only the Kafka suite does).
+const run = crypto.randomBytes(3).toString("hex");
+process.env.KAFKA_PATIENT_TOPIC = `patient.test-${run}`;
+process.env.KAFKA_GROUP_PREFIX = `test-${run}-`;
 // Tests play clients at several addresses through X-Forwarded-For (login throttling counts per IP).
 process.env.TRUST_PROXY = "true";
 // One billing gRPC port per jest worker, so files running side by side never collide.

@@ -7,6 +7,7 @@ import path from "node:path";
 import { canConnect } from "../../lib/postgres-probe";
 
 const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
+const KAFKA_TEST_DATA_DIR = path.resolve(".data/test-kafka");
 
 function portOpen(host: string, port: number): Promise<boolean> {
 	return new Promise(resolve => {
@@ -35,12 +36,36 @@ async function setUpNats(): Promise<void> {
 }
 
 /**
+ * A Kafka broker for the Kafka suite, in KAFKA_TEST_BROKERS: KAFKA_BROKERS if set,
+ * else one started here by the project's script (port 19092, data under
+ * .data/test-kafka, wiped first). Other suites run without Kafka, on the
+ * service-broker fallback, so only the Kafka suite sees (and may restart) it.
+ */
+function setUpKafka(): void {
+	if (process.env.KAFKA_BROKERS) {
+		process.env.KAFKA_TEST_BROKERS = process.env.KAFKA_BROKERS;
+		delete process.env.KAFKA_BROKERS;
+		return;
+	}
+	const env = { ...process.env, DATA_DIR: KAFKA_TEST_DATA_DIR, KAFKA_PORT: "19092" };
+	if (spawnSync("scripts/kafka.sh", ["status"], { env }).status !== 0) {
+		fs.rmSync(path.join(KAFKA_TEST_DATA_DIR, "kafka", "data"), { recursive: true, force: true });
+		const started = spawnSync("scripts/kafka.sh", ["start"], { env, stdio: "inherit" });
+		if (started.status !== 0) throw new Error("Could not start the test Kafka broker (scripts/kafka.sh start)");
+		process.env.KAFKA_TEST_OWNED = "1";
+	}
+	process.env.KAFKA_TEST_BROKERS = "127.0.0.1:19092";
+	process.env.KAFKA_TEST_DATA_DIR = KAFKA_TEST_DATA_DIR;
+}
+
+/**
  * Picks the PostgreSQL server for the run (DATABASE_URL, the machine's server on
  * 5432, or an embedded one) and a database prefix no other run uses, so every
  * run works in throwaway databases.
  */
 export default async function globalSetup(): Promise<void> {
 	await setUpNats();
+	setUpKafka();
 	process.env.DATABASE_PREFIX = `medsync_test_${crypto.randomBytes(4).toString("hex")}`;
 	process.env.ADMIN_EMAIL = "admin@test.medsync.local";
 	process.env.ADMIN_PASSWORD = crypto.randomBytes(18).toString("base64url");

@@ -1,10 +1,13 @@
 import { Client } from "pg";
 
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 
 /** Drops the run's throwaway databases, then stops the servers setup started. */
 export default async function globalTeardown(): Promise<void> {
 	(globalThis as { natsServer?: ChildProcess }).natsServer?.kill();
+	if (process.env.KAFKA_TEST_OWNED) {
+		spawnSync("scripts/kafka.sh", ["stop"], { env: { ...process.env, DATA_DIR: process.env.KAFKA_TEST_DATA_DIR, KAFKA_PORT: "19092" } });
+	}
 	const prefix = process.env.DATABASE_PREFIX;
 	const url = process.env.DATABASE_URL;
 	if (prefix?.startsWith("medsync_test_") && url) {

@@ -1,0 +1,128 @@
+import { Client } from "pg";
+
+/** A pending outbox row, as the relay hands it to `send`. */
+export interface OutboxRow {
+	id: string;
+	eventId: string;
+	topic: string;
+	key: string;
+	eventType: string;
+	payload: Buffer;
+}
+
+interface Logger {
+	info(...args: unknown[]): void;
+	warn(...args: unknown[]): void;
+}
+
+export interface OutboxRelayOptions {
+	databaseUrl: string;
+	/** Publishes the rows, in order; resolves once the broker has them. */
+	send(rows: OutboxRow[]): Promise<void>;
+	logger: Logger;
+	batchSize?: number;
+	/** A safety net under LISTEN/NOTIFY, and the retry pace while the broker is down. */
+	pollMs?: number;
+	/** Sent rows are kept this long, for inspection, then purged. */
+	retentionDays?: number;
+}
+
+const LOCK = "hashtext('medsync.outbox.relay')";
+
+/**
+ * Publishes the outbox's pending events in id order and marks them sent. It
+ * wakes on NOTIFY (sent by a trigger at commit) and polls as a fallback. Only
+ * one relay per database works at a time (an advisory lock), so order holds
+ * when several nodes run the service. If publishing fails, nothing is marked:
+ * the same rows go again on the next wake, so delivery is at least once, and
+ * consumers deduplicate by event id.
+ */
+export class OutboxRelay {
+	private client: Client | undefined;
+	private timer: NodeJS.Timeout | undefined;
+	private running: Promise<void> | undefined;
+	private again = false;
+	private leader = false;
+	private stopped = false;
+	private lastPurge = 0;
+
+	constructor(private readonly options: OutboxRelayOptions) {}
+
+	async start(): Promise<void> {
+		const client = new Client({ connectionString: this.options.databaseUrl });
+		client.on("notification", () => this.wake());
+		client.on("error", err => this.options.logger.warn(`Outbox relay connection: ${err.message}`));
+		await client.connect();
+		await client.query("LISTEN outbox");
+		this.client = client;
+		this.timer = setInterval(() => this.wake(), this.options.pollMs ?? 2000);
+		this.wake();
+	}
+
+	/** Lets the batch in hand finish, then closes the connection (which releases the lock). */
+	async stop(): Promise<void> {
+		this.stopped = true;
+		clearInterval(this.timer);
+		await this.running;
+		await this.client?.end().catch(() => {});
+		this.client = undefined;
+	}
+
+	/** Pending events and the last failure, for operators. */
+	async pending(): Promise<{ count: number; oldest: Date | null; lastError: string | null }> {
+		const { rows } = await this.client!.query(
+			`SELECT count(*)::int AS count, min(created_at) AS oldest,
+			        (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error
+			 FROM outbox WHERE sent_at IS NULL`
+		);
+		return { count: rows[0].count, oldest: rows[0].oldest, lastError: rows[0].last_error };
+	}
+
+	wake(): void {
+		if (this.stopped || !this.client) return;
+		if (this.running) {
+			this.again = true;
+			return;
+		}
+		this.running = this.drain()
+			.catch(err => this.options.logger.warn(`Outbox relay: ${(err as Error).message}`))
+			.finally(() => {
+				this.running = undefined;
+				if (this.again) {
+					this.again = false;
+					this.wake();
+				}
+			});
+	}
+
+	private async drain(): Promise<void> {
+		const client = this.client!;
+		if (!this.leader) {
+			const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK}) AS locked`);
+			this.leader = rows[0].locked;
+			if (!this.leader) return;
+			this.options.logger.info("Outbox relay: this node publishes the outbox");
+		}
+		while (!this.stopped) {
+			const { rows } = await client.query(
+				`SELECT id, event_id, topic, key, event_type, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
+				[this.options.batchSize ?? 100]
+			);
+			if (!rows.length) break;
+			const batch: OutboxRow[] = rows.map(r => ({ id: r.id, eventId: r.event_id, topic: r.topic, key: r.key, eventType: r.event_type, payload: r.payload }));
+			const ids = batch.map(r => r.id);
+			try {
+				await this.options.send(batch);
+			} catch (err) {
+				await client.query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])", [ids, (err as Error).message]);
+				this.options.logger.warn(`Outbox relay: ${batch.length} event(s) wait (${(err as Error).message}); retrying`);
+				return;
+			}
+			await client.query("UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])", [ids]);
+		}
+		if (Date.now() - this.lastPurge > 3_600_000) {
+			this.lastPurge = Date.now();
+			await client.query(`DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)`, [this.options.retentionDays ?? 7]);
+		}
+	}
+}

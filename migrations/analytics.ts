@@ -1,0 +1,17 @@
+import type { Migration } from "../lib/migrations";
+import { PROCESSED_EVENTS_SQL } from "../lib/patient-events";
+
+export const analyticsMigrations: Migration[] = [
+	{
+		version: 1,
+		name: "daily registration counts",
+		sql: `
+-- Aggregates only: no personal data lives in the analytics database.
+CREATE TABLE registrations_daily (
+	day date PRIMARY KEY,
+	count integer NOT NULL CHECK (count >= 0)
+);
+${PROCESSED_EVENTS_SQL}
+`
+	}
+];

@@ -1,0 +1,271 @@
+import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { config } from "../lib/config";
+
+/** A message as a handler sees it, whether it came from Kafka or over the service broker. */
+export interface KafkaMessage {
+	topic: string;
+	key: string | null;
+	value: Buffer;
+	headers: Record<string, string>;
+	partition?: number;
+	offset?: string;
+}
+
+export interface OutgoingMessage {
+	topic: string;
+	key: string;
+	value: Buffer;
+	headers?: Record<string, string>;
+}
+
+/** One consumer, declared in a service's schema under `kafka.consumers`. */
+export interface KafkaConsumerDefinition<TService = Service, T = unknown> {
+	/** Resolved at start, so configuration decides (e.g. `() => config.patientTopic`). */
+	topic: () => string;
+	/** Turns the value into the payload; a message that fails here is poison and goes to the dead-letter topic at once. */
+	decode(value: Buffer): T;
+	/** Handles one payload. A throw is retried with backoff; after KAFKA_MAX_ATTEMPTS the message is dead-lettered. */
+	handler(this: TService, payload: T, message: KafkaMessage): Promise<void>;
+}
+
+/** What a service declares under `kafka` in its schema. */
+export interface KafkaSchema {
+	// Each consumer has its own payload type; the mixin only passes payloads from decode to handler.
+	// eslint-disable-next-line @typescript-eslint/no-explicit-any
+	consumers?: KafkaConsumerDefinition<any, any>[];
+	/** Topics this service produces to, created at start if missing. */
+	produces?: (() => string)[];
+}
+
+declare module "moleculer" {
+	interface ServiceSchema {
+		/** Kafka topics this service consumes and produces (mixins/kafka.mixin.ts). */
+		kafka?: KafkaSchema;
+	}
+}
+
+interface KafkaVars {
+	kafkaProducer?: Producer<Buffer, Buffer, string, string>;
+	kafkaConsumers: Consumer<Buffer, Buffer, Buffer, Buffer>[];
+	kafkaLoops: Promise<void>[];
+	kafkaInFlight?: Promise<void>;
+	kafkaStopping: boolean;
+}
+
+interface KafkaMethods {
+	kafkaSend(messages: OutgoingMessage[]): Promise<void>;
+	kafkaDeliver(definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void>;
+	kafkaDeadLetter(message: KafkaMessage, failure: unknown): Promise<void>;
+	kafkaConsume(definition: KafkaConsumerDefinition): Promise<void>;
+}
+
+type KafkaThis = Service & KafkaVars & KafkaMethods & { schema: { kafka?: KafkaSchema } };
+
+/** The service broker event that carries outbox messages when no Kafka is configured. */
+export const FALLBACK_EVENT = "outbox.message";
+
+const RECONNECT_MAX_MS = 10_000;
+
+export const dlqTopic = (topic: string) => `${topic}.dlt`;
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+/** Leaves the group and closes, ending its message stream; errors on the way out do not matter. */
+function closeConsumer(consumer: Consumer<Buffer, Buffer, Buffer, Buffer>): Promise<void> {
+	return new Promise(resolve => consumer.close(true, () => resolve()));
+}
+
+function stringHeaders(headers: Map<Buffer, Buffer>): Record<string, string> {
+	return Object.fromEntries([...headers].map(([k, v]) => [k.toString(), v.toString()]));
+}
+
+/**
+ * Kafka for a Moleculer service, on @platformatic/kafka. The service declares
+ * what it consumes and produces in its schema (`kafka: { consumers, produces }`);
+ * the mixin creates missing topics, connects on start, and on stop lets the
+ * message in hand finish before it disconnects.
+ *
+ * Consumer groups are named after the service. An offset is committed only after
+ * its handler succeeded; a failing handler is retried with backoff, and after
+ * KAFKA_MAX_ATTEMPTS the message goes to `<topic>.dlt` and the consumer moves on.
+ *
+ * Without KAFKA_BROKERS, messages travel over the service broker instead
+ * (`outbox.message`, one delivery per consuming service) to the same handlers.
+ */
+export function KafkaMixin(): Partial<ServiceSchema> {
+	const schema: ServiceSchema<ServiceSettingSchema, KafkaMethods, KafkaVars> = {
+		name: "kafka",
+
+		events: {
+			async [FALLBACK_EVENT](this: KafkaThis, ctx: Context<{ topic: string; key: string | null; value: string; headers: Record<string, string> }>) {
+				if (config.kafkaBrokers) return;
+				const definition = this.schema.kafka?.consumers?.find(c => c.topic() === ctx.params.topic);
+				if (!definition) return;
+				const message = { ...ctx.params, value: Buffer.from(ctx.params.value, "base64") };
+				await this.kafkaDeliver(definition as KafkaConsumerDefinition, message);
+			}
+		},
+
+		methods: {
+			/** Produces in order and waits for the broker's acknowledgement (all in-sync replicas). */
+			async kafkaSend(this: KafkaThis, messages: OutgoingMessage[]): Promise<void> {
+				if (!config.kafkaBrokers) {
+					for (const m of messages) {
+						await this.broker.emit(FALLBACK_EVENT, { topic: m.topic, key: m.key, value: m.value.toString("base64"), headers: m.headers ?? {} });
+					}
+					return;
+				}
+				if (!this.kafkaProducer) throw new Error("The Kafka producer is not running");
+				await this.kafkaProducer.send({
+					messages: messages.map(m => ({ topic: m.topic, key: Buffer.from(m.key), value: m.value, headers: m.headers ?? {} }))
+				});
+			},
+
+			/** Decode, then handle with retries; what cannot be handled goes to the dead-letter topic. */
+			async kafkaDeliver(this: KafkaThis, definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void> {
+				let payload: unknown;
+				try {
+					payload = definition.decode(message.value);
+				} catch (err) {
+					return this.kafkaDeadLetter(message, err);
+				}
+				for (let attempt = 1; ; attempt++) {
+					try {
+						return await definition.handler.call(this, payload, message);
+					} catch (err) {
+						if (attempt >= config.kafkaMaxAttempts) return this.kafkaDeadLetter(message, err);
+						await sleep(Math.min(5000, 100 * 2 ** (attempt - 1)));
+					}
+				}
+			},
+
+			async kafkaDeadLetter(this: KafkaThis, message: KafkaMessage, failure: unknown): Promise<void> {
+				const reason = failure instanceof Error ? failure.message : String(failure);
+				this.logger.error(`Giving up on a ${message.topic} message (${reason}); dead-lettering it`);
+				if (!this.kafkaProducer) return;
+				await this.kafkaProducer.send({
+					messages: [
+						{
+							topic: dlqTopic(message.topic),
+							key: message.key === null ? undefined : Buffer.from(message.key),
+							value: message.value,
+							headers: {
+								...message.headers,
+								"x-error": reason.slice(0, 500),
+								"x-consumer-group": config.kafkaGroupPrefix + this.name,
+								"x-original-partition": String(message.partition ?? ""),
+								"x-original-offset": String(message.offset ?? "")
+							}
+						}
+					]
+				});
+			},
+
+			/** One consumer's life: join the group, handle messages one at a time, commit each; reconnect with backoff on failure. */
+			async kafkaConsume(this: KafkaThis, definition: KafkaConsumerDefinition): Promise<void> {
+				const topic = definition.topic();
+				for (let backoff = 500; !this.kafkaStopping; backoff = Math.min(RECONNECT_MAX_MS, backoff * 2)) {
+					const consumer = new Consumer({
+						groupId: config.kafkaGroupPrefix + this.name,
+						clientId: `${this.name}-${this.broker.nodeID}`,
+						bootstrapBrokers: config.kafkaBrokers!,
+						sessionTimeout: 10_000,
+						heartbeatInterval: 1000
+					});
+					this.kafkaConsumers.push(consumer);
+					try {
+						const stream = await consumer.consume({ topics: [topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
+						backoff = 500;
+						for await (const raw of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
+							const message: KafkaMessage = {
+								topic: raw.topic,
+								key: raw.key?.length ? raw.key.toString() : null,
+								value: raw.value,
+								headers: stringHeaders(raw.headers),
+								partition: raw.partition,
+								offset: String(raw.offset)
+							};
+							this.kafkaInFlight = this.kafkaDeliver(definition, message).then(() => raw.commit());
+							await this.kafkaInFlight;
+							this.kafkaInFlight = undefined;
+							if (this.kafkaStopping) break;
+						}
+					} catch (err) {
+						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}); reconnecting in ${backoff} ms`);
+					} finally {
+						await closeConsumer(consumer);
+						this.kafkaConsumers = this.kafkaConsumers.filter(c => c !== consumer);
+					}
+					if (!this.kafkaStopping) await sleep(backoff);
+				}
+			}
+		},
+
+		created(this: KafkaThis) {
+			this.kafkaConsumers = [];
+			this.kafkaLoops = [];
+			this.kafkaStopping = false;
+		},
+
+		async started(this: KafkaThis) {
+			const declared = this.schema.kafka ?? {};
+			const consumers = (declared.consumers ?? []) as KafkaConsumerDefinition[];
+			if (!config.kafkaBrokers) {
+				this.logger.info(`KAFKA_BROKERS is unset: ${this.name} exchanges outbox events over the service broker ('${FALLBACK_EVENT}')`);
+				return;
+			}
+			const topics = [...(declared.produces ?? []).map(t => t()), ...consumers.flatMap(c => [c.topic(), dlqTopic(c.topic())])];
+			this.kafkaProducer = new Producer({
+				clientId: `${this.name}-${this.broker.nodeID}`,
+				bootstrapBrokers: config.kafkaBrokers,
+				idempotent: true,
+				// Fail fast while the broker is away: the outbox keeps the events and the relay retries.
+				timeout: 5000,
+				retries: 2,
+				serializers: {
+					key: (key?: Buffer) => key,
+					value: (value?: Buffer) => value,
+					headerKey: (key?: string) => (key === undefined ? undefined : Buffer.from(key)),
+					headerValue: (value?: string) => (value === undefined ? undefined : Buffer.from(value))
+				}
+			});
+			// In the background: a broker that is down delays consuming, never the service's start.
+			this.kafkaLoops = [
+				ensureTopics(topics, this.logger, () => this.kafkaStopping).then(() => Promise.all(consumers.map(c => this.kafkaConsume(c))).then(() => {}))
+			];
+		},
+
+		async stopped(this: KafkaThis) {
+			this.kafkaStopping = true;
+			// Drain: the message in hand finishes (and commits) before the consumers leave their group.
+			await this.kafkaInFlight?.catch(() => {});
+			await Promise.all(this.kafkaConsumers.map(closeConsumer));
+			await Promise.all(this.kafkaLoops);
+			await this.kafkaProducer?.close().catch(() => {});
+			this.kafkaProducer = undefined;
+		}
+	};
+	return schema as unknown as Partial<ServiceSchema>;
+}
+
+/** Creates the topics that do not exist yet, with KAFKA_PARTITIONS partitions; retries while the broker is away. */
+async function ensureTopics(topics: string[], logger: Service["logger"], stopping: () => boolean): Promise<void> {
+	for (let backoff = 500; !stopping(); backoff = Math.min(RECONNECT_MAX_MS, backoff * 2)) {
+		const admin = new Admin({ clientId: "medsync-admin", bootstrapBrokers: config.kafkaBrokers! });
+		try {
+			const existing = new Set(await admin.listTopics());
+			const missing = [...new Set(topics)].filter(t => !existing.has(t));
+			if (missing.length) {
+				await admin.createTopics({ topics: missing, partitions: config.kafkaPartitions, replicas: config.kafkaReplicationFactor });
+				logger.info(`Created Kafka topics ${missing.join(", ")}`);
+			}
+			return;
+		} catch (err) {
+			// Another node created one of them first: look again.
+			logger.warn(`Cannot ensure Kafka topics (${(err as Error).message}); retrying in ${backoff} ms`);
+			await sleep(backoff);
+		} finally {
+			await admin.close().catch(() => {});
+		}
+	}
+}

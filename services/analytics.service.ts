@@ -1,0 +1,93 @@
+import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { DataTypes, QueryTypes } from "sequelize";
+import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
+import { analyticsMigrations } from "../migrations/analytics";
+import { config } from "../lib/config";
+import { todayIn } from "../lib/dates";
+import { decodePatientEvent, firstDelivery } from "../lib/patient-events";
+import { ANALYTICS_READERS } from "../lib/roles";
+import { dateOnly } from "../lib/validation";
+import type { PatientEvent } from "../proto/generated/patient_event";
+
+type AnalyticsThis = Service<ServiceSettingSchema> & DbVars;
+
+const MAX_RANGE_DAYS = 366;
+const DAY_MS = 86_400_000;
+
+function addDays(date: string, days: number): string {
+	return new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+/** Counts patient registrations per day (in the clinic's timezone) from PATIENT_CREATED events. */
+const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
+	name: "analytics",
+
+	mixins: [
+		DbMixin(
+			"analytics",
+			{
+				name: "registrationDay",
+				define: {
+					day: { type: DataTypes.DATEONLY, primaryKey: true },
+					count: { type: DataTypes.INTEGER, allowNull: false }
+				},
+				options: { tableName: "registrations_daily", timestamps: false }
+			},
+			analyticsMigrations
+		),
+		KafkaMixin()
+	],
+
+	kafka: {
+		consumers: [
+			{
+				topic: () => config.patientTopic,
+				decode: decodePatientEvent,
+				async handler(this: AnalyticsThis, event: PatientEvent) {
+					if (event.eventType !== "PATIENT_CREATED") return;
+					const day = todayIn(config.clinicTimezone, new Date(event.occurredAt));
+					await this.adapter.db.transaction(async transaction => {
+						// A redelivered event was counted the first time.
+						if (!(await firstDelivery(this.adapter.db, transaction, event.eventId))) return;
+						await this.adapter.db.query(
+							"INSERT INTO registrations_daily (day, count) VALUES ($1, 1) ON CONFLICT (day) DO UPDATE SET count = registrations_daily.count + 1",
+							{ bind: [day], transaction }
+						);
+					});
+				}
+			} satisfies KafkaConsumerDefinition<AnalyticsThis, PatientEvent>
+		]
+	},
+
+	settings: {
+		rest: "/analytics"
+	},
+
+	actions: {
+		registrations: {
+			roles: ANALYTICS_READERS,
+			rest: "GET /registrations",
+			params: { $$strict: true, from: dateOnly({ optional: true }), to: dateOnly({ optional: true }) },
+			async handler(this: AnalyticsThis, ctx: Context<{ from?: string; to?: string }>) {
+				const to = ctx.params.to ?? todayIn(config.clinicTimezone);
+				const from = ctx.params.from ?? addDays(to, -29);
+				const span = (Date.parse(to) - Date.parse(from)) / DAY_MS;
+				if (span < 0 || span >= MAX_RANGE_DAYS) {
+					throw new Errors.ValidationError("Invalid range", "VALIDATION_ERROR", [
+						{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }
+					]);
+				}
+				const rows = await this.adapter.db.query<{ day: string; count: number }>(
+					"SELECT to_char(day, 'YYYY-MM-DD') AS day, count FROM registrations_daily WHERE day BETWEEN $1 AND $2",
+					{ bind: [from, to], type: QueryTypes.SELECT }
+				);
+				const counts = new Map(rows.map(r => [r.day, r.count]));
+				const days = Array.from({ length: span + 1 }, (_, i) => addDays(from, i)).map(date => ({ date, count: counts.get(date) ?? 0 }));
+				return { from, to, days, total: days.reduce((sum, d) => sum + d.count, 0) };
+			}
+		}
+	}
+};
+
+export default AnalyticsService;
