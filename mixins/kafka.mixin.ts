@@ -211,7 +211,10 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 			const declared = this.schema.kafka ?? {};
 			const consumers = (declared.consumers ?? []) as KafkaConsumerDefinition[];
 			if (!config.kafkaBrokers) {
-				this.logger.info(`KAFKA_BROKERS is unset: ${this.name} exchanges outbox events over the service broker ('${FALLBACK_EVENT}')`);
+				// Said once, by the producing side; consumers simply receive the broker event.
+				if (declared.produces?.length) {
+					this.logger.info(`KAFKA_BROKERS is unset: events go over the service broker ('${FALLBACK_EVENT}') instead of Kafka`);
+				}
 				return;
 			}
 			const topics = [...(declared.produces ?? []).map(t => t()), ...consumers.flatMap(c => [c.topic(), dlqTopic(c.topic())])];
