@@ -4,6 +4,7 @@ import type { ServiceSchema } from "moleculer";
 import { SignJWT, decodeJwt } from "jose";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
+import AnalyticsService from "../../services/analytics.service";
 import { config } from "../../lib/config";
 import { loadSigningKey } from "../../lib/auth/keys";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/auth/tokens";
@@ -29,7 +30,7 @@ function newPatient() {
 }
 
 beforeAll(async () => {
-	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, AnalyticsService as ServiceSchema]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	const admin = await createUser(cluster.baseUrl, adminToken, "ADMIN");
 	users = {
@@ -318,7 +319,8 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 		["patients: delete", id => ["DELETE", `/patients/${id}`]],
 		["users: list", () => ["GET", "/auth/users"]],
 		["users: create", () => ["POST", "/auth/users", { email: uniqueEmail("matrix"), password: goodPassword(), role: "VIEWER" }]],
-		["audit: read", () => ["GET", "/audit"]]
+		["audit: read", () => ["GET", "/audit"]],
+		["analytics: read", () => ["GET", "/analytics/registrations"]]
 	];
 	const allowed: Record<string, string[]> = {
 		"patients: read (list)": ["ADMIN", "RECEPTIONIST", "DOCTOR"],
@@ -329,7 +331,8 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 		"patients: delete": ["ADMIN"],
 		"users: list": ["ADMIN"],
 		"users: create": ["ADMIN"],
-		"audit: read": ["ADMIN"]
+		"audit: read": ["ADMIN"],
+		"analytics: read": ["ADMIN", "VIEWER"]
 	};
 	const roles = ["ADMIN", "RECEPTIONIST", "DOCTOR", "VIEWER"] as const;
 
@@ -349,7 +352,7 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 		}
 	}
 
-	test("nothing under /patients, /auth/users or /audit answers without a token", async () => {
+	test("nothing under /patients, /auth/users, /audit or /analytics answers without a token", async () => {
 		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
 		for (const [, build] of cells) {
 			const [method, path, body] = build(patient.id);
