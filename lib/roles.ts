@@ -20,6 +20,16 @@ export const BILLING_CLERKS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
 /** Charges, refunds, adjustments and account status. */
 export const BILLING_ADMINS: readonly Role[] = ["ADMIN"];
 
+/** The doctor directory is for every signed-in role; only admins change it. */
+export const DOCTOR_READERS: readonly Role[] = EVERYONE;
+export const DOCTOR_WRITERS: readonly Role[] = ["ADMIN"];
+
+export const APPOINTMENT_READERS: readonly Role[] = ["ADMIN", "RECEPTIONIST", "DOCTOR"];
+/** Book, reschedule, cancel. */
+export const APPOINTMENT_SCHEDULERS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
+/** Arrive, fulfil, no-show: the visit itself. */
+export const APPOINTMENT_ATTENDANTS: readonly Role[] = ["ADMIN", "RECEPTIONIST", "DOCTOR"];
+
 /** Aggregates with no personal data. */
 export const ANALYTICS_READERS: readonly Role[] = ["ADMIN", "VIEWER"];
 

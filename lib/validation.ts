@@ -59,3 +59,18 @@ export function partialUpdate(fields: Record<string, FieldRule>, always: Record<
 		}
 	};
 }
+
+/** A fastest-validator rule for an instant in ISO 8601 with an explicit offset (`Z` or `±HH:MM`). */
+export function instant({ optional = false }: { optional?: boolean } = {}) {
+	return {
+		type: "string",
+		optional,
+		custom(value: unknown, errors: RuleError[]) {
+			if (typeof value !== "string") return value;
+			const shape = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
+			if (!shape.test(value) || !isRealDate(value.slice(0, 10)) || Number.isNaN(Date.parse(value))) errors.push({ type: "instant", actual: value });
+			return value;
+		},
+		messages: { instant: "The '{field}' field must be a date-time in ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00." }
+	};
+}

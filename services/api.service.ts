@@ -25,7 +25,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		routes: [
 			{
 				path: "/",
-				whitelist: ["auth.*", "audit.*", "patients.*", "billing.*", "analytics.*"],
+				whitelist: ["auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
 				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
 				authentication: true,
 				authorization: true,

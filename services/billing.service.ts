@@ -75,6 +75,7 @@ interface BillingMethods {
 	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
 	toAccount(row: Model, balance: number): BillingAccount;
 	balanceOf(accountId: string, transaction?: Transaction): Promise<number>;
+	postEntry(accountId: string, input: Omit<NewTransaction, "id">, idempotencyKey?: string): Promise<LedgerTransaction & { balance: number; patientId: string }>;
 }
 
 type BillingThis = Service<ServiceSettingSchema> & DbVars & BillingMethods;
@@ -326,39 +327,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				if (caller && input.type !== "PAYMENT" && !BILLING_ADMINS.includes(caller.role)) {
 					throw new Errors.MoleculerClientError(`The ${caller.role} role may not post a ${input.type}`, 403, "FORBIDDEN");
 				}
-				const key = ctx.meta.idempotencyKey;
-				const print = fingerprint(input);
-				const result = await this.adapter.db.transaction(async transaction => {
-					// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
-					const account = await this.findAccount(accountId, transaction, true);
-					const [inserted] = await this.adapter.db.query<TransactionRow>(
-						`INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
-						 SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
-						 -- Only an ACTIVE account takes a charge; the row lock above keeps the status steady meanwhile.
-						 WHERE $3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE'
-						 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-						 RETURNING *`,
-						{
-							bind: [crypto.randomUUID(), account.id, input.type, input.amount, input.description ?? null, input.reference ?? null, key ?? null, print, account.status],
-							type: QueryTypes.SELECT,
-							transaction
-						}
-					);
-					let row = inserted;
-					if (!row && key) {
-						[row] = await this.adapter.db.query<TransactionRow>(
-							"SELECT * FROM billing_transactions WHERE account_id = $1 AND idempotency_key = $2",
-							{ bind: [account.id, key], type: QueryTypes.SELECT, transaction }
-						);
-						if (row && row.request_fingerprint !== print) {
-							throw new Errors.MoleculerClientError("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", {
-								field: "Idempotency-Key"
-							});
-						}
-					}
-					if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
-					return { ...toTransaction(row), balance: await this.balanceOf(account.id, transaction), patientId: account.patientId };
-				});
+				const result = await this.postEntry(accountId, input, ctx.meta.idempotencyKey);
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/billing/accounts/${accountId}/transactions`;
 				return result;
@@ -366,7 +335,57 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		}
 	},
 
+	events: {
+		/** A fulfilled appointment is charged its consultation fee, once: a redelivered event finds the charge by its key. */
+		async "appointment.fulfilled"(this: BillingThis, ctx: Context<{ id: string; patientId: string; consultationFee: number }>) {
+			const { id, patientId, consultationFee } = ctx.params;
+			if (!consultationFee) return;
+			const existing = await this.adapter.model.findOne({ where: { patientId } });
+			const accountId = existing
+				? (existing.get("id") as string)
+				: (await this.openAccount(await ctx.call<{ patientId: string; name: string; email: string }, { id: string }>("patients.get", { id: patientId }).then(p => ({ ...p, patientId })))).id;
+			await this.postEntry(accountId, { type: "CHARGE", amount: consultationFee, description: "Consultation", reference: `appointment:${id}` }, `appointment-fulfilled:${id}`);
+		}
+	},
+
 	methods: {
+		/** Posts to the ledger, once per idempotency key: a retry gets the transaction the first attempt posted. */
+		async postEntry(this: BillingThis, accountId: string, input: Omit<NewTransaction, "id">, key?: string) {
+			const print = fingerprint(input);
+			return this.adapter.db.transaction(async transaction => {
+				// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
+				const account = await this.findAccount(accountId, transaction, true);
+				const [inserted] = await this.adapter.db.query<TransactionRow>(
+					`INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
+					 SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
+					 -- Only an ACTIVE account takes a charge; the row lock above keeps the status steady meanwhile.
+					 WHERE $3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE'
+					 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+					 RETURNING *`,
+					{
+						bind: [crypto.randomUUID(), account.id, input.type, input.amount, input.description ?? null, input.reference ?? null, key ?? null, print, account.status],
+						type: QueryTypes.SELECT,
+						transaction
+					}
+				);
+				let row = inserted;
+				if (!row && key) {
+					[row] = await this.adapter.db.query<TransactionRow>("SELECT * FROM billing_transactions WHERE account_id = $1 AND idempotency_key = $2", {
+						bind: [account.id, key],
+						type: QueryTypes.SELECT,
+						transaction
+					});
+					if (row && row.request_fingerprint !== print) {
+						throw new Errors.MoleculerClientError("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", {
+							field: "Idempotency-Key"
+						});
+					}
+				}
+				if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
+				return { ...toTransaction(row), balance: await this.balanceOf(account.id, transaction), patientId: account.patientId };
+			});
+		},
+
 		/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
 		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount> {
 			const [inserted] = await this.adapter.db.query<{ id: string }>(

@@ -1,0 +1,31 @@
+import type { Migration } from "../lib/migrations";
+
+export const doctorMigrations: Migration[] = [
+	{
+		version: 1,
+		name: "create doctors",
+		sql: `
+CREATE TABLE doctors (
+	id uuid PRIMARY KEY,
+	name varchar(100) NOT NULL,
+	email varchar(254) NOT NULL,
+	specialization varchar(100) NOT NULL,
+	address text NOT NULL,
+	joining_date date NOT NULL,
+	phone varchar(32),
+	timezone varchar(64) NOT NULL DEFAULT 'UTC',
+	consultation_fee bigint NOT NULL DEFAULT 0 CHECK (consultation_fee >= 0),
+	slot_minutes integer NOT NULL DEFAULT 30 CHECK (slot_minutes BETWEEN 5 AND 480),
+	-- [{ day: "monday", start: "09:00", end: "17:00" }, …] in the doctor's wall-clock time.
+	availability jsonb NOT NULL DEFAULT '[]',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	deleted_at timestamptz
+);
+CREATE UNIQUE INDEX doctors_email_key ON doctors (lower(email)) WHERE deleted_at IS NULL;
+CREATE INDEX doctors_specialization_idx ON doctors (specialization, lower(name), id) WHERE deleted_at IS NULL;
+CREATE INDEX doctors_name_prefix_idx ON doctors (lower(name) text_pattern_ops) WHERE deleted_at IS NULL;
+CREATE INDEX doctors_name_idx ON doctors (lower(name), id) WHERE deleted_at IS NULL;
+`
+	}
+];

@@ -1,0 +1,387 @@
+import crypto from "node:crypto";
+import type { ServiceSchema } from "moleculer";
+import AppointmentsService from "../../services/appointments.service";
+import BillingService from "../../services/billing.service";
+import DoctorsService from "../../services/doctors.service";
+import PatientsService from "../../services/patients.service";
+import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { eventually } from "../helpers/node-process";
+
+let cluster: TestCluster;
+let adminToken: string;
+let users: Record<"RECEPTIONIST" | "DOCTOR" | "VIEWER", TestUser>;
+const events: { name: string; payload: any }[] = [];
+
+const api = (method: string, path: string, body?: unknown, token = adminToken) => request(cluster.baseUrl, method, path, body, bearer(token));
+
+/** A calendar date `days` from today (UTC). */
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
+const EVERY_DAY = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].map(day => ({ day, start: "08:00", end: "18:00" }));
+
+async function newDoctor(overrides: Record<string, unknown> = {}) {
+	const res = await api("POST", "/doctors", {
+		name: `Dr ${crypto.randomBytes(3).toString("hex")}`,
+		email: `dr.${crypto.randomBytes(4).toString("hex")}@clinic.example`,
+		specialization: "Cardiology",
+		address: "1 Heart Street",
+		joiningDate: "2020-01-01",
+		consultationFee: 7_500,
+		availability: EVERY_DAY,
+		...overrides
+	});
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+async function newPatient() {
+	const res = await api("POST", "/patients", {
+		name: "Appointment Patient",
+		email: `appt.${crypto.randomBytes(4).toString("hex")}@example.org`,
+		address: "2 Waiting Room",
+		dateOfBirth: "1985-05-05"
+	});
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+async function book(body: Record<string, unknown>, token = adminToken) {
+	return api("POST", "/appointments", body, token);
+}
+
+async function booked(doctorId: string, patientId: string, start: string) {
+	const res = await book({ doctorId, patientId, start });
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+beforeAll(async () => {
+	const listener: ServiceSchema = {
+		name: "appointment-listener",
+		events: {
+			"appointment.*"(ctx: any) {
+				events.push({ name: ctx.eventName, payload: ctx.params });
+			}
+		}
+	};
+	cluster = await startCluster([PatientsService, BillingService, DoctorsService, AppointmentsService, listener] as ServiceSchema[]);
+	adminToken = await adminLogin(cluster.baseUrl);
+	users = {
+		RECEPTIONIST: await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST"),
+		DOCTOR: await createUser(cluster.baseUrl, adminToken, "DOCTOR"),
+		VIEWER: await createUser(cluster.baseUrl, adminToken, "VIEWER")
+	};
+});
+
+afterAll(() => cluster?.stop());
+
+describe("doctors", () => {
+	test("create with defaults, read, filter, search, page, change", async () => {
+		const doctor = await newDoctor({ specialization: "Neurology", name: "Zed Nerve" });
+		expect(doctor).toMatchObject({ timezone: "UTC", slotMinutes: 30, consultationFee: 7_500, phone: null, specialization: "Neurology" });
+		expect((await api("GET", `/doctors/${doctor.id}`, undefined, users.VIEWER.token)).body).toEqual(doctor);
+		const bySpecialization = await api("GET", "/doctors?specialization=Neurology&pageSize=100");
+		expect(bySpecialization.body.rows.map((d: any) => d.id)).toContain(doctor.id);
+		const byName = await api("GET", "/doctors?search=zed%20ner");
+		expect(byName.body.rows.map((d: any) => d.id)).toEqual([doctor.id]);
+		const page = await api("GET", "/doctors?pageSize=1");
+		expect(page.body).toMatchObject({ page: 1, pageSize: 1, rows: [expect.any(Object)] });
+		const changed = await api("PATCH", `/doctors/${doctor.id}`, { slotMinutes: 20, timezone: "Europe/Berlin" });
+		expect(changed.body).toMatchObject({ slotMinutes: 20, timezone: "Europe/Berlin" });
+	});
+
+	test("validation: overlapping or backwards availability, unknown timezone, bad fields → 422; a taken email → 409", async () => {
+		const overlap = await api("POST", "/doctors", {
+			name: "Dr Overlap",
+			email: "overlap@clinic.example",
+			specialization: "Oncology",
+			address: "x",
+			joiningDate: "2020-01-01",
+			availability: [
+				{ day: "monday", start: "09:00", end: "12:00" },
+				{ day: "monday", start: "11:00", end: "13:00" }
+			]
+		});
+		expect(overlap.status).toBe(422);
+		expect(overlap.body.data.map((e: any) => e.field)).toEqual(["availability"]);
+		const backwards = await api("POST", "/doctors", { ...overlap.body, availability: [{ day: "monday", start: "17:00", end: "09:00" }] });
+		expect(backwards.status).toBe(422);
+		const zone = await newDoctor().then(d => api("PATCH", `/doctors/${d.id}`, { timezone: "Mars/Olympus_Mons" }));
+		expect(zone.status).toBe(422);
+		const day = await newDoctor().then(d => api("PATCH", `/doctors/${d.id}`, { availability: [{ day: "funday", start: "09:00", end: "10:00" }] }));
+		expect(day.status).toBe(422);
+		const taken = await newDoctor();
+		const again = await api("POST", "/doctors", { name: "Dr Copy", email: taken.email.toUpperCase(), specialization: "x", address: "x", joiningDate: "2020-01-01" });
+		expect(again.status).toBe(409);
+	});
+
+	test("a soft delete is refused while the doctor has upcoming appointments, and hides the doctor once allowed", async () => {
+		const doctor = await newDoctor();
+		const patient = await newPatient();
+		const appointment = await booked(doctor.id, patient.id, `${inDays(3)}T09:00:00Z`);
+		expect((await api("DELETE", `/doctors/${doctor.id}`)).status).toBe(409);
+		await api("POST", `/appointments/${appointment.id}/cancel`, { reason: "Doctor leaving" });
+		expect((await api("DELETE", `/doctors/${doctor.id}`)).status).toBe(204);
+		expect((await api("GET", `/doctors/${doctor.id}`)).status).toBe(404);
+	});
+});
+
+describe("free slots", () => {
+	test("a booked slot disappears from the list, and a cancelled one comes back", async () => {
+		const doctor = await newDoctor();
+		const date = inDays(4);
+		const before = await api("GET", `/doctors/${doctor.id}/slots?date=${date}`);
+		expect(before.body.slots).toHaveLength(20); // 08:00–18:00 in 30-minute slots
+		expect(before.body.slots[0]).toEqual({ start: `${date}T08:00:00+00:00`, end: `${date}T08:30:00+00:00` });
+		const appointment = await booked(doctor.id, (await newPatient()).id, `${date}T10:00:00Z`);
+		const during = await api("GET", `/doctors/${doctor.id}/slots?date=${date}`);
+		expect(during.body.slots.map((s: any) => s.start)).not.toContain(`${date}T10:00:00+00:00`);
+		expect(during.body.slots).toHaveLength(19);
+		await api("POST", `/appointments/${appointment.id}/cancel`, { reason: "Patient called" });
+		const after = await api("GET", `/doctors/${doctor.id}/slots?date=${date}`);
+		expect(after.body.slots).toEqual(before.body.slots);
+	});
+
+	test("from/to spans several days; a bad range is 422", async () => {
+		const doctor = await newDoctor();
+		const res = await api("GET", `/doctors/${doctor.id}/slots?from=${inDays(2)}&to=${inDays(3)}`);
+		expect(res.body.slots).toHaveLength(40);
+		expect((await api("GET", `/doctors/${doctor.id}/slots?from=${inDays(5)}&to=${inDays(2)}`)).status).toBe(422);
+		expect((await api("GET", `/doctors/${doctor.id}/slots?date=2027-02-30`)).status).toBe(422);
+	});
+});
+
+describe("booking rules", () => {
+	test("availability edges: the first and the last slot; a slot crossing the end of the day is refused", async () => {
+		const doctor = await newDoctor();
+		const date = inDays(5);
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T08:00:00Z` })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T17:30:00Z` })).status).toBe(201);
+		const crossing = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T17:45:00Z` });
+		expect(crossing.status).toBe(422);
+		expect(crossing.body.data[0].field).toBe("start");
+		const early = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T07:45:00Z` });
+		expect(early.status).toBe(422);
+	});
+
+	test("a DST change in the doctor's timezone: 09:00 Berlin is 08:00Z before the change and 07:00Z after it", async () => {
+		// Berlin moves to summer time on 2027-03-28.
+		const doctor = await newDoctor({ timezone: "Europe/Berlin", availability: EVERY_DAY.map(w => ({ ...w, start: "09:00", end: "17:00" })) });
+		const winter = await api("GET", `/doctors/${doctor.id}/slots?date=2027-03-27`);
+		const summer = await api("GET", `/doctors/${doctor.id}/slots?date=2027-03-28`);
+		expect(winter.body.slots[0].start).toBe("2027-03-27T09:00:00+01:00");
+		expect(summer.body.slots[0].start).toBe("2027-03-28T09:00:00+02:00");
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-28T07:00:00Z" })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-27T07:00:00Z" })).status).toBe(422);
+		const res = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-27T08:00:00Z" });
+		expect(res.body).toMatchObject({ start: "2027-03-27T09:00:00+01:00", end: "2027-03-27T09:30:00+01:00" });
+	});
+
+	test("the patient and the doctor must exist: a 422 names each that does not", async () => {
+		const doctor = await newDoctor();
+		const ghost = crypto.randomUUID();
+		const noPatient = await book({ doctorId: doctor.id, patientId: ghost, start: `${inDays(6)}T09:00:00Z` });
+		expect(noPatient.status).toBe(422);
+		expect(noPatient.body.data.map((e: any) => e.field)).toEqual(["patientId"]);
+		const neither = await book({ doctorId: ghost, patientId: "not-even-a-uuid", start: `${inDays(6)}T09:00:00Z` });
+		expect(neither.body.data.map((e: any) => e.field).sort()).toEqual(["doctorId", "patientId"]);
+	});
+
+	test("start must be in the future and well-formed; durationMinutes defaults to the doctor's slot", async () => {
+		const doctor = await newDoctor({ slotMinutes: 45 });
+		const patient = await newPatient();
+		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: "2020-01-06T09:00:00Z" })).status).toBe(422);
+		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: "tomorrow at nine" })).status).toBe(422);
+		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: `${inDays(7)}T09:00:00` })).status).toBe(422); // no offset
+		expect((await book({ doctorId: doctor.id, patientId: patient.id })).status).toBe(422);
+		const ok = await book({ doctorId: doctor.id, patientId: patient.id, start: `${inDays(7)}T09:00:00Z`, reason: "Check-up" });
+		expect(ok.body).toMatchObject({ durationMinutes: 45, end: `${inDays(7)}T09:45:00+00:00`, status: "booked", reason: "Check-up" });
+	});
+
+	test("the original shape: date + startTime, one hour, with endTime, startDateTime and endDateTime", async () => {
+		const doctor = await newDoctor({ timezone: "America/New_York", availability: EVERY_DAY });
+		const date = inDays(8);
+		const res = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, date, startTime: "10:30" });
+		expect(res.status).toBe(201);
+		expect(res.body).toMatchObject({
+			durationMinutes: 60,
+			date,
+			startTime: "10:30:00",
+			endTime: "11:30:00",
+			startDateTime: `${date}T10:30:00`,
+			endDateTime: `${date}T11:30:00`,
+			timezone: "America/New_York"
+		});
+		expect(res.body.start).toMatch(new RegExp(`^${date}T10:30:00-0[45]:00$`));
+	});
+
+	test("20 parallel requests for one doctor and slot: exactly one 201, the others 409", async () => {
+		const doctor = await newDoctor();
+		const patients = await Promise.all(Array.from({ length: 20 }, () => newPatient()));
+		const start = `${inDays(9)}T11:00:00Z`;
+		const results = await Promise.all(patients.map(p => book({ doctorId: doctor.id, patientId: p.id, start })));
+		expect(results.map(r => r.status).sort()).toEqual([201, ...Array(19).fill(409)]);
+		expect(results.find(r => r.status === 409)!.body.data).toEqual({ field: "doctorId" });
+	});
+
+	test("one patient with two doctors at once, in parallel: exactly one 201", async () => {
+		const [a, b] = [await newDoctor(), await newDoctor()];
+		const patient = await newPatient();
+		const start = `${inDays(9)}T13:00:00Z`;
+		const results = await Promise.all(Array.from({ length: 20 }, (_, i) => book({ doctorId: i % 2 ? a.id : b.id, patientId: patient.id, start })));
+		expect(results.filter(r => r.status === 201)).toHaveLength(1);
+		expect(results.filter(r => r.status === 409)).toHaveLength(19);
+		// Overlapping, not only identical, times collide; back-to-back ones do not.
+		expect((await book({ doctorId: a.id, patientId: patient.id, start: `${inDays(9)}T13:15:00Z` })).status).toBe(409);
+		expect((await book({ doctorId: a.id, patientId: patient.id, start: `${inDays(9)}T13:30:00Z` })).status).toBe(201);
+	});
+
+	test("reschedule follows the same rules", async () => {
+		const doctor = await newDoctor();
+		const [p1, p2] = [await newPatient(), await newPatient()];
+		const first = await booked(doctor.id, p1.id, `${inDays(10)}T09:00:00Z`);
+		await booked(doctor.id, p2.id, `${inDays(10)}T10:00:00Z`);
+		expect((await api("PATCH", `/appointments/${first.id}`, { start: `${inDays(10)}T10:00:00Z` })).status).toBe(409);
+		expect((await api("PATCH", `/appointments/${first.id}`, { start: `${inDays(10)}T20:00:00Z` })).status).toBe(422);
+		const moved = await api("PATCH", `/appointments/${first.id}`, { start: `${inDays(10)}T11:00:00Z`, durationMinutes: 60 });
+		expect(moved.body).toMatchObject({ start: `${inDays(10)}T11:00:00+00:00`, durationMinutes: 60 });
+		expect((await api("GET", `/appointments/${first.id}`)).body.start).toBe(`${inDays(10)}T11:00:00+00:00`);
+	});
+});
+
+describe("the lifecycle", () => {
+	let doctor: any;
+	let slot = 0;
+	beforeAll(async () => {
+		doctor = await newDoctor();
+	});
+	const fresh = async () => booked(doctor.id, (await newPatient()).id, `${inDays(11)}T${String(8 + Math.floor(slot / 2)).padStart(2, "0")}:${slot++ % 2 ? "30" : "00"}:00Z`);
+	const step = (id: string, action: string, body?: object) => api("POST", `/appointments/${id}/${action}`, body);
+
+	test("booked → arrived → fulfilled", async () => {
+		const a = await fresh();
+		expect((await step(a.id, "arrive")).body.status).toBe("arrived");
+		expect((await step(a.id, "fulfil")).body.status).toBe("fulfilled");
+	});
+
+	test("booked or arrived → cancelled, with a reason required", async () => {
+		const a = await fresh();
+		expect((await step(a.id, "cancel")).status).toBe(422);
+		expect((await step(a.id, "cancel", { reason: "" })).status).toBe(422);
+		expect((await step(a.id, "cancel", { reason: "Feeling better" })).body).toMatchObject({ status: "cancelled", cancellationReason: "Feeling better" });
+		const b = await fresh();
+		await step(b.id, "arrive");
+		expect((await step(b.id, "cancel", { reason: "Emergency elsewhere" })).body.status).toBe("cancelled");
+	});
+
+	test("booked → noshow", async () => {
+		const a = await fresh();
+		expect((await step(a.id, "no-show")).body.status).toBe("noshow");
+	});
+
+	test("every other transition is 409", async () => {
+		const illegal: [string[], string][] = [
+			[[], "fulfil"],
+			[["arrive"], "arrive"],
+			[["arrive"], "no-show"],
+			[["arrive", "fulfil"], "arrive"],
+			[["arrive", "fulfil"], "fulfil"],
+			[["arrive", "fulfil"], "no-show"],
+			[["no-show"], "arrive"],
+			[["no-show"], "fulfil"],
+			[["no-show"], "no-show"]
+		];
+		for (const [path, action] of illegal) {
+			const a = await fresh();
+			for (const s of path) expect((await step(a.id, s)).status).toBe(200);
+			const res = await step(a.id, action, action === "cancel" ? { reason: "x" } : undefined);
+			expect([path.join("→"), action, res.status]).toEqual([path.join("→"), action, 409]);
+		}
+		for (const path of [["arrive", "fulfil"], ["no-show"], ["cancel"]]) {
+			const a = await fresh();
+			for (const s of path) await step(a.id, s, s === "cancel" ? { reason: "x" } : undefined);
+			expect((await step(a.id, "cancel", { reason: "again" })).status).toBe(409);
+			expect((await api("PATCH", `/appointments/${a.id}`, { start: `${inDays(12)}T09:00:00Z` })).status).toBe(409);
+		}
+		expect((await step(crypto.randomUUID(), "arrive")).status).toBe(404);
+	});
+
+	test("events: appointment.booked, appointment.cancelled and appointment.fulfilled", async () => {
+		const a = await fresh();
+		await step(a.id, "arrive");
+		await step(a.id, "fulfil");
+		const b = await fresh();
+		await step(b.id, "cancel", { reason: "x" });
+		const names = (id: string) => events.filter(e => e.payload.id === id).map(e => e.name);
+		expect(names(a.id)).toEqual(["appointment.booked", "appointment.fulfilled"]);
+		expect(names(b.id)).toEqual(["appointment.booked", "appointment.cancelled"]);
+	});
+});
+
+describe("between services", () => {
+	test("a fulfilled appointment charges the doctor's fee to the patient's account, exactly once", async () => {
+		const doctor = await newDoctor({ consultationFee: 12_345 });
+		const patient = await newPatient();
+		const a = await booked(doctor.id, patient.id, `${inDays(13)}T09:00:00Z`);
+		await api("POST", `/appointments/${a.id}/arrive`);
+		const fulfilled = (await api("POST", `/appointments/${a.id}/fulfil`)).body;
+		const ledger = () => api("GET", `/billing/accounts/${patient.billingAccountId}/transactions`).then(r => r.body);
+		await eventually(async () => ((await ledger()).total === 1 ? true : undefined), 10_000, "the charge");
+		// The event again, as a redelivery would bring it.
+		await cluster.broker.emit("appointment.fulfilled", fulfilled);
+		await cluster.broker.emit("appointment.fulfilled", fulfilled);
+		await new Promise(r => setTimeout(r, 300));
+		const { rows, total } = await ledger();
+		expect(total).toBe(1);
+		expect(rows[0]).toMatchObject({ type: "CHARGE", amount: 12_345, reference: `appointment:${a.id}` });
+		expect((await api("GET", `/billing/accounts/${patient.billingAccountId}`)).body.balance).toBe(12_345);
+	});
+
+	test("deleting a patient cancels their future appointments", async () => {
+		const doctor = await newDoctor();
+		const patient = await newPatient();
+		const a = await booked(doctor.id, patient.id, `${inDays(14)}T09:00:00Z`);
+		expect((await api("DELETE", `/patients/${patient.id}`)).status).toBe(204);
+		const after = await eventually(async () => {
+			const res = await api("GET", `/appointments/${a.id}`);
+			return res.body.status === "cancelled" ? res.body : undefined;
+		}, 10_000, "the cancellation");
+		expect(after.cancellationReason).toMatch(/deleted/);
+	});
+
+	test("lists filter by doctor, patient, status and time, paginated", async () => {
+		const doctor = await newDoctor();
+		const patient = await newPatient();
+		const a = await booked(doctor.id, patient.id, `${inDays(15)}T09:00:00Z`);
+		await booked(doctor.id, patient.id, `${inDays(15)}T10:00:00Z`);
+		await api("POST", `/appointments/${a.id}/cancel`, { reason: "x" });
+		const all = await api("GET", `/appointments?doctorId=${doctor.id}`);
+		expect(all.body.total).toBe(2);
+		expect((await api("GET", `/appointments?patientId=${patient.id}&status=cancelled`)).body.rows.map((r: any) => r.id)).toEqual([a.id]);
+		const window = await api("GET", `/appointments?doctorId=${doctor.id}&from=${inDays(15)}T09:30:00Z&to=${inDays(16)}T00:00:00Z`);
+		expect(window.body.total).toBe(1);
+		expect((await api("GET", `/appointments?doctorId=${doctor.id}&pageSize=1&page=2`)).body).toMatchObject({ total: 2, rows: [expect.any(Object)], totalPages: 2 });
+		expect((await api("GET", "/appointments?status=lost")).status).toBe(422);
+	});
+});
+
+describe("roles", () => {
+	test("doctors: everyone reads, only admins write; appointments: clerks book, doctors attend, viewers see nothing", async () => {
+		const doctor = await newDoctor();
+		const patient = await newPatient();
+		for (const user of Object.values(users)) expect((await api("GET", `/doctors/${doctor.id}`, undefined, user.token)).status).toBe(200);
+		expect((await api("PATCH", `/doctors/${doctor.id}`, { slotMinutes: 15 }, users.RECEPTIONIST.token)).status).toBe(403);
+		expect((await api("POST", "/doctors", {}, users.DOCTOR.token)).status).toBe(403);
+
+		const start = `${inDays(16)}T09:00:00Z`;
+		expect((await book({ doctorId: doctor.id, patientId: patient.id, start }, users.DOCTOR.token)).status).toBe(403);
+		expect((await book({ doctorId: doctor.id, patientId: patient.id, start }, users.VIEWER.token)).status).toBe(403);
+		const a = await book({ doctorId: doctor.id, patientId: patient.id, start }, users.RECEPTIONIST.token);
+		expect(a.status).toBe(201);
+		expect((await api("GET", `/appointments/${a.body.id}`, undefined, users.DOCTOR.token)).status).toBe(200);
+		expect((await api("GET", `/appointments/${a.body.id}`, undefined, users.VIEWER.token)).status).toBe(403);
+		expect((await api("POST", `/appointments/${a.body.id}/cancel`, { reason: "x" }, users.DOCTOR.token)).status).toBe(403);
+		expect((await api("POST", `/appointments/${a.body.id}/arrive`, undefined, users.DOCTOR.token)).status).toBe(200);
+		expect((await api("POST", `/appointments/${a.body.id}/fulfil`, undefined, users.DOCTOR.token)).status).toBe(200);
+		expect((await request(cluster.baseUrl, "GET", `/appointments/${a.body.id}`)).status).toBe(401);
+	});
+});
