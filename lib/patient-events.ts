@@ -1,9 +1,9 @@
 import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import { isUuid } from "./sql";
 import { PatientEvent } from "../proto/generated/patient_event";
 
 export const PATIENT_EVENT_TYPES = ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED"] as const;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Decodes a PatientEvent and checks what consumers rely on. Protobuf decodes
@@ -12,8 +12,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export function decodePatientEvent(value: Buffer): PatientEvent {
 	const event = PatientEvent.decode(value);
-	if (!UUID.test(event.eventId)) throw new Error("PatientEvent without a valid event_id");
-	if (!UUID.test(event.patientId)) throw new Error("PatientEvent without a valid patientId");
+	if (!isUuid(event.eventId)) throw new Error("PatientEvent without a valid event_id");
+	if (!isUuid(event.patientId)) throw new Error("PatientEvent without a valid patientId");
 	if (!(PATIENT_EVENT_TYPES as readonly string[]).includes(event.eventType)) throw new Error(`Unknown event_type "${event.eventType}"`);
 	if (Number.isNaN(Date.parse(event.occurredAt))) throw new Error("PatientEvent without a valid occurred_at");
 	return event;

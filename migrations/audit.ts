@@ -1,4 +1,5 @@
 import type { Migration } from "../lib/migrations";
+import { appendOnlySql } from "../lib/sql";
 
 export const auditMigrations: Migration[] = [
 	{
@@ -24,15 +25,6 @@ CREATE INDEX audit_events_patient_idx ON audit_events (patient_id, at);
 CREATE INDEX audit_events_user_idx ON audit_events (user_id, at);
 
 -- Append-only, whatever the client: the database itself refuses to change or remove a record.
-CREATE FUNCTION audit_events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'audit records cannot be changed or deleted';
-END;
-$$;
-CREATE TRIGGER audit_events_no_update_or_delete BEFORE UPDATE OR DELETE ON audit_events
-	FOR EACH ROW EXECUTE FUNCTION audit_events_are_immutable();
-CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
-	FOR EACH STATEMENT EXECUTE FUNCTION audit_events_are_immutable();
-`
+${appendOnlySql("audit_events", "audit records cannot be changed or deleted")}`
 	}
 ];

@@ -1,4 +1,5 @@
 import type { Migration } from "../lib/migrations";
+import { appendOnlySql } from "../lib/sql";
 import { PROCESSED_EVENTS_SQL } from "../lib/patient-events";
 
 export const billingMigrations: Migration[] = [
@@ -35,16 +36,7 @@ CREATE INDEX billing_transactions_account_idx ON billing_transactions (account_i
 -- A retried request with the same Idempotency-Key finds the transaction it already posted.
 CREATE UNIQUE INDEX billing_transactions_idempotency_key ON billing_transactions (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 
-CREATE FUNCTION billing_ledger_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'the ledger is append-only: post a REFUND or an ADJUSTMENT instead';
-END;
-$$;
-CREATE TRIGGER billing_transactions_no_update_or_delete BEFORE UPDATE OR DELETE ON billing_transactions
-	FOR EACH ROW EXECUTE FUNCTION billing_ledger_is_append_only();
-CREATE TRIGGER billing_transactions_no_truncate BEFORE TRUNCATE ON billing_transactions
-	FOR EACH STATEMENT EXECUTE FUNCTION billing_ledger_is_append_only();
-`
+${appendOnlySql("billing_transactions", "the ledger is append-only: post a REFUND or an ADJUSTMENT instead")}`
 	},
 	{
 		version: 2,

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isUuid } from "../lib/sql";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -58,7 +59,7 @@ export function AuditTrailMixin(): Partial<ServiceSchema> {
 					action: action.name ?? "unknown",
 					resource: action.audit,
 					// A malformed id names no patient; keep the trail's column a uuid.
-					patientId: patientId && /^[0-9a-f-]{36}$/i.test(patientId) ? patientId : null,
+					patientId: patientId && isUuid(patientId) ? patientId : null,
 					outcome: outcomeOf(status),
 					status,
 					ip: ctx?.meta.ip ?? null,

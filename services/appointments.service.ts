@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isUuid } from "../lib/sql";
 import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { DataTypes, Op, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -83,7 +84,6 @@ interface AppointmentMethods {
 
 type AppointmentsThis = Service<ServiceSettingSchema> & DbVars & AppointmentMethods;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SELECT = "SELECT * FROM appointments";
 const ACTIVE: Status[] = ["booked", "arrived"];
 
@@ -347,7 +347,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 		},
 
 		async findRow(this: AppointmentsThis, id: string): Promise<Row> {
-			const [row] = UUID.test(id) ? await this.adapter.db.query<Row>(`${SELECT} WHERE id = $1`, { bind: [id], type: QueryTypes.SELECT }) : [];
+			const [row] = isUuid(id) ? await this.adapter.db.query<Row>(`${SELECT} WHERE id = $1`, { bind: [id], type: QueryTypes.SELECT }) : [];
 			if (!row) throw new NotFoundError("Appointment", id);
 			return row;
 		},

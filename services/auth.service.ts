@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isUuid } from "../lib/sql";
 import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { SignJWT } from "jose";
 import { DataTypes, type Model, QueryTypes, type Transaction, col, fn, where } from "sequelize";
@@ -264,7 +265,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				const { user, revocation } = await this.adapter.db.transaction(async transaction => {
 					// Serialises admin changes, so two requests cannot together remove the last admin.
 					await this.adapter.db.query("SELECT pg_advisory_xact_lock(hashtext('auth.admins'))", { transaction });
-					const row = /^[0-9a-f-]{36}$/i.test(id) ? await this.adapter.model.findByPk(id, { transaction }) : null;
+					const row = isUuid(id) ? await this.adapter.model.findByPk(id, { transaction }) : null;
 					if (!row) throw new NotFoundError("User", id);
 					const before = this.toUser(row);
 					const losesAdmin = before.role === "ADMIN" && before.active && (active === false || (role && role !== "ADMIN"));

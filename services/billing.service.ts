@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isUuid } from "../lib/sql";
 import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { DataTypes, type Model, QueryTypes, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -91,7 +92,6 @@ interface TransactionRow {
 	created_at: Date;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Ten billion in major units: far beyond any clinic bill, well inside JavaScript's exact integers. */
 const MAX_AMOUNT = 1_000_000_000_000;
 
@@ -404,7 +404,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		},
 
 		async findAccount(this: BillingThis, id: string, transaction?: Transaction, lock = false): Promise<BillingAccount> {
-			const row = UUID.test(id)
+			const row = isUuid(id)
 				? await this.adapter.model.findByPk(id, { transaction, lock: lock && transaction ? transaction.LOCK.SHARE : undefined })
 				: null;
 			if (!row) throw new NotFoundError("Billing account", id);
@@ -413,7 +413,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 
 		async changeAccount(this: BillingThis, id: string, changes: AccountChanges): Promise<BillingAccount> {
 			return this.adapter.db.transaction(async transaction => {
-				const row = UUID.test(id) ? await this.adapter.model.findByPk(id, { transaction, lock: transaction.LOCK.UPDATE }) : null;
+				const row = isUuid(id) ? await this.adapter.model.findByPk(id, { transaction, lock: transaction.LOCK.UPDATE }) : null;
 				if (!row) throw new NotFoundError("Billing account", id);
 				await row.update(changes, { transaction });
 				return this.toAccount(row, await this.balanceOf(id, transaction));

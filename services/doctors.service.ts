@@ -1,4 +1,5 @@
 import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { isUuid, escapeLike } from "../lib/sql";
 import { DataTypes, type Model, Op, type WhereOptions, col, fn, where } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { doctorMigrations } from "../migrations/doctors";
@@ -36,7 +37,6 @@ interface DoctorMethods {
 
 type DoctorsThis = Service<ServiceSettingSchema> & DbVars & DoctorMethods;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const HH_MM = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 const MAX_SLOT_RANGE_DAYS = 31;
 
@@ -84,9 +84,6 @@ const doctorFields = {
 	}
 };
 
-function escapeLike(text: string): string {
-	return text.replace(/[\\%_]/g, c => `\\${c}`);
-}
 
 /** Doctors, their weekly availability, and their free slots. */
 const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars> = {
@@ -221,7 +218,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 	methods: {
 		/** The live doctor with this id; 404 otherwise, a malformed id included. */
 		async findDoctor(this: DoctorsThis, id: string): Promise<Model> {
-			const row = UUID.test(id) ? await this.adapter.model.findByPk(id) : null;
+			const row = isUuid(id) ? await this.adapter.model.findByPk(id) : null;
 			if (!row) throw new NotFoundError("Doctor", id);
 			return row;
 		},

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { isUuid, escapeLike } from "../lib/sql";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, Op, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -73,7 +74,6 @@ interface PatientsVars extends DbVars, GrpcClientVars {
 
 type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
 const SORTABLE = { name: "name", registerDate: "registerDate", dateOfBirth: "dateOfBirth", createdAt: "createdAt", mrn: "mrn" };
 const SORT_VALUES = Object.keys(SORTABLE).flatMap(field => [field, `-${field}`]);
@@ -92,9 +92,6 @@ const patientFields = {
 };
 
 /** `\`, `%` and `_` are LIKE wildcards; a search for "50%" means those characters. */
-function escapeLike(text: string): string {
-	return text.replace(/[\\%_]/g, c => `\\${c}`);
-}
 
 const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, PatientsVars> = {
 	name: "patients",
@@ -277,7 +274,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		/** The live patient with this id, locked for the transaction if one is given; 404 otherwise. */
 		async findPatient(this: PatientsThis, id: string, transaction?: Transaction): Promise<Model> {
 			// A malformed id names no patient: that is a 404, not a validation error.
-			const row = UUID.test(id)
+			const row = isUuid(id)
 				? await this.adapter.model.findByPk(id, { transaction, lock: transaction ? transaction.LOCK.UPDATE : undefined })
 				: null;
 			if (!row) throw new NotFoundError("Patient", id);

@@ -1,0 +1,26 @@
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a UUID; anything else names no row (and is a 404, not a database error). */
+export function isUuid(value: string): boolean {
+	return UUID.test(value);
+}
+
+/** `\`, `%` and `_` are LIKE wildcards; a search for "50%" means those characters. */
+export function escapeLike(text: string): string {
+	return text.replace(/[\\%_]/g, c => `\\${c}`);
+}
+
+/** Migration SQL that makes `table` append-only: updates, deletes and truncation raise `message`. */
+export function appendOnlySql(table: string, message: string): string {
+	return `
+CREATE FUNCTION ${table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION '${message.replace(/'/g, "''")}';
+END;
+$$;
+CREATE TRIGGER ${table}_no_update_or_delete BEFORE UPDATE OR DELETE ON ${table}
+	FOR EACH ROW EXECUTE FUNCTION ${table}_append_only();
+CREATE TRIGGER ${table}_no_truncate BEFORE TRUNCATE ON ${table}
+	FOR EACH STATEMENT EXECUTE FUNCTION ${table}_append_only();
+`;
+}
