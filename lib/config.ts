@@ -60,6 +60,8 @@ export interface Config {
 	kafkaMaxAttempts: number;
 	/** Prepended to consumer group names (which are the service names). */
 	kafkaGroupPrefix: string;
+	/** The services /ready waits for, each with its own dependencies. */
+	readyServices: string[];
 }
 
 type Env = Record<string, string | undefined>;
@@ -144,7 +146,8 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaPartitions: integer(env, "KAFKA_PARTITIONS", 3),
 		kafkaReplicationFactor: integer(env, "KAFKA_REPLICATION_FACTOR", 1),
 		kafkaMaxAttempts: integer(env, "KAFKA_MAX_ATTEMPTS", 5),
-		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? ""
+		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? "",
+		readyServices: (text(env, "READY_SERVICES") ?? "auth,audit,patients,billing,analytics,doctors,appointments").split(",").map(s => s.trim()).filter(Boolean)
 	};
 }
 

@@ -5,6 +5,7 @@ import type { Model, ModelAttributes, ModelOptions, ModelStatic, Sequelize } fro
 import { config } from "../lib/config";
 import { type Migration, migrate } from "../lib/migrations";
 import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
+import { HealthMixin, registerHealthCheck } from "./health.mixin";
 
 export interface ModelDefinition {
 	name: string;
@@ -50,11 +51,17 @@ function sequelizeOptions(databaseUrl: string) {
  */
 export function DbMixin(service: string, model: ModelDefinition, migrations: readonly Migration[]): Partial<ServiceSchema> {
 	return {
-		mixins: [DbService],
+		mixins: [DbService, HealthMixin()],
 		// Connection options are only known at start (the embedded server may not run yet); see connect().
 		adapter: new SqlAdapter({}),
 		model,
 		actions: Object.fromEntries(GENERIC_ACTIONS.map(name => [name, false])),
+		created(this: Service & DbVars) {
+			registerHealthCheck(this, "database", async () => {
+				if (!this.adapter.db) throw new Error("not connected yet");
+				await this.adapter.db.query("SELECT 1");
+			});
+		},
 		methods: {
 			/** Replaces moleculer-db's connect: database and schema first, then the adapter. */
 			async connect(this: Service & DbVars) {
@@ -69,5 +76,5 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 				await this.adapter.connect();
 			}
 		}
-	} as Partial<ServiceSchema>;
+	} as unknown as Partial<ServiceSchema>;
 }

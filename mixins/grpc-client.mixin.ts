@@ -1,5 +1,6 @@
 import { type CallOptions, type Client, type ClientUnaryCall, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { registerHealthCheck } from "./health.mixin";
 
 type ClientConstructor<C extends Client> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
 
@@ -54,6 +55,14 @@ export async function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Re
 export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>): Partial<ServiceSchema> {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcClientVars> = {
 		name: "grpc-client",
+
+		created(this: Service & GrpcClientVars) {
+			registerHealthCheck(this, `grpc:${options.name}`, () => {
+				const client = this.grpcClients?.[options.name];
+				if (!client) return Promise.reject(new Error("not started"));
+				return new Promise((resolve, reject) => client.waitForReady(Date.now() + 1000, err => (err ? reject(err) : resolve())));
+			});
+		},
 
 		started(this: Service & GrpcClientVars) {
 			this.grpcClients ??= {};

@@ -1,6 +1,7 @@
 import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/config";
+import { registerHealthCheck } from "./health.mixin";
 
 /** A message as a handler sees it, whether it came from Kafka or over the service broker. */
 export interface KafkaMessage {
@@ -202,6 +203,12 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 		},
 
 		created(this: KafkaThis) {
+			if (config.kafkaBrokers) {
+				registerHealthCheck(this, "kafka", async () => {
+					if (!this.kafkaProducer) throw new Error("not started");
+					await this.kafkaProducer.metadata({ topics: [] });
+				});
+			}
 			this.kafkaConsumers = [];
 			this.kafkaLoops = [];
 			this.kafkaStopping = false;

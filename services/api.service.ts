@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/client-errors";
 import { config } from "../lib/config";
@@ -25,7 +25,11 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		routes: [
 			{
 				path: "/",
-				whitelist: ["auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
+				whitelist: ["api.health", "api.ready", "auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
+				aliases: {
+					"GET /health": "api.health",
+					"GET /ready": "api.ready"
+				},
 				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
 				authentication: true,
 				authorization: true,
@@ -59,6 +63,38 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		log4XXResponses: false,
 		logRequestParams: null,
 		logResponseData: null
+	},
+
+	actions: {
+		/** Liveness: the gateway process answers. */
+		health: {
+			public: true,
+			handler() {
+				return { status: "ok", nodeID: this.broker.nodeID, uptime: Math.round(process.uptime()) };
+			}
+		},
+
+		/** Readiness: the transporter, and every service's own dependencies (database, Kafka, gRPC peer); 503 while any is down. */
+		ready: {
+			public: true,
+			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
+				const transit = (this.broker as unknown as { transit?: { connected: boolean } }).transit;
+				const checks: Record<string, string> = { transporter: !transit || transit.connected ? "up" : "down: disconnected" };
+				await Promise.all(
+					config.readyServices.map(async service => {
+						try {
+							const report = await ctx.call<{ checks: Record<string, string> }, object>(`${service}.health`, {}, { timeout: 3000 });
+							for (const [name, state] of Object.entries(report.checks)) checks[`${service}.${name}`] = state;
+						} catch (err) {
+							checks[service] = `down: ${(err as Error).message}`;
+						}
+					})
+				);
+				const up = Object.values(checks).every(state => state === "up");
+				if (!up) ctx.meta.$statusCode = 503;
+				return { status: up ? "ready" : "unavailable", checks };
+			}
+		}
 	},
 
 	methods: {

@@ -4,6 +4,7 @@ import AppointmentsService from "../../services/appointments.service";
 import BillingService from "../../services/billing.service";
 import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
+import { config } from "../../lib/config";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 
@@ -383,5 +384,20 @@ describe("roles", () => {
 		expect((await api("POST", `/appointments/${a.body.id}/arrive`, undefined, users.DOCTOR.token)).status).toBe(200);
 		expect((await api("POST", `/appointments/${a.body.id}/fulfil`, undefined, users.DOCTOR.token)).status).toBe(200);
 		expect((await request(cluster.baseUrl, "GET", `/appointments/${a.body.id}`)).status).toBe(401);
+	});
+});
+
+describe("readiness", () => {
+	test("/ready is 200 when every service it waits for, and each one's dependencies, are up", async () => {
+		const waitedFor = config.readyServices;
+		config.readyServices = ["auth", "audit", "patients", "billing", "doctors", "appointments"];
+		try {
+			const res = await request(cluster.baseUrl, "GET", "/ready");
+			expect(res.status).toBe(200);
+			expect(res.body.status).toBe("ready");
+			expect(Object.keys(res.body.checks)).toEqual(expect.arrayContaining(["appointments.database", "doctors.database", "patients.grpc:billing"]));
+		} finally {
+			config.readyServices = waitedFor;
+		}
 	});
 });

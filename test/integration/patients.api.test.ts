@@ -397,3 +397,26 @@ describe("broker events", () => {
 		expect(mine[2].payload.id).toBe(patient.id);
 	});
 });
+
+describe("health", () => {
+	test("/health answers without a token", async () => {
+		const res = await request(cluster.baseUrl, "GET", "/health");
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ status: "ok" });
+	});
+
+	test("/ready reports each dependency, and is 503 while a service it waits for is missing", async () => {
+		const res = await request(cluster.baseUrl, "GET", "/ready");
+		// This suite runs patients, billing, auth and audit, but no doctors, appointments or analytics.
+		expect(res.status).toBe(503);
+		expect(res.body.checks).toMatchObject({
+			transporter: "up",
+			"patients.database": "up",
+			"patients.grpc:billing": "up",
+			"billing.database": "up",
+			"auth.database": "up",
+			"audit.database": "up",
+			doctors: expect.stringMatching(/^down/)
+		});
+	});
+});
