@@ -16,6 +16,8 @@ interface DateRuleOptions {
 export function dateOnly({ optional = false, notFuture = false }: DateRuleOptions = {}) {
 	return {
 		type: "string",
+		// Not a fastest-validator option: read by the OpenAPI generator.
+		format: "date",
 		optional,
 		custom(value: unknown, errors: RuleError[]) {
 			if (typeof value !== "string") return value;
@@ -64,6 +66,7 @@ export function partialUpdate(fields: Record<string, FieldRule>, always: Record<
 export function instant({ optional = false }: { optional?: boolean } = {}) {
 	return {
 		type: "string",
+		format: "date-time",
 		optional,
 		custom(value: unknown, errors: RuleError[]) {
 			if (typeof value !== "string") return value;

@@ -1,10 +1,39 @@
+import fs from "node:fs";
+import path from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Context, ServiceSchema } from "moleculer";
+import type { ActionSchema, Context, ServiceSchema } from "moleculer";
+import serveStatic from "serve-static";
+import { getAbsoluteFSPath as swaggerUiPath } from "swagger-ui-dist";
+import { type RoutedAction, buildOpenApi } from "../lib/openapi";
+import { PROJECT_ROOT } from "../lib/paths";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/client-errors";
 import { config } from "../lib/config";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
+
+interface GatewayAlias {
+	method: string;
+	fullPath: string;
+	action?: string;
+}
+
+const PACKAGE_VERSION = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+const DOCS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>MedSync API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true, tryItOutEnabled: false });</script>
+</body>
+</html>
+`;
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
 
@@ -24,11 +53,24 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		},
 		routes: [
 			{
+				// Swagger UI, from the swagger-ui-dist package: no CDN.
+				path: "/docs",
+				mappingPolicy: "restrict",
+				use: [serveStatic(swaggerUiPath(), { index: false }) as never],
+				aliases: {
+					"GET /"(_req: IncomingMessage, res: ServerResponse) {
+						res.setHeader("Content-Type", "text/html; charset=utf-8");
+						res.end(DOCS_PAGE);
+					}
+				}
+			},
+			{
 				path: "/",
-				whitelist: ["api.health", "api.ready", "auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
+				whitelist: ["api.health", "api.ready", "api.openapi", "auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
 				aliases: {
 					"GET /health": "api.health",
-					"GET /ready": "api.ready"
+					"GET /ready": "api.ready",
+					"GET /openapi.json": "api.openapi"
 				},
 				// Every request is authenticated and authorised against the action's declared roles (mixins/auth.mixin.ts).
 				authentication: true,
@@ -71,6 +113,24 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			public: true,
 			handler() {
 				return { status: "ok", nodeID: this.broker.nodeID, uptime: Math.round(process.uptime()) };
+			}
+		},
+
+		/** The OpenAPI 3.1 document, generated from the routed actions' `rest`, `params` and `roles`. */
+		openapi: {
+			public: true,
+			handler() {
+				const aliases = (this as unknown as { aliases: GatewayAlias[] }).aliases;
+				const actions = new Map(
+					(this.broker.registry.getActionList({}) as { name: string; action?: ActionSchema }[]).map(a => [a.name, a.action])
+				);
+				const routes: RoutedAction[] = aliases
+					.filter(alias => alias.action && alias.method !== "*")
+					.map(alias => {
+						const action = actions.get(alias.action!);
+						return { method: alias.method, path: alias.fullPath, action: alias.action!, params: action?.params as Record<string, unknown>, roles: action?.roles, public: action?.public };
+					});
+				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE_VERSION });
 			}
 		},
 
