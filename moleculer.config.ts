@@ -1,6 +1,15 @@
 import { type BrokerOptions, Validators } from "moleculer";
 import { config } from "./lib/config";
 import { stopEmbeddedPostgres } from "./lib/postgres";
+import { RequestContextMiddleware, requestContext } from "./lib/request-context";
+
+type TracingExporters = NonNullable<Exclude<BrokerOptions["tracing"], boolean | undefined>["exporter"]>;
+
+function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpoint: string | undefined): TracingExporters {
+	if (type === "Zipkin") return { type, options: { baseURL: endpoint ?? "http://127.0.0.1:9411" } };
+	if (type === "Jaeger") return { type, options: { endpoint } };
+	return type;
+}
 
 /**
  * Broker options for every MedSync node. With TRANSPORTER unset, all services
@@ -12,10 +21,19 @@ const brokerConfig: BrokerOptions = {
 	nodeID: null,
 	// A URL string selects and configures the transporter (nats://… → NATS).
 	transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
-	logger: {
-		type: "Console",
-		options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY }
-	},
+	logger:
+		config.logFormat === "pretty"
+			? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } }
+			: {
+					type: "Pino",
+					options: {
+						level: config.logLevel,
+						pino: {
+							// Every line written while handling a request carries its id.
+							options: { mixin: () => ({ requestId: requestContext.getStore()?.requestId }) }
+						}
+					}
+				},
 	serializer: "JSON",
 	requestTimeout: 10_000,
 	retryPolicy: { enabled: false },
@@ -25,8 +43,16 @@ const brokerConfig: BrokerOptions = {
 		messages: { objectStrict: "Unknown field(s): {actual}. Allowed: {expected}." }
 	}),
 	errorHandler: null,
-	metrics: { enabled: false },
-	tracing: { enabled: false },
+	middlewares: [RequestContextMiddleware],
+	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.
+	metrics: {
+		enabled: config.metricsPort !== undefined,
+		reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }]
+	},
+	tracing: {
+		enabled: true,
+		exporter: config.tracingExporter ? tracingExporter(config.tracingExporter, config.tracingEndpoint) : []
+	},
 
 	async stopped() {
 		await stopEmbeddedPostgres();

@@ -62,6 +62,14 @@ export interface Config {
 	kafkaGroupPrefix: string;
 	/** The services /ready waits for, each with its own dependencies. */
 	readyServices: string[];
+	/** `json`: structured (pino) lines with the request id; `pretty`: Moleculer's console format, for a terminal. */
+	logFormat: "json" | "pretty";
+	/** Port of this node's Prometheus endpoint (/metrics); undefined turns metrics off. */
+	metricsPort: number | undefined;
+	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined keeps tracing on with no exporter. */
+	tracingExporter: "Console" | "Zipkin" | "Jaeger" | "Datadog" | "Event" | undefined;
+	/** Collector URL for the Zipkin or Jaeger exporter. */
+	tracingEndpoint: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -147,6 +155,13 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaReplicationFactor: integer(env, "KAFKA_REPLICATION_FACTOR", 1),
 		kafkaMaxAttempts: integer(env, "KAFKA_MAX_ATTEMPTS", 5),
 		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? "",
+		logFormat: oneOf(env, "LOG_FORMAT", ["json", "pretty"], "json"),
+		metricsPort: text(env, "METRICS_PORT") === "off" ? undefined : integer(env, "METRICS_PORT", 3030),
+		tracingExporter: (() => {
+			const exporter = oneOf(env, "TRACING_EXPORTER", ["none", "Console", "Zipkin", "Jaeger", "Datadog", "Event"], "none");
+			return exporter === "none" ? undefined : exporter;
+		})(),
+		tracingEndpoint: text(env, "TRACING_ENDPOINT"),
 		readyServices: (text(env, "READY_SERVICES") ?? "auth,audit,patients,billing,analytics,doctors,appointments").split(",").map(s => s.trim()).filter(Boolean)
 	};
 }

@@ -25,6 +25,8 @@ export interface OutboxRelayOptions {
 	pollMs?: number;
 	/** Sent rows are kept this long, for inspection, then purged. */
 	retentionDays?: number;
+	/** Told the number of pending events after each pass (for the outbox depth metric). */
+	onDepth?(pending: number): void;
 }
 
 const LOCK = "hashtext('medsync.outbox.relay')";
@@ -116,9 +118,15 @@ export class OutboxRelay {
 			} catch (err) {
 				await client.query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])", [ids, (err as Error).message]);
 				this.options.logger.warn(`Outbox relay: ${batch.length} event(s) wait (${(err as Error).message}); retrying`);
+				const { rows: pending } = await client.query("SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL");
+				this.options.onDepth?.(pending[0].n);
 				return;
 			}
 			await client.query("UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])", [ids]);
+		}
+		if (this.options.onDepth) {
+			const { rows } = await client.query("SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL");
+			this.options.onDepth(rows[0].n);
 		}
 		if (Date.now() - this.lastPurge > 3_600_000) {
 			this.lastPurge = Date.now();

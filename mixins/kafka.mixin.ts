@@ -52,6 +52,7 @@ interface KafkaVars {
 	kafkaLoops: Promise<void>[];
 	kafkaInFlight?: Promise<void>;
 	kafkaStopping: boolean;
+	kafkaLagTimer?: NodeJS.Timeout;
 }
 
 interface KafkaMethods {
@@ -59,6 +60,7 @@ interface KafkaMethods {
 	kafkaDeliver(definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void>;
 	kafkaDeadLetter(message: KafkaMessage, failure: unknown): Promise<void>;
 	kafkaConsume(definition: KafkaConsumerDefinition): Promise<void>;
+	kafkaReportLag(consumer: Consumer<Buffer, Buffer, Buffer, Buffer>, topic: string): Promise<void>;
 }
 
 type KafkaThis = Service & KafkaVars & KafkaMethods & { schema: { kafka?: KafkaSchema } };
@@ -67,6 +69,7 @@ type KafkaThis = Service & KafkaVars & KafkaMethods & { schema: { kafka?: KafkaS
 export const FALLBACK_EVENT = "outbox.message";
 
 const RECONNECT_MAX_MS = 10_000;
+const LAG_REPORT_MS = 15_000;
 
 export const dlqTopic = (topic: string) => `${topic}.dlt`;
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -162,6 +165,17 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 				});
 			},
 
+			/** Consumer lag (messages behind the end of each partition) as the medsync.kafka.consumer.lag gauge. */
+			async kafkaReportLag(this: KafkaThis, consumer: Consumer<Buffer, Buffer, Buffer, Buffer>, topic: string): Promise<void> {
+				try {
+					const lag = await consumer.getLag({ topics: [topic] });
+					const total = [...lag.values()].flat().reduce((sum, n) => sum + Math.max(0, Number(n)), 0);
+					this.broker.metrics.set("medsync.kafka.consumer.lag", total, { group: config.kafkaGroupPrefix + this.name, topic });
+				} catch (err) {
+					this.logger.debug(`Cannot read consumer lag: ${(err as Error).message}`);
+				}
+			},
+
 			/** One consumer's life: join the group, handle messages one at a time, commit each; reconnect with backoff on failure. */
 			async kafkaConsume(this: KafkaThis, definition: KafkaConsumerDefinition): Promise<void> {
 				const topic = definition.topic();
@@ -177,6 +191,8 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 					try {
 						const stream = await consumer.consume({ topics: [topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
 						backoff = 500;
+						this.kafkaLagTimer = setInterval(() => this.kafkaReportLag(consumer, topic), LAG_REPORT_MS);
+						this.kafkaLagTimer.unref();
 						for await (const raw of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
 							const message: KafkaMessage = {
 								topic: raw.topic,
@@ -194,6 +210,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 					} catch (err) {
 						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}); reconnecting in ${backoff} ms`);
 					} finally {
+						clearInterval(this.kafkaLagTimer);
 						await closeConsumer(consumer);
 						this.kafkaConsumers = this.kafkaConsumers.filter(c => c !== consumer);
 					}
@@ -203,6 +220,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 		},
 
 		created(this: KafkaThis) {
+			this.broker.metrics.register({ type: "gauge", name: "medsync.kafka.consumer.lag", labelNames: ["group", "topic"], description: "Messages the consumer group has yet to read" });
 			if (config.kafkaBrokers) {
 				registerHealthCheck(this, "kafka", async () => {
 					if (!this.kafkaProducer) throw new Error("not started");

@@ -152,6 +152,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 						return created;
 					})
 				);
+				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await this.openBillingAccount(patient);
 				ctx.meta.$statusCode = 201;
@@ -372,9 +373,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 	},
 
 	async started(this: PatientsThis) {
+		const depth = this.broker.metrics.register({ type: "gauge", name: "medsync.outbox.pending", description: "Outbox events not yet published" });
 		this.outboxRelay = new OutboxRelay({
 			databaseUrl: this.databaseUrl,
 			logger: this.logger,
+			onDepth: pending => depth?.set(pending),
 			// The patient id is the key, so one patient's events stay in order on one partition.
 			send: rows =>
 				this.kafkaSend(rows.map(row => ({ topic: row.topic, key: row.key, value: row.payload, headers: { "event-type": row.eventType, "event-id": row.eventId } })))

@@ -19,3 +19,4 @@ process.env.TRUST_PROXY = "true";
 process.env.BILLING_GRPC_PORT = String(19100 + Number(process.env.JEST_WORKER_ID ?? 0));
 process.env.BILLING_GRPC_URL = `127.0.0.1:${process.env.BILLING_GRPC_PORT}`;
 process.env.BILLING_RECONCILE_INTERVAL_MS = "300";
+process.env.METRICS_PORT = "0";

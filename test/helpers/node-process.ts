@@ -35,7 +35,7 @@ export function startNode(services: string[], env: Record<string, string>): Node
 	}
 	const child = spawn(process.execPath, [RUNNER, "--config", "dist/moleculer.config.js"], {
 		cwd: ROOT,
-		env: { ...process.env, ...env, SERVICEDIR: "dist/services", SERVICES: services.join(","), LOG_LEVEL: "warn" },
+		env: { LOG_LEVEL: "warn", ...process.env, ...env, SERVICEDIR: "dist/services", SERVICES: services.join(",") },
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	let output = "";

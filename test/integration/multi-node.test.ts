@@ -46,7 +46,8 @@ describe("services on separate nodes over NATS", () => {
 		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		await observer.start();
 		gateway = startNode(["api"], env);
-		patients = startNode(PATIENT_NODE, env);
+		// The patient node logs at info, so its request-scoped lines can be checked.
+		patients = startNode(PATIENT_NODE, { ...env, LOG_LEVEL: "info" });
 		billing = startNode(["billing"], env);
 		await observer.waitForServices(["api", "billing", ...PATIENT_NODE], 30_000);
 		// The gateway builds its routes shortly after it discovers the other node's services.
@@ -75,6 +76,18 @@ describe("services on separate nodes over NATS", () => {
 		const fetched = await api("GET", `/patients/${created.body.id}`);
 		expect(fetched.status).toBe(200);
 		expect(fetched.body).toEqual(created.body);
+	});
+
+	test("the gateway's request id reaches the other node and is on its log lines", async () => {
+		const requestId = `trace-${namespace}`;
+		const created = await request(baseUrl, "POST", "/patients", newPatient("traced"), { ...bearer(token), "x-request-id": requestId });
+		expect(created.status).toBe(201);
+		expect(created.headers.get("x-request-id")).toBe(requestId);
+		const line = await eventually(async () => {
+			const lines = patients.output().split("\n").filter(l => l.includes(requestId));
+			return lines.find(l => l.includes(`Registered patient ${created.body.id}`));
+		}, 5_000, "the log line");
+		expect(JSON.parse(line)).toMatchObject({ requestId, msg: expect.stringContaining(created.body.id), svc: "patients" });
 	});
 
 	test("errors keep their status and shape across the transporter", async () => {
@@ -106,7 +119,7 @@ describe("services on separate nodes over NATS", () => {
 		expect([404, 503]).toContain(down.status);
 		expect(down.body).toMatchObject({ code: down.status, type: down.status === 503 ? "SERVICE_UNAVAILABLE" : "NOT_FOUND" });
 
-		patients = startNode(PATIENT_NODE, env);
+		patients = startNode(PATIENT_NODE, { ...env, LOG_LEVEL: "info" });
 		await observer.waitForServices(PATIENT_NODE, 30_000);
 		const back = await eventually(async () => {
 			const res = await api("GET", `/patients/${created.body.id}`);

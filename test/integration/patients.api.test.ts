@@ -420,3 +420,15 @@ describe("health", () => {
 		});
 	});
 });
+
+describe("metrics", () => {
+	test("the node's Prometheus endpoint reports requests per action and the outbox depth", async () => {
+		const reporter = (cluster.broker.metrics as any).reporter[0];
+		const port = reporter.server.address().port;
+		await api("GET", "/patients?pageSize=1");
+		const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+		expect(text).toMatch(/moleculer_request_total\{[^}]*action="patients\.list"[^}]*\} \d+/);
+		expect(text).toMatch(/moleculer_request_time[^\n]*action="patients\.list"/);
+		expect(text).toMatch(/medsync_outbox_pending(\{[^}]*\})? \d+/);
+	});
+});

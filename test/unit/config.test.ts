@@ -42,6 +42,17 @@ describe("configuration", () => {
 		});
 	});
 
+	test("operations: log format, metrics port, tracing exporter", () => {
+		expect(loadConfig({})).toMatchObject({ logFormat: "json", metricsPort: 3030, tracingExporter: undefined });
+		expect(loadConfig({ LOG_FORMAT: "pretty", METRICS_PORT: "off", TRACING_EXPORTER: "Zipkin", TRACING_ENDPOINT: "http://zipkin:9411" })).toMatchObject({
+			logFormat: "pretty",
+			metricsPort: undefined,
+			tracingExporter: "Zipkin",
+			tracingEndpoint: "http://zipkin:9411"
+		});
+		expect(() => loadConfig({ TRACING_EXPORTER: "Carrier-Pigeon" })).toThrow(/TRACING_EXPORTER/);
+	});
+
 	test("refuses values that would fail later in stranger ways", () => {
 		expect(() => loadConfig({ PORT: "http" })).toThrow(/PORT/);
 		expect(() => loadConfig({ DATABASE_PREFIX: "drop;table" })).toThrow(/DATABASE_PREFIX/);

@@ -1,0 +1,20 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Context, Middleware } from "moleculer";
+
+/** The request a piece of work belongs to, for every log line written while doing it. */
+export const requestContext = new AsyncLocalStorage<{ requestId?: string }>();
+
+/**
+ * Runs each local action and event handler inside its context's request id.
+ * The gateway sets the id (X-Request-ID, or a new one); Moleculer carries it to
+ * every call and event, across nodes; the logger reads it from here.
+ */
+export const RequestContextMiddleware: Middleware = {
+	name: "RequestContext",
+	localAction(next: (ctx: Context) => Promise<unknown>) {
+		return (ctx: Context) => requestContext.run({ requestId: ctx.requestID ?? undefined }, () => next(ctx));
+	},
+	localEvent(next: (ctx: Context) => Promise<unknown>) {
+		return (ctx: Context) => requestContext.run({ requestId: ctx.requestID ?? undefined }, () => next(ctx));
+	}
+} as unknown as Middleware;
