@@ -36,6 +36,9 @@ const brokerConfig: BrokerOptions = {
 				},
 	serializer: "JSON",
 	requestTimeout: 10_000,
+	// A node that vanishes without saying goodbye (killed, cut off) leaves discovery within ten seconds.
+	heartbeatInterval: 3,
+	heartbeatTimeout: 10,
 	retryPolicy: { enabled: false },
 	registry: { strategy: "RoundRobin", preferLocal: true },
 	circuitBreaker: { enabled: false },

@@ -70,16 +70,6 @@ export class OutboxRelay {
 		this.client = undefined;
 	}
 
-	/** Pending events and the last failure, for operators. */
-	async pending(): Promise<{ count: number; oldest: Date | null; lastError: string | null }> {
-		const { rows } = await this.client!.query(
-			`SELECT count(*)::int AS count, min(created_at) AS oldest,
-			        (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error
-			 FROM outbox WHERE sent_at IS NULL`
-		);
-		return { count: rows[0].count, oldest: rows[0].oldest, lastError: rows[0].last_error };
-	}
-
 	wake(): void {
 		if (this.stopped || !this.client) return;
 		if (this.running) {

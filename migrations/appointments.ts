@@ -33,5 +33,13 @@ CREATE INDEX appointments_doctor_start_idx ON appointments (doctor_id, start_at)
 CREATE INDEX appointments_patient_start_idx ON appointments (patient_id, start_at);
 CREATE INDEX appointments_start_idx ON appointments (start_at, id);
 `
+	},
+	{
+		version: 2,
+		name: "remember which fulfilled appointments billing has charged",
+		sql: `
+ALTER TABLE appointments ADD COLUMN charged_at timestamptz;
+CREATE INDEX appointments_uncharged_idx ON appointments (updated_at) WHERE status = 'fulfilled' AND charged_at IS NULL;
+`
 	}
 ];

@@ -4,6 +4,7 @@ import { type Context, Errors, type Service, type ServiceSchema, type ServiceSet
 import { DataTypes, Op, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { appointmentMigrations } from "../migrations/appointments";
+import { config } from "../lib/config";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
@@ -80,9 +81,16 @@ interface AppointmentMethods {
 	doctorFor(ctx: Context, doctorId: string): Promise<DoctorView>;
 	exclusive<T>(work: Promise<T>): Promise<T>;
 	transition(ctx: Context, id: string, from: Status[], to: Status, cancellationReason?: string): Promise<Appointment>;
+	requestCharge(appointment: { id: string; patientId: string; consultationFee: number }): Promise<boolean>;
+	chargeFulfilled(): Promise<void>;
 }
 
-type AppointmentsThis = Service<ServiceSettingSchema> & DbVars & AppointmentMethods;
+interface AppointmentsVars extends DbVars {
+	chargeTimer?: NodeJS.Timeout;
+	charging?: Promise<void>;
+}
+
+type AppointmentsThis = Service<ServiceSettingSchema> & AppointmentsVars & AppointmentMethods;
 
 const SELECT = "SELECT * FROM appointments";
 const ACTIVE: Status[] = ["booked", "arrived"];
@@ -105,7 +113,7 @@ function invalid(field: string, message: string): Errors.ValidationError {
  * doctor's and each patient's active time ranges makes the database refuse the
  * second of two overlapping bookings, however close together they arrive.
  */
-const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethods, DbVars> = {
+const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethods, AppointmentsVars> = {
 	name: "appointments",
 
 	mixins: [
@@ -398,8 +406,48 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			}
 			const appointment = this.toAppointment(row);
 			if (to === "cancelled" || to === "fulfilled") await ctx.emit(`appointment.${to}`, appointment);
+			// The charge must not depend on billing being up, nor hold up the answer: ask now, and the timer asks again until billing answers.
+			if (to === "fulfilled") void this.requestCharge(appointment);
 			return appointment;
+		},
+
+		/** Asks billing to charge the appointment (idempotent there); remembers success. */
+		async requestCharge(this: AppointmentsThis, appointment: { id: string; patientId: string; consultationFee: number }): Promise<boolean> {
+			try {
+				await this.broker.call(
+					"billing.chargeAppointment",
+					{ appointmentId: appointment.id, patientId: appointment.patientId, consultationFee: appointment.consultationFee },
+					{ timeout: 3000 }
+				);
+				await this.adapter.db.query("UPDATE appointments SET charged_at = now() WHERE id = $1", { bind: [appointment.id] });
+				return true;
+			} catch (err) {
+				this.logger.warn(`Appointment ${appointment.id} not charged yet (${(err as Error).message}); will retry`);
+				return false;
+			}
+		},
+
+		async chargeFulfilled(this: AppointmentsThis): Promise<void> {
+			const rows = await this.adapter.db.query<Row>(`${SELECT} WHERE status = 'fulfilled' AND charged_at IS NULL ORDER BY updated_at LIMIT 100`, {
+				type: QueryTypes.SELECT
+			});
+			for (const row of rows) {
+				if (!(await this.requestCharge(this.toAppointment(row)))) return;
+			}
 		}
+	},
+
+	started(this: AppointmentsThis) {
+		this.chargeTimer = setInterval(() => {
+			this.charging ??= this.chargeFulfilled()
+				.catch(err => this.logger.warn("Charging fulfilled appointments failed", err))
+				.finally(() => (this.charging = undefined));
+		}, config.billingReconcileIntervalMs);
+	},
+
+	async stopped(this: AppointmentsThis) {
+		clearInterval(this.chargeTimer);
+		await this.charging;
 	}
 };
 

@@ -70,7 +70,14 @@ interface BillingMeta {
 	$location?: string;
 }
 
+interface AppointmentCharge {
+	appointmentId: string;
+	patientId: string;
+	consultationFee: number;
+}
+
 interface BillingMethods {
+	chargeAppointment(ctx: Context, charge: AppointmentCharge): Promise<void>;
 	openAccount(input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount>;
 	findAccount(id: string, transaction?: Transaction, lock?: boolean): Promise<BillingAccount>;
 	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
@@ -219,6 +226,16 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			}
 		},
 
+		/** Charges a fulfilled appointment, once (appointments retries until this answers). Not routed. */
+		chargeAppointment: {
+			visibility: "public",
+			params: { appointmentId: "uuid", patientId: "uuid", consultationFee: { type: "number", integer: true, min: 0 } },
+			async handler(this: BillingThis, ctx: Context<AppointmentCharge>) {
+				await this.chargeAppointment(ctx, ctx.params);
+				return { charged: true };
+			}
+		},
+
 		/** Name, email or status. Not routed: REST changes the status only (`setStatus`). */
 		changeAccount: {
 			visibility: "public",
@@ -337,18 +354,26 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 
 	events: {
 		/** A fulfilled appointment is charged its consultation fee, once: a redelivered event finds the charge by its key. */
-		async "appointment.fulfilled"(this: BillingThis, ctx: Context<{ id: string; patientId: string; consultationFee: number }>) {
-			const { id, patientId, consultationFee } = ctx.params;
-			if (!consultationFee) return;
-			const existing = await this.adapter.model.findOne({ where: { patientId } });
-			const accountId = existing
-				? (existing.get("id") as string)
-				: (await this.openAccount(await ctx.call<{ patientId: string; name: string; email: string }, { id: string }>("patients.get", { id: patientId }).then(p => ({ ...p, patientId })))).id;
-			await this.postEntry(accountId, { type: "CHARGE", amount: consultationFee, description: "Consultation", reference: `appointment:${id}` }, `appointment-fulfilled:${id}`);
+		async "appointment.fulfilled"(this: BillingThis, ctx: Context<AppointmentCharge & { id: string }>) {
+			await this.chargeAppointment(ctx, { appointmentId: ctx.params.id, patientId: ctx.params.patientId, consultationFee: ctx.params.consultationFee });
 		}
 	},
 
 	methods: {
+		/** The fee as a CHARGE on the patient's account (opened if need be); the appointment id is the idempotency key. */
+		async chargeAppointment(this: BillingThis, ctx: Context, charge: AppointmentCharge): Promise<void> {
+			if (!charge.consultationFee) return;
+			const existing = await this.adapter.model.findOne({ where: { patientId: charge.patientId } });
+			const accountId = existing
+				? (existing.get("id") as string)
+				: (await this.openAccount(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId }).then(p => ({ ...p, patientId: charge.patientId })))).id;
+			await this.postEntry(
+				accountId,
+				{ type: "CHARGE", amount: charge.consultationFee, description: "Consultation", reference: `appointment:${charge.appointmentId}` },
+				`appointment-fulfilled:${charge.appointmentId}`
+			);
+		},
+
 		/** Posts to the ledger, once per idempotency key: a retry gets the transaction the first attempt posted. */
 		async postEntry(this: BillingThis, accountId: string, input: Omit<NewTransaction, "id">, key?: string) {
 			const print = fingerprint(input);

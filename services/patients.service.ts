@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { isUuid, escapeLike } from "../lib/sql";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DataTypes, Op, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
+import { DataTypes, Op, QueryTypes, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/config";
@@ -239,6 +239,25 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const patient = await this.saveChanges(id, values);
 				await ctx.emit("patient.updated", patient);
 				return patient;
+			}
+		},
+
+		/** The outbox for operators: what waits to be published, and what failed last. Not routed (the REPL's `outbox`). */
+		outboxStatus: {
+			visibility: "public",
+			async handler(this: PatientsThis) {
+				const [summary] = await this.adapter.db.query<{ pending: number; oldest: Date | null; sent: number }>(
+					`SELECT count(*) FILTER (WHERE sent_at IS NULL)::int AS pending, min(created_at) FILTER (WHERE sent_at IS NULL) AS oldest,
+					        count(*) FILTER (WHERE sent_at IS NOT NULL)::int AS sent
+					 FROM outbox`,
+					{ type: QueryTypes.SELECT }
+				);
+				const failing = await this.adapter.db.query<Record<string, unknown>>(
+					`SELECT id, event_id AS "eventId", event_type AS "eventType", key AS "patientId", attempts, last_error AS "lastError", created_at AS "createdAt"
+					 FROM outbox WHERE sent_at IS NULL AND attempts > 0 ORDER BY id LIMIT 20`,
+					{ type: QueryTypes.SELECT }
+				);
+				return { transport: config.kafkaBrokers ? `kafka ${config.kafkaBrokers.join(",")}` : "service broker", ...summary, failing };
 			}
 		},
 

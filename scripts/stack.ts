@@ -1,0 +1,112 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { config } from "../lib/config";
+import { PROJECT_ROOT } from "../lib/paths";
+import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/postgres";
+
+/**
+ * `npm run stack`: every service as its own process (its own Moleculer node)
+ * over the real NATS, with a real Kafka broker and PostgreSQL, the way compose
+ * runs them. A service that dies is started again; Ctrl-C stops them all.
+ */
+
+const SERVICES = ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "api"];
+const RUNNER = path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
+const CONFIG = path.join(PROJECT_ROOT, "dist/moleculer.config.js");
+const KAFKA_SCRIPT = path.join(PROJECT_ROOT, "scripts/kafka.sh");
+
+const log = (line: string) => console.log(`[stack] ${line}`);
+
+function answers(url: string): Promise<boolean> {
+	const { hostname, port } = new URL(url.includes("://") ? url : `tcp://${url}`);
+	return new Promise(resolve => {
+		const socket = net.connect({ host: hostname, port: Number(port), timeout: 1000 });
+		socket.once("connect", () => (socket.destroy(), resolve(true)));
+		socket.once("error", () => resolve(false));
+		socket.once("timeout", () => (socket.destroy(), resolve(false)));
+	});
+}
+
+async function main(): Promise<void> {
+	const transporter = config.transporter ?? "nats://127.0.0.1:4222";
+	if (!(await answers(transporter))) {
+		throw new Error(`NATS does not answer at ${transporter}: start nats-server (e.g. nats-server -js) or set TRANSPORTER`);
+	}
+
+	let startedKafka = false;
+	let kafkaBrokers = config.kafkaBrokers?.join(",");
+	if (!kafkaBrokers) {
+		startedKafka = spawnSync(KAFKA_SCRIPT, ["status"]).status !== 0;
+		const start = spawnSync(KAFKA_SCRIPT, ["start"], { stdio: "inherit" });
+		if (start.status !== 0) throw new Error("Could not start Kafka (scripts/kafka.sh start)");
+		kafkaBrokers = "127.0.0.1:9092";
+	}
+
+	// One PostgreSQL for all: DATABASE_URL, or the embedded server, started here and shared.
+	const databaseUrl = await postgresServerUrl(log);
+
+	let stopping = false;
+	const children = new Map<string, ChildProcess>();
+	const env = {
+		...process.env,
+		TRANSPORTER: transporter,
+		KAFKA_BROKERS: kafkaBrokers,
+		DATABASE_URL: databaseUrl,
+		SERVICEDIR: path.join(PROJECT_ROOT, "dist/services")
+	};
+
+	const startService = (name: string, index: number) => {
+		const metricsPort = config.metricsPort === undefined ? "off" : config.metricsPort === 0 ? "0" : String(config.metricsPort + index);
+		const child = spawn(process.execPath, [RUNNER, "--config", CONFIG], {
+			cwd: PROJECT_ROOT,
+			env: { ...env, SERVICES: name, METRICS_PORT: metricsPort },
+			stdio: ["ignore", "pipe", "pipe"]
+		});
+		children.set(name, child);
+		log(`${name} pid ${child.pid}`);
+		const prefix = (chunk: Buffer) =>
+			chunk
+				.toString()
+				.split("\n")
+				.filter(Boolean)
+				.forEach(line => console.log(`[${name}] ${line}`));
+		child.stdout?.on("data", prefix);
+		child.stderr?.on("data", prefix);
+		child.once("exit", (code, signal) => {
+			if (stopping) return;
+			log(`${name} exited (${signal ?? code}); starting it again`);
+			setTimeout(() => !stopping && startService(name, index), 1000);
+		});
+	};
+	SERVICES.forEach(startService);
+	log(`all services starting; the gateway will listen on http://127.0.0.1:${config.port}`);
+
+	const stop = async () => {
+		if (stopping) return;
+		stopping = true;
+		log("stopping");
+		await Promise.all(
+			[...children.values()].map(
+				child =>
+					new Promise<void>(resolve => {
+						if (child.exitCode !== null || child.signalCode !== null) return resolve();
+						const kill = setTimeout(() => child.kill("SIGKILL"), 15_000);
+						child.once("exit", () => (clearTimeout(kill), resolve()));
+						child.kill("SIGTERM");
+					})
+			)
+		);
+		await stopEmbeddedPostgres();
+		if (startedKafka) spawnSync(KAFKA_SCRIPT, ["stop"], { stdio: "inherit" });
+		log("stopped");
+		process.exit(0);
+	};
+	process.on("SIGINT", stop);
+	process.on("SIGTERM", stop);
+}
+
+main().catch(err => {
+	console.error(`[stack] ${(err as Error).message}`);
+	process.exit(1);
+});

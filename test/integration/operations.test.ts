@@ -1,0 +1,153 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import crypto from "node:crypto";
+import path from "node:path";
+import { adminLogin, bearer, request } from "../helpers/cluster";
+import { eventually, freePort } from "../helpers/node-process";
+
+/**
+ * Operating MedSync as its operators do: `npm run stack` (every service its own
+ * process over the real NATS, Kafka and PostgreSQL), `npm run seed`, and the REPL
+ * joining that cluster. The code under test is the build in dist/.
+ */
+const ROOT = path.resolve(__dirname, "../..");
+const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+
+let stack: ChildProcess;
+let output = "";
+let baseUrl: string;
+let env: Record<string, string>;
+
+function run(script: string, input?: string): Promise<{ code: number | null; out: string }> {
+	return new Promise(resolve => {
+		const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts", script)], { cwd: ROOT, env: { ...process.env, ...env } });
+		let out = "";
+		child.stdout.on("data", c => (out += c));
+		child.stderr.on("data", c => (out += c));
+		child.on("exit", code => resolve({ code, out }));
+		if (input !== undefined) child.stdin.end(input);
+	});
+}
+
+/** The pid the stack reported for a service, the latest one if it was restarted. */
+const pidOf = (service: string) => [...output.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
+
+beforeAll(async () => {
+	const [port, grpcPort] = [await freePort(), await freePort()];
+	baseUrl = `http://127.0.0.1:${port}`;
+	env = {
+		TRANSPORTER: NATS_URL,
+		NAMESPACE: `stack-${crypto.randomBytes(4).toString("hex")}`,
+		PORT: String(port),
+		KAFKA_BROKERS: process.env.KAFKA_TEST_BROKERS!,
+		BILLING_GRPC_PORT: String(grpcPort),
+		BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
+		BILLING_RECONCILE_INTERVAL_MS: "500",
+		LOG_LEVEL: "warn",
+		SEED_URL: baseUrl
+	};
+	stack = spawn(process.execPath, [path.join(ROOT, "dist/scripts/stack.js")], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+	stack.stdout?.on("data", c => (output += c));
+	stack.stderr?.on("data", c => (output += c));
+	await eventually(async () => ((await request(baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
+	// The gateway builds its routes shortly after it sees each service: wait until every one answers (401, not 404).
+	await eventually(async () => {
+		const statuses = await Promise.all(["/patients", "/doctors", "/appointments", "/billing/accounts", "/analytics/registrations", "/audit"].map(p => request(baseUrl, "GET", p)));
+		return statuses.every(r => r.status === 401) ? true : undefined;
+	}, 30_000, "the gateway's routes");
+}, 150_000);
+
+afterAll(async () => {
+	if (!stack || stack.exitCode !== null) return;
+	const exited = new Promise(resolve => stack.once("exit", resolve));
+	stack.kill("SIGINT");
+	await exited;
+}, 60_000);
+
+describe("npm run stack", () => {
+	test("every service runs as its own process and node", async () => {
+		for (const service of ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "api"]) expect(pidOf(service)).toBeDefined();
+		const ready = await request(baseUrl, "GET", "/ready");
+		expect(ready.body.checks).toMatchObject({ transporter: "up", "patients.kafka": "up", "patients.grpc:billing": "up", "billing.kafka": "up" });
+	});
+
+	test("a full scenario completes, with billing killed and restarted midway, and nothing is lost", async () => {
+		const token = await adminLogin(baseUrl);
+		const api = (method: string, p: string, body?: unknown) => request(baseUrl, method, p, body, bearer(token));
+		const today = new Date().toISOString().slice(0, 10);
+		const countToday = async () => (await api("GET", `/analytics/registrations?from=${today}&to=${today}`)).body.total as number;
+		const registeredBefore = await countToday();
+
+		const doctor = (
+			await api("POST", "/doctors", {
+				name: "Dr Stack",
+				email: `dr.stack.${crypto.randomBytes(3).toString("hex")}@clinic.example`,
+				specialization: "Internal Medicine",
+				address: "1 Process Row",
+				joiningDate: "2021-01-01",
+				consultationFee: 9_000,
+				availability: ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].map(day => ({ day, start: "00:00", end: "24:00" }))
+			})
+		).body;
+		const newPatient = async (tag: string) => {
+			const res = await api("POST", "/patients", { name: `Stack ${tag}`, email: `stack.${tag}.${crypto.randomBytes(3).toString("hex")}@example.org`, address: "x", dateOfBirth: "1970-07-07" });
+			expect(res.status).toBe(201);
+			return res.body;
+		};
+		const first = await newPatient("first");
+		const { slots } = (await api("GET", `/doctors/${doctor.id}/slots?date=${new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10)}`)).body;
+		const appointment = (await api("POST", "/appointments", { doctorId: doctor.id, patientId: first.id, start: slots[10].start })).body;
+		expect((await api("POST", `/appointments/${appointment.id}/arrive`)).status).toBe(200);
+
+		// Billing dies mid-run.
+		const billingPid = pidOf("billing")!;
+		process.kill(billingPid, "SIGKILL");
+		await eventually(async () => ((await request(baseUrl, "GET", "/ready")).status === 503 ? true : undefined), 15_000, "billing to be missed");
+
+		// The clinic goes on: the visit is fulfilled and a new patient registers while billing is away.
+		expect((await api("POST", `/appointments/${appointment.id}/fulfil`)).status).toBe(200);
+		const second = await newPatient("second");
+
+		// The stack starts billing again; the Kafka event and the appointments' retry catch up.
+		await eventually(async () => (pidOf("billing") !== billingPid ? true : undefined), 15_000, "billing to be restarted");
+		await eventually(async () => ((await request(baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 60_000, "the stack to be ready again");
+		const account = async (patientId: string) => (await api("GET", `/billing/accounts?patientId=${patientId}`)).body.rows?.[0];
+		const secondAccount = await eventually(() => account(second.id), 60_000, "the second patient's account");
+		expect(secondAccount.patientId).toBe(second.id);
+		const firstAccount = await account(first.id);
+		const ledger = await eventually(async () => {
+			const res = await api("GET", `/billing/accounts/${firstAccount.id}/transactions`);
+			return res.body.total === 1 ? res.body : undefined;
+		}, 60_000, "the consultation charge");
+		expect(ledger.rows[0]).toMatchObject({ type: "CHARGE", amount: 9_000, reference: `appointment:${appointment.id}` });
+		await eventually(async () => ((await countToday()) === registeredBefore + 2 ? true : undefined), 60_000, "both registrations counted");
+	}, 240_000);
+});
+
+describe("npm run seed", () => {
+	test("loads doctors with availability, patients, appointments in every state, and payments, through the API", async () => {
+		const { code, out } = await run("seed.js");
+		expect([code, code === 0 ? "" : out]).toEqual([0, ""]);
+		const result = JSON.parse(out.trim().split("\n").at(-1)!);
+		expect(result.doctors).toBe(22);
+		expect(result.patients).toBe(30);
+		expect(Object.keys(result.appointments).sort()).toEqual(["arrived", "booked", "cancelled", "fulfilled", "noshow"]);
+		expect(result.payments).toBeGreaterThan(0);
+		const token = await adminLogin(baseUrl);
+		const doctors = await request(baseUrl, "GET", "/doctors?specialization=Cardiology", undefined, bearer(token));
+		expect(doctors.body.total).toBeGreaterThanOrEqual(2);
+	}, 180_000);
+});
+
+describe("npm run repl", () => {
+	test("joins the cluster: nodes, services, actions, call, emit and the outbox command work", async () => {
+		const { code, out } = await run("repl.js", ["nodes", "services", "actions", "call patients.outboxStatus", "emit demo.ping", "outbox", "quit", ""].join("\n"));
+		expect(code).toBe(0);
+		// Nine nodes: the eight services and the REPL itself.
+		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(9);
+		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "api"]) expect(out).toContain(name);
+		expect(out).toContain("patients.outboxStatus");
+		expect(out).toContain(">> Emit 'demo.ping'");
+		expect(out).toMatch(/"transport": "kafka /);
+		expect(out).toMatch(/"pending": \d+/);
+	}, 60_000);
+});
