@@ -192,6 +192,18 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	});
 });
 
+describe("metrics", () => {
+	test("consumer lag is reported per group and topic", async () => {
+		const port = (cluster.broker.metrics as any).reporter[0].server.address().port;
+		const line = await eventually(async () => {
+			const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+			return text.split("\n").find(l => l.startsWith("medsync_kafka_consumer_lag{") && l.includes(`group="${config.kafkaGroupPrefix}billing"`));
+		}, 40_000, "the lag gauge");
+		expect(line).toContain(`topic="${config.patientTopic}"`);
+		expect(Number(line!.split(" ").at(-1))).toBeGreaterThanOrEqual(0);
+	}, 60_000);
+});
+
 describe("with the broker down", () => {
 	const owned = process.env.KAFKA_TEST_OWNED === "1";
 	(owned ? test : test.skip)(

@@ -20,6 +20,7 @@ describe("services on separate nodes over NATS", () => {
 	let observer: ServiceBroker;
 	let baseUrl: string;
 	let token: string;
+	const spans: { traceID: string; name: string; tags: Record<string, any>; service?: { name: string } }[] = [];
 	const api = (method: string, path: string, body?: unknown) => request(baseUrl, method, path, body, bearer(token));
 
 	const newPatient = (tag: string) => ({
@@ -41,9 +42,19 @@ describe("services on separate nodes over NATS", () => {
 			NAMESPACE: namespace,
 			PORT: String(port),
 			BILLING_GRPC_PORT: String(grpcPort),
-			BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`
+			BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
+			TRACING_EXPORTER: "Event"
 		};
 		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		// Collects the spans the nodes export (TRACING_EXPORTER=Event sends them as `$tracing.spans`).
+		observer.createService({
+			name: "span-collector",
+			events: {
+				"$tracing.spans"(ctx: any) {
+					spans.push(...ctx.params);
+				}
+			}
+		});
 		await observer.start();
 		gateway = startNode(["api"], env);
 		// The patient node logs at info, so its request-scoped lines can be checked.
@@ -88,6 +99,18 @@ describe("services on separate nodes over NATS", () => {
 			return lines.find(l => l.includes(`Registered patient ${created.body.id}`));
 		}, 5_000, "the log line");
 		expect(JSON.parse(line)).toMatchObject({ requestId, msg: expect.stringContaining(created.body.id), svc: "patients" });
+	});
+
+	test("tracing: one request's spans, from the gateway node and the patients node, share a trace", async () => {
+		const created = await api("POST", "/patients", newPatient("spans"));
+		expect(created.status).toBe(201);
+		const trace = await eventually(async () => {
+			const own = spans.filter(s => s.tags?.params?.id === created.body.id || s.tags?.requestID === created.headers.get("x-request-id"));
+			const id = own[0]?.traceID;
+			const inTrace = spans.filter(s => s.traceID === id);
+			return inTrace.some(s => s.name === "action 'patients.create'") && inTrace.some(s => s.service?.name === "api") ? inTrace : undefined;
+		}, 15_000, "the spans");
+		expect(new Set(trace.map(s => s.traceID)).size).toBe(1);
 	});
 
 	test("errors keep their status and shape across the transporter", async () => {
