@@ -151,3 +151,21 @@ describe("npm run repl", () => {
 		expect(out).toMatch(/"pending": \d+/);
 	}, 60_000);
 });
+
+describe("Ctrl-C", () => {
+	test("stops every service process, then the stack itself", async () => {
+		const pids = [...output.matchAll(/\[stack\] \w+ pid (\d+)/g)].map(m => Number(m[1]));
+		const exited = new Promise<number | null>(resolve => stack.once("exit", code => resolve(code)));
+		stack.kill("SIGINT");
+		expect(await exited).toBe(0);
+		const alive = pids.filter(pid => {
+			try {
+				process.kill(pid, 0);
+				return true;
+			} catch {
+				return false;
+			}
+		});
+		expect(alive).toEqual([]);
+	}, 60_000);
+});
