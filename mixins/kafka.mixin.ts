@@ -53,6 +53,7 @@ interface KafkaVars {
 	kafkaInFlight?: Promise<void>;
 	kafkaStopping: boolean;
 	kafkaLagTimer?: NodeJS.Timeout;
+	kafkaCommitting?: Promise<void>;
 }
 
 interface KafkaMethods {
@@ -202,9 +203,12 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 								partition: raw.partition,
 								offset: String(raw.offset)
 							};
-							this.kafkaInFlight = this.kafkaDeliver(definition, message).then(() => raw.commit());
+							this.kafkaInFlight = this.kafkaDeliver(definition, message);
 							await this.kafkaInFlight;
 							this.kafkaInFlight = undefined;
+							// Handled, so its offset may be committed; messages are handled one at a time, so a later
+							// commit covers an earlier one, and the next message need not wait for the round trip.
+							this.kafkaCommitting = Promise.resolve(raw.commit()).catch(err => this.logger.warn(`Offset commit failed: ${(err as Error).message}`));
 							if (this.kafkaStopping) break;
 						}
 					} catch (err) {
@@ -267,6 +271,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 			this.kafkaStopping = true;
 			// Drain: the message in hand finishes (and commits) before the consumers leave their group.
 			await this.kafkaInFlight?.catch(() => {});
+			await this.kafkaCommitting;
 			await Promise.all(this.kafkaConsumers.map(closeConsumer));
 			await Promise.all(this.kafkaLoops);
 			await this.kafkaProducer?.close().catch(() => {});
