@@ -5,6 +5,7 @@ import BillingService from "../../services/billing.service";
 import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
 import { config } from "../../lib/config";
+import { offsetMinutes } from "../../lib/zoned-time";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 
@@ -17,6 +18,15 @@ const api = (method: string, path: string, body?: unknown, token = adminToken) =
 
 /** A calendar date `days` from today (UTC). */
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
+
+/** The dates either side of the next clock change in `zone`, at least two days ahead. */
+function nextClockChange(zone: string): [string, string] {
+	for (let d = 2; d < 400; d++) {
+		const [a, b] = [inDays(d), inDays(d + 1)];
+		if (offsetMinutes(Date.parse(`${a}T12:00:00Z`), zone) !== offsetMinutes(Date.parse(`${b}T12:00:00Z`), zone)) return [a, b];
+	}
+	throw new Error(`${zone} has no clock change within a year`);
+}
 const EVERY_DAY = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].map(day => ({ day, start: "08:00", end: "18:00" }));
 
 async function newDoctor(overrides: Record<string, unknown> = {}) {
@@ -164,17 +174,24 @@ describe("booking rules", () => {
 		expect(early.status).toBe(422);
 	});
 
-	test("a DST change in the doctor's timezone: 09:00 Berlin is 08:00Z before the change and 07:00Z after it", async () => {
-		// Berlin moves to summer time on 2027-03-28.
+	test("a DST change in the doctor's timezone: 09:00 on the wall clock moves in UTC, and bookings follow it", async () => {
+		// The next day, at least two days ahead, on which Berlin's clock changes (spring or autumn).
+		const [before, after] = nextClockChange("Europe/Berlin");
+		const offsetOf = (date: string) => offsetMinutes(Date.parse(`${date}T12:00:00Z`), "Europe/Berlin");
+		const iso = (date: string, offset: number) => `${date}T09:00:00${offset > 0 ? "+" : "-"}${String(Math.abs(offset) / 60).padStart(2, "0")}:00`;
 		const doctor = await newDoctor({ timezone: "Europe/Berlin", availability: EVERY_DAY.map(w => ({ ...w, start: "09:00", end: "17:00" })) });
-		const winter = await api("GET", `/doctors/${doctor.id}/slots?date=2027-03-27`);
-		const summer = await api("GET", `/doctors/${doctor.id}/slots?date=2027-03-28`);
-		expect(winter.body.slots[0].start).toBe("2027-03-27T09:00:00+01:00");
-		expect(summer.body.slots[0].start).toBe("2027-03-28T09:00:00+02:00");
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-28T07:00:00Z" })).status).toBe(201);
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-27T07:00:00Z" })).status).toBe(422);
-		const res = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: "2027-03-27T08:00:00Z" });
-		expect(res.body).toMatchObject({ start: "2027-03-27T09:00:00+01:00", end: "2027-03-27T09:30:00+01:00" });
+		const first = await api("GET", `/doctors/${doctor.id}/slots?date=${before}`);
+		const second = await api("GET", `/doctors/${doctor.id}/slots?date=${after}`);
+		expect(first.body.slots[0].start).toBe(iso(before, offsetOf(before)));
+		expect(second.body.slots[0].start).toBe(iso(after, offsetOf(after)));
+		// 09:00 local in UTC, on each side of the change.
+		const nineUtc = (date: string) => new Date(Date.parse(`${date}T09:00:00Z`) - offsetOf(date) * 60_000).toISOString();
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: nineUtc(after) })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: nineUtc(before) })).status).toBe(201);
+		// The other day's 09:00 instant is an hour off the wall clock: 08:00 or 10:00 locally.
+		const shifted = new Date(Date.parse(nineUtc(after)) - 86_400_000).toISOString();
+		const early = offsetOf(after) > offsetOf(before) ? shifted : new Date(Date.parse(nineUtc(before)) + 86_400_000).toISOString();
+		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: early })).status).toBe(422);
 	});
 
 	test("the patient and the doctor must exist: a 422 names each that does not", async () => {
