@@ -42,6 +42,7 @@ export class AuditJournal {
 	private timer: NodeJS.Timeout | undefined;
 	private backoffMs = 0;
 	private unsynced = false;
+	private syncing = false;
 	private syncTimer: NodeJS.Timeout | undefined;
 
 	constructor(
@@ -99,15 +100,17 @@ export class AuditJournal {
 		clearInterval(this.syncTimer);
 		await this.shipping;
 		if (this.queue.length) await this.shipBatch().catch(() => {});
-		this.sync();
+		fs.fdatasyncSync(this.fd);
 		fs.closeSync(this.fd);
 		this.fd = -1;
 	}
 
+	/** Flushes to disk off the event loop: a synchronous fsync would stall every request for its duration. */
 	private sync(): void {
-		if (this.unsynced && this.fd >= 0) {
-			fs.fdatasyncSync(this.fd);
+		if (this.unsynced && this.fd >= 0 && !this.syncing) {
 			this.unsynced = false;
+			this.syncing = true;
+			fs.fdatasync(this.fd, () => (this.syncing = false));
 		}
 	}
 
