@@ -58,6 +58,8 @@ export interface Config {
 	kafkaReplicationFactor: number;
 	/** Attempts at handling one message before it goes to the dead-letter topic. */
 	kafkaMaxAttempts: number;
+	/** Messages a consumer handles at once (one key's messages are always handled in order). */
+	kafkaConcurrency: number;
 	/** Prepended to consumer group names (which are the service names). */
 	kafkaGroupPrefix: string;
 	/** The services /ready waits for, each with its own dependencies. */
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaPartitions: integer(env, "KAFKA_PARTITIONS", 3),
 		kafkaReplicationFactor: integer(env, "KAFKA_REPLICATION_FACTOR", 1),
 		kafkaMaxAttempts: integer(env, "KAFKA_MAX_ATTEMPTS", 5),
+		kafkaConcurrency: Math.max(1, integer(env, "KAFKA_CONCURRENCY", 16)),
 		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? "",
 		logFormat: oneOf(env, "LOG_FORMAT", ["json", "pretty"], "json"),
 		metricsPort: text(env, "METRICS_PORT") === "off" ? undefined : integer(env, "METRICS_PORT", 3030),

@@ -1,6 +1,7 @@
 import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/config";
+import { OrderedWork } from "../lib/ordered-work";
 import { registerHealthCheck } from "./health.mixin";
 
 /** A message as a handler sees it, whether it came from Kafka or over the service broker. */
@@ -50,7 +51,7 @@ interface KafkaVars {
 	kafkaProducer?: Producer<Buffer, Buffer, string, string>;
 	kafkaConsumers: Consumer<Buffer, Buffer, Buffer, Buffer>[];
 	kafkaLoops: Promise<void>[];
-	kafkaInFlight?: Promise<void>;
+	kafkaWork?: OrderedWork<Message<Buffer, Buffer, Buffer, Buffer>>;
 	kafkaStopping: boolean;
 	kafkaLagTimer?: NodeJS.Timeout;
 	kafkaCommitting?: Promise<void>;
@@ -90,8 +91,10 @@ function stringHeaders(headers: Map<Buffer, Buffer>): Record<string, string> {
  * the mixin creates missing topics, connects on start, and on stop lets the
  * message in hand finish before it disconnects.
  *
- * Consumer groups are named after the service. An offset is committed only after
- * its handler succeeded; a failing handler is retried with backoff, and after
+ * Consumer groups are named after the service. Messages of different keys are
+ * handled side by side (KAFKA_CONCURRENCY), one key's in order; an offset is
+ * committed only once its handler, and every earlier one of its partition, has
+ * succeeded. A failing handler is retried with backoff, and after
  * KAFKA_MAX_ATTEMPTS the message goes to `<topic>.dlt` and the consumer moves on.
  *
  * Without KAFKA_BROKERS, messages travel over the service broker instead
@@ -194,6 +197,12 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 						backoff = 500;
 						this.kafkaLagTimer = setInterval(() => this.kafkaReportLag(consumer, topic), LAG_REPORT_MS);
 						this.kafkaLagTimer.unref();
+						// Messages of different keys are handled side by side, each key's in order; an offset is
+						// committed once every message before it in its partition has been handled.
+						const work = new OrderedWork<Message<Buffer, Buffer, Buffer, Buffer>>(config.kafkaConcurrency, (_partition, raw) => {
+							this.kafkaCommitting = Promise.resolve(raw.commit()).catch(err => this.logger.warn(`Offset commit failed: ${(err as Error).message}`));
+						});
+						this.kafkaWork = work;
 						for await (const raw of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
 							const message: KafkaMessage = {
 								topic: raw.topic,
@@ -203,14 +212,11 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 								partition: raw.partition,
 								offset: String(raw.offset)
 							};
-							this.kafkaInFlight = this.kafkaDeliver(definition, message);
-							await this.kafkaInFlight;
-							this.kafkaInFlight = undefined;
-							// Handled, so its offset may be committed; messages are handled one at a time, so a later
-							// commit covers an earlier one, and the next message need not wait for the round trip.
-							this.kafkaCommitting = Promise.resolve(raw.commit()).catch(err => this.logger.warn(`Offset commit failed: ${(err as Error).message}`));
+							const key = message.key ?? `${raw.partition}:${raw.offset}`;
+							await work.add(raw.partition, key, raw, () => this.kafkaDeliver(definition, message));
 							if (this.kafkaStopping) break;
 						}
+						await work.drain();
 					} catch (err) {
 						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}); reconnecting in ${backoff} ms`);
 					} finally {
@@ -269,8 +275,8 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 
 		async stopped(this: KafkaThis) {
 			this.kafkaStopping = true;
-			// Drain: the message in hand finishes (and commits) before the consumers leave their group.
-			await this.kafkaInFlight?.catch(() => {});
+			// Drain: the messages in hand finish (and commit) before the consumers leave their group.
+			await this.kafkaWork?.drain();
 			await this.kafkaCommitting;
 			await Promise.all(this.kafkaConsumers.map(closeConsumer));
 			await Promise.all(this.kafkaLoops);
