@@ -26,3 +26,36 @@ export function violatedUniqueConstraint(err: unknown): string | undefined {
 	const e = err as UniqueViolation;
 	return e?.name === "SequelizeUniqueConstraintError" ? e.parent?.constraint : undefined;
 }
+
+/** 401: no credentials, or ones that do not hold (bad password, invalid or revoked token). */
+export class UnauthorizedError extends Errors.MoleculerClientError {
+	constructor(message: string) {
+		super(message, 401, "UNAUTHORIZED");
+		this.name = "UnauthorizedError";
+	}
+}
+
+/** 403: the caller is known, but its role may not do this. */
+export class ForbiddenError extends Errors.MoleculerClientError {
+	constructor(message: string) {
+		super(message, 403, "FORBIDDEN");
+		this.name = "ForbiddenError";
+	}
+}
+
+/** 429, with the seconds to wait in `data.retryAfter` (the gateway sends it as Retry-After). */
+export class TooManyRequestsError extends Errors.MoleculerClientError {
+	constructor(message: string, retryAfterSeconds: number) {
+		super(message, 429, "TOO_MANY_REQUESTS", { retryAfter: retryAfterSeconds });
+		this.name = "TooManyRequestsError";
+	}
+}
+
+/** 422 for rules that span fields (a range, "one of these"), shaped like the validator's own errors. */
+export function invalidFields(problems: { field: string; message: string }[]): Errors.ValidationError {
+	return new Errors.ValidationError(
+		problems.map(p => p.message).join(" "),
+		"VALIDATION_ERROR",
+		problems.map(p => ({ ...p, type: "rule" }))
+	);
+}

@@ -2,11 +2,12 @@ import type { IncomingMessage } from "node:http";
 import { type ActionSchema, type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { type JSONWebKeySet, type JWTVerifyGetKey, createLocalJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import { config } from "../lib/config";
+import { ForbiddenError, UnauthorizedError } from "../lib/errors";
 import { JWT_ALG } from "../lib/auth/keys";
 import { ACCESS_TOKEN_TTL_SECONDS, type AccessClaims, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/auth/tokens";
 import type { CallerIdentity, Role } from "../lib/roles";
 
-const { MoleculerClientError, MoleculerRetryableError } = Errors;
+const { MoleculerRetryableError } = Errors;
 
 export interface GatewayRequest extends IncomingMessage {
 	$action?: ActionSchema;
@@ -41,20 +42,6 @@ interface AuthMethods {
 }
 
 type AuthThis = Service & AuthVars & AuthMethods;
-
-export class UnauthorizedError extends MoleculerClientError {
-	constructor(message: string) {
-		super(message, 401, "UNAUTHORIZED");
-		this.name = "UnauthorizedError";
-	}
-}
-
-export class ForbiddenError extends MoleculerClientError {
-	constructor(message: string) {
-		super(message, 403, "FORBIDDEN");
-		this.name = "ForbiddenError";
-	}
-}
 
 const REVOCATION_REFRESH_MS = 60_000;
 const KEYSET_REFETCH_MIN_MS = 30_000;

@@ -1,10 +1,11 @@
-import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { analyticsMigrations } from "../migrations/analytics";
 import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
+import { invalidFields } from "../lib/errors";
 import { decodePatientEvent, firstDelivery } from "../lib/patient-events";
 import { ANALYTICS_READERS } from "../lib/roles";
 import { dateOnly } from "../lib/validation";
@@ -74,9 +75,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				const from = ctx.params.from ?? addDays(to, -29);
 				const span = (Date.parse(to) - Date.parse(from)) / DAY_MS;
 				if (span < 0 || span >= MAX_RANGE_DAYS) {
-					throw new Errors.ValidationError("Invalid range", "VALIDATION_ERROR", [
-						{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }
-					]);
+					throw invalidFields([{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }]);
 				}
 				const rows = await this.adapter.db.query<{ day: string; count: number }>(
 					"SELECT to_char(day, 'YYYY-MM-DD') AS day, count FROM registrations_daily WHERE day BETWEEN $1 AND $2",

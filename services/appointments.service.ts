@@ -1,11 +1,11 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
-import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { DataTypes, Op, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/config";
-import { ConflictError, NotFoundError } from "../lib/errors";
+import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
@@ -104,10 +104,6 @@ const whenParams = {
 };
 const reasonParam = { type: "string", trim: true, max: 500, optional: true };
 
-function invalid(field: string, message: string): Errors.ValidationError {
-	return new Errors.ValidationError(message, "VALIDATION_ERROR", [{ field, message, type: "appointment" }]);
-}
-
 /**
  * Appointments, which can never collide: an exclusion constraint over each
  * doctor's and each patient's active time ranges makes the database refuse the
@@ -157,11 +153,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 					if (result.status === "rejected" && (result.reason as { code?: number }).code !== 404) throw result.reason;
 				}
 				if (missing.length) {
-					throw new Errors.ValidationError("Unknown patient or doctor", "VALIDATION_ERROR", missing.map(field => ({
-						field,
-						type: "exists",
-						message: `The '${field}' field names no ${field === "patientId" ? "patient" : "doctor"}.`
-					})));
+					throw invalidFields(missing.map(field => ({ field, message: `The '${field}' field names no ${field === "patientId" ? "patient" : "doctor"}.` })));
 				}
 				const doc = (doctor as PromiseFulfilledResult<DoctorView>).value;
 				const span = this.schedule(doc, ctx.params, ctx.params.start ? doc.slotMinutes : 60);
@@ -369,11 +361,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			let start: number;
 			if (when.start) start = Date.parse(when.start);
 			else if (when.date && when.startTime) start = zonedInstant(when.date, when.startTime.slice(0, 5), doctor.timezone) + Number(when.startTime.slice(6, 8) || 0) * 1000;
-			else throw invalid("start", "The 'start' field is required (or the original 'date' and 'startTime').");
+			else throw invalidFields([{ field: "start", message: "The 'start' field is required (or the original 'date' and 'startTime')." }]);
 			const span = { start, end: start + (when.durationMinutes ?? defaultMinutes) * 60_000 };
-			if (span.start <= Date.now()) throw invalid("start", "The 'start' field must be in the future.");
+			if (span.start <= Date.now()) throw invalidFields([{ field: "start", message: "The 'start' field must be in the future." }]);
 			if (!withinAvailability(span, doctor.availability, doctor.timezone)) {
-				throw invalid("start", `The appointment must lie inside the doctor's availability (${doctor.timezone} wall-clock time).`);
+				throw invalidFields([{ field: "start", message: `The appointment must lie inside the doctor's availability (${doctor.timezone} wall-clock time).` }]);
 			}
 			return span;
 		},

@@ -6,7 +6,7 @@ import { DataTypes, type Model, QueryTypes, type Transaction, col, fn, where } f
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { authMigrations } from "../migrations/auth";
 import { config } from "../lib/config";
-import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, violatedUniqueConstraint } from "../lib/errors";
 import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
 import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";
 import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
@@ -73,19 +73,8 @@ const passwordParam = {
 /** Login only compares; the policy applies when a password is set. */
 const loginPasswordParam = { type: "string", min: 1, max: PASSWORD_MAX };
 
-class UnauthorizedError extends MoleculerClientError {
-	constructor(message = "Invalid email or password") {
-		super(message, 401, "UNAUTHORIZED");
-		this.name = "UnauthorizedError";
-	}
-}
-
-class TooManyRequestsError extends MoleculerClientError {
-	constructor(retryAfterSeconds: number) {
-		super("Too many failed logins. Try again later.", 429, "TOO_MANY_REQUESTS", { retryAfter: retryAfterSeconds });
-		this.name = "TooManyRequestsError";
-	}
-}
+const BAD_CREDENTIALS = "Invalid email or password";
+const THROTTLED = "Too many failed logins. Try again later.";
 
 const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {
 	name: "auth",
@@ -143,7 +132,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					await this.adapter.db.query("INSERT INTO login_failures (email, ip) VALUES ($1, $2)", {
 						bind: [email, ctx.meta.ip ?? null]
 					});
-					throw new UnauthorizedError();
+					throw new UnauthorizedError(BAD_CREDENTIALS);
 				}
 				const user = this.toUser(row);
 				return this.adapter.db.transaction(async transaction => {
@@ -360,8 +349,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				 WHERE at > now() - make_interval(mins => $3) AND (email = $1 OR ip = $2)`,
 				{ bind: [email, ip ?? null, THROTTLE_WINDOW_MINUTES], type: QueryTypes.SELECT }
 			);
-			if (counts.by_email >= MAX_FAILURES_PER_EMAIL) throw new TooManyRequestsError(Math.max(1, counts.email_retry));
-			if (counts.by_ip >= MAX_FAILURES_PER_IP) throw new TooManyRequestsError(Math.max(1, counts.ip_retry));
+			if (counts.by_email >= MAX_FAILURES_PER_EMAIL) throw new TooManyRequestsError(THROTTLED, Math.max(1, counts.email_retry));
+			if (counts.by_ip >= MAX_FAILURES_PER_IP) throw new TooManyRequestsError(THROTTLED, Math.max(1, counts.ip_retry));
 		},
 
 		async revokeSession(this: AuthThis, sessionId: string, reason: string, transaction?: Transaction): Promise<void> {

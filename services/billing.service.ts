@@ -6,7 +6,7 @@ import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { GrpcServerMixin } from "../mixins/grpc-server.mixin";
 import { billingMigrations } from "../migrations/billing";
 import { config } from "../lib/config";
-import { ConflictError, NotFoundError } from "../lib/errors";
+import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
@@ -342,7 +342,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				// Clerks post payments; everything else moves money the clinic's way and needs an admin.
 				const caller = ctx.meta.user;
 				if (caller && input.type !== "PAYMENT" && !BILLING_ADMINS.includes(caller.role)) {
-					throw new Errors.MoleculerClientError(`The ${caller.role} role may not post a ${input.type}`, 403, "FORBIDDEN");
+					throw new ForbiddenError(`The ${caller.role} role may not post a ${input.type}`);
 				}
 				const result = await this.postEntry(accountId, input, ctx.meta.idempotencyKey);
 				ctx.meta.$statusCode = 201;

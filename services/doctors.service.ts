@@ -1,10 +1,10 @@
-import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
+import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { isUuid, escapeLike } from "../lib/sql";
 import { DataTypes, type Model, Op, type WhereOptions, col, fn, where } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { doctorMigrations } from "../migrations/doctors";
 import { todayIn } from "../lib/dates";
-import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
+import { ConflictError, NotFoundError, invalidFields, violatedUniqueConstraint } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, availabilityProblem, freeSlots } from "../lib/scheduling";
@@ -195,9 +195,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 				const to = ctx.params.date ?? ctx.params.to ?? from;
 				const days = datesBetween(from, to).length;
 				if (days < 1 || days > MAX_SLOT_RANGE_DAYS) {
-					throw new Errors.ValidationError("Invalid range", "VALIDATION_ERROR", [
-						{ field: "to", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_SLOT_RANGE_DAYS} days.` }
-					]);
+					throw invalidFields([{ field: "to", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_SLOT_RANGE_DAYS} days.` }]);
 				}
 				// A day's wall clock never strays more than 14 hours from UTC: this bounds every window of the range.
 				const busy = await ctx.call<Interval[], object>("appointments.busy", {
