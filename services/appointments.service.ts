@@ -5,6 +5,7 @@ import { DataTypes, Op, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/config";
+import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
@@ -86,8 +87,7 @@ interface AppointmentMethods {
 }
 
 interface AppointmentsVars extends DbVars {
-	chargeTimer?: NodeJS.Timeout;
-	charging?: Promise<void>;
+	charger?: PeriodicJob;
 }
 
 type AppointmentsThis = Service<ServiceSettingSchema> & AppointmentsVars & AppointmentMethods;
@@ -430,16 +430,15 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 	},
 
 	started(this: AppointmentsThis) {
-		this.chargeTimer = setInterval(() => {
-			this.charging ??= this.chargeFulfilled()
-				.catch(err => this.logger.warn("Charging fulfilled appointments failed", err))
-				.finally(() => (this.charging = undefined));
-		}, config.billingReconcileIntervalMs);
+		this.charger = runPeriodically(
+			() => this.chargeFulfilled(),
+			config.billingReconcileIntervalMs,
+			err => this.logger.warn("Charging fulfilled appointments failed", err)
+		);
 	},
 
 	async stopped(this: AppointmentsThis) {
-		clearInterval(this.chargeTimer);
-		await this.charging;
+		await this.charger?.stop();
 	}
 };
 

@@ -13,6 +13,7 @@ import { type BillingRequest, type BillingResponse, BillingServiceClient } from 
 import { PatientEvent } from "../proto/generated/patient_event";
 import { KafkaMixin, type KafkaSchema, type OutgoingMessage } from "../mixins/kafka.mixin";
 import { OutboxRelay } from "../lib/outbox-relay";
+import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { dateOnly, partialUpdate } from "../lib/validation";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
@@ -68,8 +69,7 @@ interface PatientsMethods {
 
 interface PatientsVars extends DbVars, GrpcClientVars {
 	outboxRelay?: OutboxRelay;
-	reconcileTimer?: NodeJS.Timeout;
-	reconciling?: Promise<void>;
+	reconciler?: PeriodicJob;
 }
 
 type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
@@ -402,18 +402,16 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				this.kafkaSend(rows.map(row => ({ topic: row.topic, key: row.key, value: row.payload, headers: { "event-type": row.eventType, "event-id": row.eventId } })))
 		});
 		await this.outboxRelay.start();
-		const reconcile = () => {
-			this.reconciling ??= this.reconcileBillingAccounts()
-				.catch(err => this.logger.warn("Billing reconciliation failed", err))
-				.finally(() => (this.reconciling = undefined));
-		};
-		reconcile();
-		this.reconcileTimer = setInterval(reconcile, config.billingReconcileIntervalMs);
+		this.reconciler = runPeriodically(
+			() => this.reconcileBillingAccounts(),
+			config.billingReconcileIntervalMs,
+			err => this.logger.warn("Billing reconciliation failed", err),
+			{ now: true }
+		);
 	},
 
 	async stopped(this: PatientsThis) {
-		clearInterval(this.reconcileTimer);
-		await Promise.all([this.reconciling, this.outboxRelay?.stop()]);
+		await Promise.all([this.reconciler?.stop(), this.outboxRelay?.stop()]);
 	}
 };
 
