@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
 import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
-import { DataTypes, Op, QueryTypes } from "sequelize";
+import { DataTypes, Op, QueryTypes, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/config";
@@ -80,7 +80,7 @@ interface AppointmentMethods {
 	findRow(id: string): Promise<Row>;
 	schedule(doctor: DoctorView, when: WhenInput, defaultMinutes: number): Interval;
 	doctorFor(ctx: Context, doctorId: string): Promise<DoctorView>;
-	exclusive<T>(work: Promise<T>): Promise<T>;
+	exclusive<T>(keys: string[], work: (transaction: Transaction) => Promise<T>): Promise<T>;
 	transition(ctx: Context, id: string, from: Status[], to: Status, cancellationReason?: string): Promise<Appointment>;
 	requestCharge(appointment: { id: string; patientId: string; consultationFee: number }): Promise<boolean>;
 	chargeFulfilled(): Promise<void>;
@@ -157,13 +157,14 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 				}
 				const doc = (doctor as PromiseFulfilledResult<DoctorView>).value;
 				const span = this.schedule(doc, ctx.params, ctx.params.start ? doc.slotMinutes : 60);
-				const [row] = await this.exclusive(
+				const [row] = await this.exclusive([`appointment-doctor:${doctorId}`, `appointment-patient:${patientId}`], transaction =>
 					this.adapter.db.query<Row>(
 						`INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason)
 						 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
 						{
 							bind: [crypto.randomUUID(), patientId, doctorId, new Date(span.start), new Date(span.end), (span.end - span.start) / 60_000, doc.timezone, doc.consultationFee, ctx.params.reason ?? null],
-							type: QueryTypes.SELECT
+							type: QueryTypes.SELECT,
+							transaction
 						}
 					)
 				);
@@ -228,11 +229,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 				const keepStart = !ctx.params.start && !ctx.params.date && !ctx.params.startTime;
 				const when = keepStart ? { ...ctx.params, start: current.start_at.toISOString() } : ctx.params;
 				const span = this.schedule(doctor, when, current.duration_minutes);
-				const [row] = await this.exclusive(
+				const [row] = await this.exclusive([`appointment-doctor:${current.doctor_id}`, `appointment-patient:${current.patient_id}`], transaction =>
 					this.adapter.db.query<Row>(
 						`UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now()
 						 WHERE id = $1 AND status = 'booked' RETURNING *`,
-						{ bind: [current.id, new Date(span.start), new Date(span.end), (span.end - span.start) / 60_000, ctx.params.reason ?? null], type: QueryTypes.SELECT }
+						{ bind: [current.id, new Date(span.start), new Date(span.end), (span.end - span.start) / 60_000, ctx.params.reason ?? null], type: QueryTypes.SELECT, transaction }
 					)
 				);
 				if (!row) throw new ConflictError("The appointment changed meanwhile; reload it");
@@ -370,14 +371,23 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			return span;
 		},
 
-		/** The exclusion constraints, as the 409 they mean. */
-		async exclusive<T>(work: Promise<T>): Promise<T> {
+		/**
+		 * Runs a booking write under the exclusion constraints: an overlap is the 409 it means. First it
+		 * takes a transaction lock per doctor and per patient, always in the same order: bookings that
+		 * collide on both constraints at once (one patient, two doctors) would otherwise deadlock.
+		 */
+		async exclusive<T>(this: AppointmentsThis, keys: string[], work: (transaction: Transaction) => Promise<T>): Promise<T> {
 			try {
-				return await work;
+				return await this.adapter.db.transaction(async transaction => {
+					for (const key of [...keys].sort()) {
+						await this.adapter.db.query("SELECT pg_advisory_xact_lock(hashtext($1))", { bind: [key], transaction });
+					}
+					return work(transaction);
+				});
 			} catch (err) {
-				const constraint = (err as { parent?: { code?: string; constraint?: string } }).parent;
-				if (constraint?.code === "23P01") {
-					const who = constraint.constraint === "appointments_patient_no_overlap" ? "patient" : "doctor";
+				const cause = (err as { parent?: { code?: string; constraint?: string } }).parent;
+				if (cause?.code === "23P01") {
+					const who = cause.constraint === "appointments_patient_no_overlap" ? "patient" : "doctor";
 					throw new ConflictError(`The ${who} already has an appointment at that time`, { field: who === "patient" ? "patientId" : "doctorId" });
 				}
 				throw err;
