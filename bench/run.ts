@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { hash } from "@node-rs/argon2";
 import { Client } from "pg";
 import { chromium } from "playwright-core";
@@ -16,6 +17,11 @@ import { PROJECT_ROOT } from "../lib/paths";
  */
 
 const QUICK = process.argv.includes("--quick");
+/** `--only=<scenario prefix>`: a single scenario, in the single topology, for a profiling round; writes no results. */
+const ONLY = process.argv.find(a => a.startsWith("--only="))?.slice("--only=".length);
+/** `--profile`: MedSync runs under `--cpu-prof` (bench/profiles/), and PostgreSQL's wait events are sampled. */
+const PROFILE = process.argv.includes("--profile");
+const PROFILE_DIR = path.join(PROJECT_ROOT, "bench/profiles");
 const DURATION = QUICK ? 3 : 10;
 const FIXTURE_PATIENTS = QUICK ? 10_000 : 100_000;
 const EVENT_CREATES = QUICK ? 200 : 1000;
@@ -33,6 +39,8 @@ interface LoadResult {
 	p50: number;
 	p99: number;
 	errors: number;
+	/** CPU time per request, in ms, of the server's own processes and of PostgreSQL's. */
+	cpu?: { server: number; postgres: number };
 }
 interface Row {
 	topology: string;
@@ -43,6 +51,7 @@ interface Row {
 }
 
 const log = (line: string) => console.log(`[bench] ${line}`);
+const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const dbUrl = (name: string) => Object.assign(new URL(SERVER), { pathname: `/${name}` }).toString();
 
@@ -87,12 +96,69 @@ async function httpOnce(url: string, method: string, body?: unknown, token?: str
 	return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-function load(options: Record<string, unknown>): LoadResult {
+async function load(options: Record<string, unknown>): Promise<LoadResult> {
 	// Options go by file: a list of slots is too long for a command line.
 	const file = path.join(os.tmpdir(), `medsync-load-${process.pid}.json`);
 	fs.writeFileSync(file, JSON.stringify({ duration: DURATION, ...options }));
-	const out = execFileSync(process.execPath, [path.join(DIST, "bench/load.js"), file], { encoding: "utf8", maxBuffer: 64 << 20 });
-	return JSON.parse(out.trim().split("\n").at(-1)!);
+	const { stdout } = await execFileAsync(process.execPath, [path.join(DIST, "bench/load.js"), file], { encoding: "utf8", maxBuffer: 64 << 20 });
+	return JSON.parse(stdout.trim().split("\n").at(-1)!);
+}
+
+/**
+ * What PostgreSQL's backends for this run are doing, sampled every 20 ms while
+ * `during` runs: the share of samples per state, wait event and statement.
+ */
+async function sampleWaits<T>(databasePrefix: string, during: Promise<T>): Promise<{ result: T; waits: [string, number][] }> {
+	const db = new Client({ connectionString: SERVER });
+	await db.connect();
+	const tally = new Map<string, number>();
+	let samples = 0;
+	let done = false;
+	const finished = during.finally(() => (done = true));
+	while (!done) {
+		const { rows } = await db.query(
+			`SELECT state, coalesce(wait_event_type || ':' || wait_event, 'on CPU') AS wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query
+			 FROM pg_stat_activity WHERE datname LIKE $1 AND pid <> pg_backend_pid()`,
+			[`${databasePrefix}%`]
+		);
+		samples++;
+		for (const r of rows) {
+			const key = r.state === "active" ? `active, ${r.wait}: ${r.query}` : `${r.state}${r.state === "idle" ? "" : `: ${r.query}`}`;
+			tally.set(key, (tally.get(key) ?? 0) + 1);
+		}
+		await sleep(20);
+	}
+	await db.end();
+	const waits = [...tally].map(([k, n]) => [k, n / samples] as [string, number]).sort((a, b) => b[1] - a[1]).slice(0, 12);
+	return { result: await finished, waits };
+}
+
+/** CPU seconds (user + system) the given processes have used so far; a process gone counts nothing. */
+function cpuSeconds(pids: number[]): number {
+	let ticks = 0;
+	for (const pid of pids) {
+		try {
+			// Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th.
+			const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+			ticks += Number(fields[11]) + Number(fields[12]);
+		} catch {
+			// exited
+		}
+	}
+	return ticks / 100;
+}
+
+function postgresPids(): number[] {
+	return fs.readdirSync("/proc").filter(p => /^\d+$/.test(p) && fs.existsSync(`/proc/${p}/comm`) && fs.readFileSync(`/proc/${p}/comm`, "utf8").trim() === "postgres").map(Number);
+}
+
+/** Runs a load and adds what it cost in CPU, per request, to its result. */
+async function measuredLoad(options: Record<string, unknown>, serverPids: () => number[]): Promise<LoadResult> {
+	const before = { server: cpuSeconds(serverPids()), postgres: cpuSeconds(postgresPids()) };
+	const result = await load(options);
+	const perRequest = (seconds: number) => (1000 * seconds) / Math.max(1, result.requests);
+	// Backends that started during the load counted from zero; ones that ended are missed. Close enough for a share.
+	return { ...result, cpu: { server: perRequest(cpuSeconds(serverPids()) - before.server), postgres: perRequest(cpuSeconds(postgresPids()) - before.postgres) } };
 }
 
 /** Peak resident set size (VmHWM) of a process, in MB. */
@@ -160,9 +226,12 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		...(topology === "distributed" && { TRANSPORTER: NATS })
 	};
 	log(`${topology}: starting MedSync`);
+	// The newest pid per service: the stack restarts a service that dies.
+	const servicePids = (): Record<string, number> =>
+		topology === "single" ? { "all services": system.child.pid! } : Object.fromEntries([...system.output().matchAll(/\[stack\] (\w+) pid (\d+)/g)].map(m => [m[1], Number(m[2])]));
 	const system =
 		topology === "single"
-			? start([path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js")], { ...env, SERVICEDIR: path.join(DIST, "services") })
+			? start([...profilerFlags(), path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js")], { ...env, SERVICEDIR: path.join(DIST, "services") })
 			: start([path.join(DIST, "scripts/stack.js")], env);
 	try {
 		await until("MedSync to be ready", async () => ((await http(`${base}/ready`)).status === 200 ? true : undefined));
@@ -175,19 +244,32 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		const baseline = start([path.join(DIST, "bench/baseline.js"), String(baselinePort), dbUrl(`${prefix}_patients`), String(POOL), await hash("baseline-password")], {});
 		const bare = `http://127.0.0.1:${baselinePort}`;
 		await until("the baseline", async () => ((await fetch(`${bare}/patients/${ids[0]}`)).ok ? true : undefined));
+		const medsyncPids = () => Object.values(servicePids());
 
 		const byId = ids.map(id => `/patients/${id}`);
 		const searches = SYLLABLES.flatMap(a => SYLLABLES.slice(0, 5).map(b => `/patients?search=${a}${b}`));
-		const scenario = (name: string, baselineName: string, medsync: Record<string, unknown>, bareOptions: Record<string, unknown>) => {
+		const wanted = (name: string) => !ONLY || name.startsWith(ONLY);
+		const scenario = async (name: string, baselineName: string, medsync: Record<string, unknown>, bareOptions: Record<string, unknown>) => {
+			if (!wanted(name)) return;
 			log(`${topology}: ${name}`);
-			rows.push({ topology, scenario: name, baselineName, medsync: load({ ...medsync, token }), baseline: load(bareOptions) });
+			const measured = measuredLoad({ ...medsync, token }, medsyncPids);
+			let result: LoadResult;
+			if (PROFILE) {
+				const sampled = await sampleWaits(prefix, measured);
+				result = sampled.result;
+				log(`${topology}: PostgreSQL backends during ${name} (share of samples):`);
+				for (const [what, share] of sampled.waits) log(`  ${share.toFixed(2)}  ${what}`);
+			} else {
+				result = await measured;
+			}
+			rows.push({ topology, scenario: name, baselineName, medsync: result, baseline: await measuredLoad(bareOptions, () => [baseline.child.pid!]) });
 		};
-		scenario("GET /patients/:id", "same SELECT", { url: base, method: "GET", connections: 64, paths: byId }, { url: bare, method: "GET", connections: 64, paths: byId });
-		scenario(`GET /patients?search= (${FIXTURE_PATIENTS.toLocaleString("en")} patients)`, "same count + SELECT", { url: base, method: "GET", connections: 64, paths: searches }, { url: bare, method: "GET", connections: 64, paths: searches.map(p => p.replace("/patients?", "/patients?")) });
-		scenario("POST /patients (gRPC + outbox)", "bare INSERT", { url: `${base}/patients`, method: "POST", connections: 16, body: "patient" }, { url: `${bare}/patients`, method: "POST", connections: 16, body: "patient" });
+		await scenario("GET /patients/:id", "same SELECT", { url: base, method: "GET", connections: 64, paths: byId }, { url: bare, method: "GET", connections: 64, paths: byId });
+		await scenario(`GET /patients?search= (${FIXTURE_PATIENTS.toLocaleString("en")} patients)`, "same count + SELECT", { url: base, method: "GET", connections: 64, paths: searches }, { url: bare, method: "GET", connections: 64, paths: searches });
+		await scenario("POST /patients (gRPC + outbox)", "bare INSERT", { url: `${base}/patients`, method: "POST", connections: 16, body: "patient" }, { url: `${bare}/patients`, method: "POST", connections: 16, body: "patient" });
 
 		const doctors = [];
-		for (let d = 0; d < 4; d++) {
+		for (let d = 0; d < (wanted("POST /appointments") ? 4 : 0); d++) {
 			const res = await http(`${base}/doctors`, "POST", {
 				name: `Dr Bench ${d}`,
 				email: `dr.bench.${d}@bench.example`,
@@ -206,10 +288,10 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 			const { slots: free } = (await http(`${base}/doctors/${doctor.id}/slots?from=${from}&to=${to}`, "GET", undefined, token)).body;
 			free.forEach((s: { start: string }, i: number) => slots.push({ doctorId: doctor.id, patientId: ids[(i * 4 + d) % ids.length], start: s.start }));
 		}
-		scenario("POST /appointments (distinct free slots)", "bare INSERT", { url: `${base}/appointments`, method: "POST", connections: 16, body: "appointment", slots }, { url: `${bare}/patients`, method: "POST", connections: 16, body: "patient" });
-		scenario("POST /auth/login", "argon2id verify", { url: `${base}/auth/login`, method: "POST", connections: 8, body: "login", login: ADMIN }, { url: `${bare}/login`, method: "POST", connections: 8, body: "login", login: {} });
+		await scenario("POST /appointments (distinct free slots)", "bare INSERT", { url: `${base}/appointments`, method: "POST", connections: 16, body: "appointment", slots }, { url: `${bare}/patients`, method: "POST", connections: 16, body: "patient" });
+		await scenario("POST /auth/login", "argon2id verify", { url: `${base}/auth/login`, method: "POST", connections: 8, body: "login", login: ADMIN }, { url: `${bare}/login`, method: "POST", connections: 8, body: "login", login: {} });
 
-		const created = rows.find(r => r.topology === topology && r.scenario.startsWith("POST /patients"))!.medsync.requests;
+		const created = rows.find(r => r.topology === topology && r.scenario.startsWith("POST /patients"))?.medsync.requests ?? 0;
 		const patientsDb = new Client({ connectionString: dbUrl(`${prefix}_patients`) });
 		await patientsDb.connect();
 		const unbilled = await until("every created patient's billing account", async () => {
@@ -219,7 +301,7 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		events[`${topology}: created patients without a billing account`] = unbilled;
 		events[`${topology}: patients created under load`] = created;
 
-		if (topology === "single") {
+		if (topology === "single" && !ONLY) {
 			log(`${topology}: event latency over ${EVENT_CREATES} creates`);
 			const from = new Date();
 			for (let i = 0; i < EVENT_CREATES; i += 10) {
@@ -248,8 +330,7 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		}
 		await patientsDb.end();
 
-		const pids = topology === "single" ? { "all services": system.child.pid! } : Object.fromEntries([...system.output().matchAll(/\[stack\] (\w+) pid (\d+)/g)].map(m => [m[1], Number(m[2])]));
-		for (const [name, pid] of Object.entries(pids)) memory[`${topology}: ${name}`] = peakRssMb(pid);
+		for (const [name, pid] of Object.entries(servicePids())) memory[`${topology}: ${name}`] = peakRssMb(pid);
 		memory[`${topology}: baseline`] = peakRssMb(baseline.child.pid!);
 		await stop(baseline.child);
 	} catch (err) {
@@ -260,6 +341,17 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 	} finally {
 		await stop(system.child, topology === "single" ? "SIGTERM" : "SIGINT");
 	}
+}
+
+/** Node flags for the single-process MedSync: a CPU profile per run under `--profile`. */
+function profilerFlags(): string[] {
+	if (!PROFILE) return [];
+	const name = `${(ONLY ?? "all").replace(/[^\w]+/g, "-").replace(/^-|-$/g, "")}-${new Date().toISOString().replace(/[:.]/g, "-")}.cpuprofile`;
+	return ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}`];
+}
+
+function cpuCell(result: LoadResult): string {
+	return result.cpu ? `${result.cpu.server.toFixed(2)} / ${result.cpu.postgres.toFixed(2)}` : "";
 }
 
 function ratio(row: Row): number {
@@ -274,9 +366,11 @@ function markdown(rows: Row[], memory: Record<string, number>, events: Record<st
 		`Run ${new Date().toISOString()} on ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}${QUICK ? " (quick run: 3 s per scenario, 10,000 fixture patients)" : ""}.`,
 		"The baseline is a bare Node.js HTTP server doing the same PostgreSQL work with the same pool size; the ratio is MedSync's throughput over the baseline's, measured in the same run.",
 		"",
-		"| Topology | Scenario | MedSync req/s | p50 ms | p99 ms | errors | Baseline | req/s | p99 ms | Ratio |",
-		"|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
-		...rows.map(r => `| ${r.topology} | ${r.scenario} | ${r.medsync.rps.toFixed(0)} | ${r.medsync.p50} | ${r.medsync.p99} | ${r.medsync.errors} | ${r.baselineName} | ${r.baseline.rps.toFixed(0)} | ${r.baseline.p99} | ${ratio(r).toFixed(2)}× |`),
+		"CPU ms/req is the CPU time per request of the server's processes and, after the slash, of PostgreSQL's: on two shared cores, what each request costs decides the throughput.",
+		"",
+		"| Topology | Scenario | MedSync req/s | p50 ms | p99 ms | errors | CPU ms/req | Baseline | req/s | p99 ms | CPU ms/req | Ratio |",
+		"|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+		...rows.map(r => `| ${r.topology} | ${r.scenario} | ${r.medsync.rps.toFixed(0)} | ${r.medsync.p50} | ${r.medsync.p99} | ${r.medsync.errors} | ${cpuCell(r.medsync)} | ${r.baselineName} | ${r.baseline.rps.toFixed(0)} | ${r.baseline.p99} | ${cpuCell(r.baseline)} | ${ratio(r).toFixed(2)}× |`),
 		"",
 		"## Events and correctness",
 		"",
@@ -342,7 +436,7 @@ async function main(): Promise<void> {
 	const events: Record<string, number> = {};
 	try {
 		await benchTopology("single", rows, memory, events);
-		await benchTopology("distributed", rows, memory, events);
+		if (!ONLY) await benchTopology("distributed", rows, memory, events);
 	} finally {
 		const admin = new Client({ connectionString: SERVER });
 		await admin.connect();
@@ -351,6 +445,13 @@ async function main(): Promise<void> {
 		await admin.end();
 	}
 	const errors = rows.reduce((n, r) => n + r.medsync.errors, 0);
+	if (ONLY) {
+		for (const r of rows) {
+			log(`${r.scenario}: ${r.medsync.rps.toFixed(0)} req/s, p50 ${r.medsync.p50} ms, p99 ${r.medsync.p99} ms, ${r.medsync.errors} errors, CPU ms/req ${cpuCell(r.medsync)}; baseline ${r.baseline.rps.toFixed(0)} req/s, CPU ms/req ${cpuCell(r.baseline)} (${ratio(r).toFixed(2)}×)`);
+		}
+		if (PROFILE) log(`CPU profile in ${PROFILE_DIR}; summarise it with: node dist/bench/profile-summary.js <file>`);
+		return;
+	}
 	const report = markdown(rows, memory, events);
 	fs.writeFileSync(path.join(PROJECT_ROOT, "bench/results.md"), report);
 	await chart(rows, path.join(PROJECT_ROOT, "bench/results.png"));
