@@ -52,8 +52,9 @@ const brokerConfig: BrokerOptions = {
 		enabled: config.metricsPort !== undefined,
 		reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }]
 	},
+	// Spans cost time on every call; they are made only when something receives them.
 	tracing: {
-		enabled: true,
+		enabled: config.tracingExporter !== undefined,
 		exporter: config.tracingExporter ? tracingExporter(config.tracingExporter, config.tracingEndpoint) : []
 	},
 

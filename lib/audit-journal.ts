@@ -22,6 +22,12 @@ interface Logger {
 }
 
 const BATCH_SIZE = 500;
+/**
+ * How long a new record waits for others before a shipment leaves. Under load,
+ * one shipment (an insert, and the offset file rewritten) then carries many
+ * records instead of one; the record itself is on disk before this wait.
+ */
+const LINGER_MS = 100;
 const MAX_BACKOFF_MS = 30_000;
 /** Once everything is shipped and the file has grown past this, it starts over. */
 const COMPACT_BYTES = 1024 * 1024;
@@ -86,7 +92,7 @@ export class AuditJournal {
 		fs.writeSync(this.fd, line);
 		this.unsynced = true;
 		this.queue.push({ record, bytes: Buffer.byteLength(line) });
-		if (!this.backoffMs) this.schedule(0);
+		if (!this.backoffMs) this.schedule(this.queue.length >= BATCH_SIZE ? 0 : LINGER_MS);
 	}
 
 	/** Records written but not yet in the audit store. */
@@ -124,11 +130,16 @@ export class AuditJournal {
 		this.timer.unref();
 	}
 
+	/** Ships full batches back to back; a partial one waits out the linger for company. */
 	private async drain(): Promise<void> {
 		while (this.queue.length && this.fd >= 0) {
 			try {
 				await this.shipBatch();
 				this.backoffMs = 0;
+				if (this.queue.length < BATCH_SIZE) {
+					if (this.queue.length) this.schedule(LINGER_MS);
+					return;
+				}
 			} catch (err) {
 				this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(250, this.backoffMs * 2));
 				this.logger.warn(`Audit journal: shipping failed (${String(err)}); ${this.queue.length} record(s) wait, retry in ${this.backoffMs} ms`);

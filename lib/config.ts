@@ -68,7 +68,7 @@ export interface Config {
 	logFormat: "json" | "pretty";
 	/** Port of this node's Prometheus endpoint (/metrics); undefined turns metrics off. */
 	metricsPort: number | undefined;
-	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined keeps tracing on with no exporter. */
+	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined turns tracing off. */
 	tracingExporter: "Console" | "Zipkin" | "Jaeger" | "Datadog" | "Event" | undefined;
 	/** Collector URL for the Zipkin or Jaeger exporter. */
 	tracingEndpoint: string | undefined;

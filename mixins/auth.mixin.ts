@@ -32,10 +32,13 @@ interface AuthVars {
 	userCutoffs: Map<string, number>;
 	revocationsLoaded: Promise<void> | undefined;
 	revocationTimer?: NodeJS.Timeout;
+	/** Tokens whose signature and claims already passed, until they expire: a signature check costs more than the rest of a read. */
+	verifiedTokens: Map<string, AccessClaims>;
 }
 
 interface AuthMethods {
 	verifyAccessToken(token: string): Promise<AccessClaims>;
+	checkRevocation(claims: AccessClaims): Promise<AccessClaims>;
 	loadKeySet(force: boolean): Promise<JWTVerifyGetKey>;
 	loadRevocations(): Promise<void>;
 	applyRevocation(revocation: Revocation): void;
@@ -45,6 +48,7 @@ type AuthThis = Service & AuthVars & AuthMethods;
 
 const REVOCATION_REFRESH_MS = 60_000;
 const KEYSET_REFETCH_MIN_MS = 30_000;
+const VERIFIED_TOKENS_MAX = 10_000;
 
 function bearerToken(req: IncomingMessage): string | undefined {
 	const header = req.headers.authorization;
@@ -109,7 +113,10 @@ export function AuthMixin(): Partial<ServiceSchema> {
 			},
 
 			async verifyAccessToken(this: AuthThis, token: string): Promise<AccessClaims> {
-				let claims: AccessClaims;
+				let claims = this.verifiedTokens.get(token);
+				// An expired one goes through the full check below, which says so.
+				if (claims && claims.exp * 1000 <= Date.now()) this.verifiedTokens.delete(token);
+				else if (claims) return this.checkRevocation(claims);
 				try {
 					// Only EdDSA is accepted: `alg: none` and HMAC tricks fail here.
 					const options = { algorithms: [JWT_ALG], issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE, requiredClaims: ["sub", "sid", "iat", "exp"] };
@@ -126,6 +133,14 @@ export function AuthMixin(): Partial<ServiceSchema> {
 					}
 					throw err;
 				}
+				// Oldest first out: a Map iterates in insertion order.
+				if (this.verifiedTokens.size >= VERIFIED_TOKENS_MAX) this.verifiedTokens.delete(this.verifiedTokens.keys().next().value!);
+				this.verifiedTokens.set(token, claims);
+				return this.checkRevocation(claims);
+			},
+
+			/** Revocations change after a token is issued, so they are checked on every request, cached token or not. */
+			async checkRevocation(this: AuthThis, claims: AccessClaims): Promise<AccessClaims> {
 				await this.revocationsLoaded;
 				if (this.revokedSessions.has(claims.sid)) throw new UnauthorizedError("The session has ended");
 				const cutoff = this.userCutoffs.get(claims.sub);
@@ -169,6 +184,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 		created(this: AuthThis) {
 			this.revokedSessions = new Map();
 			this.userCutoffs = new Map();
+			this.verifiedTokens = new Map();
 			this.keySetFetchedAt = 0;
 		},
 

@@ -148,6 +148,17 @@ describe("tokens", () => {
 		expect(res.body.message).toMatch(/expired/);
 	});
 
+	test("a token accepted before is refused once it expires (the gateway remembers verified tokens only until then)", async () => {
+		const key = await loadSigningKey();
+		const now = Math.floor(Date.now() / 1000);
+		const token = await signWith(key.privateKey, { ...decodeJwt(adminToken), iat: now, exp: now + 2 }, { kid: key.kid });
+		expect((await call("GET", "/patients", undefined, bearer(token))).status).toBe(200);
+		await new Promise(r => setTimeout(r, (now + 2) * 1000 - Date.now() + 100));
+		const res = await call("GET", "/patients", undefined, bearer(token));
+		expect(res.status).toBe(401);
+		expect(res.body.message).toMatch(/expired/);
+	});
+
 	test("a token with a forged signature is 401", async () => {
 		const key = await loadSigningKey();
 		const { privateKey: otherKey } = crypto.generateKeyPairSync("ed25519");

@@ -41,6 +41,21 @@ describe("the audit journal", () => {
 		await journal.close();
 	});
 
+	test("records appended close together ship together, in order, rather than one shipment each", async () => {
+		const shipments: AuditRecord[][] = [];
+		const journal = new AuditJournal(file, async records => shipments.push(records), quiet);
+		journal.open();
+		const records = Array.from({ length: 30 }, (_, n) => record(n));
+		for (const [n, r] of records.entries()) {
+			journal.append(r);
+			if (n % 10 === 9) await new Promise(resolve => setTimeout(resolve, 5));
+		}
+		await eventually(async () => (shipments.flat().length === 30 ? true : undefined), 2000, "shipping");
+		expect(shipments.flat()).toEqual(records);
+		expect(shipments.length).toBeLessThanOrEqual(2);
+		await journal.close();
+	});
+
 	test("while the store is down, records wait; once it is back they arrive in order", async () => {
 		let up = false;
 		const shipped: AuditRecord[] = [];
