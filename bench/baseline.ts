@@ -2,10 +2,12 @@ import crypto from "node:crypto";
 import http from "node:http";
 import { verify } from "@node-rs/argon2";
 import { Pool } from "pg";
+import { patientById, patientPage } from "../lib/patient-queries";
 
 /**
  * The ceiling for a Node service on this machine: a bare HTTP server doing the
- * same PostgreSQL work as MedSync's hot paths, with the same pool size, and
+ * same PostgreSQL work as MedSync's hot paths (the reads run the very same
+ * statements, from lib/patient-queries), with the same pool size, and
  * nothing else (no gateway, no broker, no validation, no auth, no events).
  *   node dist/bench/baseline.js <port> <patients database URL> <pool size> <argon2 hash>
  */
@@ -28,17 +30,13 @@ const server = http.createServer(async (req, res) => {
 	try {
 		const url = new URL(req.url!, "http://x");
 		if (req.method === "GET" && url.pathname.startsWith("/patients/")) {
-			const { rows } = await pool.query("SELECT * FROM patients WHERE id = $1 AND deleted_at IS NULL", [url.pathname.slice(10)]);
+			const { rows } = await pool.query(patientById(url.pathname.slice(10)));
 			return rows[0] ? send(res, 200, rows[0]) : send(res, 404, {});
 		}
 		if (req.method === "GET" && url.pathname === "/patients") {
-			const prefix = `${(url.searchParams.get("search") ?? "").toLowerCase()}%`;
-			const where = "deleted_at IS NULL AND lower(name) LIKE $1";
-			const [{ rows: count }, { rows }] = await Promise.all([
-				pool.query(`SELECT count(*)::int AS n FROM patients WHERE ${where}`, [prefix]),
-				pool.query(`SELECT * FROM patients WHERE ${where} ORDER BY register_date DESC, id DESC LIMIT 20`, [prefix])
-			]);
-			return send(res, 200, { rows, total: count[0].n });
+			const { page, count } = patientPage({ search: url.searchParams.get("search") ?? undefined, sort: "-registerDate", page: 1, pageSize: 20 });
+			const [{ rows }, { rows: counted }] = await Promise.all([pool.query(page), pool.query(count)]);
+			return send(res, 200, { rows, total: counted[0].total });
 		}
 		if (req.method === "POST" && url.pathname === "/patients") {
 			const body = await readBody(req);

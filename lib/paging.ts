@@ -17,7 +17,7 @@ export interface Page<T> extends PageRequest {
 	totalPages: number;
 }
 
-/** The LIMIT/OFFSET of a page, as Sequelize takes them. */
+/** The LIMIT/OFFSET of a page. */
 export function limitOffset({ page, pageSize }: PageRequest): { limit: number; offset: number } {
 	return { limit: pageSize, offset: (page - 1) * pageSize };
 }

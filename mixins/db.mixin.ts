@@ -1,6 +1,7 @@
 import type { Service, ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
 import SqlAdapter from "moleculer-db-adapter-sequelize";
+import type { ClientBase } from "pg";
 import type { Model, ModelAttributes, ModelOptions, ModelStatic, Sequelize } from "sequelize";
 import { config } from "../lib/config";
 import { type Migration, migrate } from "../lib/migrations";
@@ -23,6 +24,12 @@ export interface DbVars {
 		opts: unknown[];
 		connect(): Promise<void>;
 	};
+	/**
+	 * Runs a parameterised statement on one of the pool's connections and returns
+	 * its rows as PostgreSQL gives them, without the ORM's work per query: for
+	 * the hot read paths, where that work is most of the cost.
+	 */
+	queryRows<T>(statement: { text: string; values: unknown[] }): Promise<T[]>;
 }
 
 /** moleculer-db's generic CRUD actions, which each service replaces with its own validated ones. */
@@ -74,6 +81,16 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 				this.databaseUrl = url;
 				this.adapter.opts = [sequelizeOptions(url)];
 				await this.adapter.connect();
+			},
+
+			async queryRows<T>(this: Service & DbVars, statement: { text: string; values: unknown[] }): Promise<T[]> {
+				const pool = this.adapter.db.connectionManager;
+				const connection = (await pool.getConnection({ type: "read" })) as ClientBase;
+				try {
+					return (await connection.query(statement.text, statement.values)).rows as T[];
+				} finally {
+					pool.releaseConnection(connection);
+				}
 			}
 		}
 	} as unknown as Partial<ServiceSchema>;

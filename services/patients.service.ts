@@ -1,7 +1,8 @@
 import crypto from "node:crypto";
-import { isUuid, escapeLike } from "../lib/sql";
+import { isUuid } from "../lib/sql";
+import { PATIENT_SORT_KEYS, patientById, patientPage } from "../lib/patient-queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DataTypes, Op, QueryTypes, type Model, type Transaction, type WhereOptions, col, fn, where } from "sequelize";
+import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/config";
@@ -15,7 +16,7 @@ import { KafkaMixin, type KafkaSchema, type OutgoingMessage } from "../mixins/ka
 import { OutboxRelay } from "../lib/outbox-relay";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { dateOnly, partialUpdate } from "../lib/validation";
-import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { type Page, type PageRequest, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 
 export interface Patient {
@@ -75,8 +76,7 @@ interface PatientsVars extends DbVars, GrpcClientVars {
 type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
 
 const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
-const SORTABLE = { name: "name", registerDate: "registerDate", dateOfBirth: "dateOfBirth", createdAt: "createdAt", mrn: "mrn" };
-const SORT_VALUES = Object.keys(SORTABLE).flatMap(field => [field, `-${field}`]);
+const SORT_VALUES = Object.keys(PATIENT_SORT_KEYS).flatMap(field => [field, `-${field}`]);
 
 const idParam = { type: "string", max: 64 };
 
@@ -91,7 +91,26 @@ const patientFields = {
 	gender: { type: "enum", values: GENDERS, optional: true, nullable: true }
 };
 
-/** `\`, `%` and `_` are LIKE wildcards; a search for "50%" means those characters. */
+/** A patient as the ORM or a query gives it: timestamps may be Date or text, optional fields undefined. */
+type PatientRecord = Omit<Patient, "createdAt" | "updatedAt" | "phone" | "gender" | "billingAccountId"> &
+	Partial<Pick<Patient, "phone" | "gender" | "billingAccountId">> & { createdAt: Date | string; updatedAt: Date | string };
+
+function patientFrom(p: PatientRecord): Patient {
+	return {
+		id: p.id,
+		mrn: p.mrn,
+		name: p.name,
+		email: p.email,
+		address: p.address,
+		dateOfBirth: p.dateOfBirth,
+		registerDate: p.registerDate,
+		phone: p.phone ?? null,
+		gender: p.gender ?? null,
+		billingAccountId: p.billingAccountId ?? null,
+		createdAt: new Date(p.createdAt).toISOString(),
+		updatedAt: new Date(p.updatedAt).toISOString()
+	};
+}
 
 const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, PatientsVars> = {
 	name: "patients",
@@ -175,33 +194,9 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
 			async handler(ctx: Context<ListParams>): Promise<Page<Patient>> {
-				const { search, bornFrom, bornTo, sort } = ctx.params;
-				const conditions: WhereOptions[] = [];
-				if (search) {
-					const needle = search.toLowerCase();
-					conditions.push({
-						[Op.or]: [
-							where(fn("lower", col("name")), { [Op.like]: `${escapeLike(needle)}%` }),
-							where(fn("lower", col("email")), needle),
-							{ mrn: search }
-						]
-					});
-				}
-				if (bornFrom) conditions.push({ dateOfBirth: { [Op.gte]: bornFrom } });
-				if (bornTo) conditions.push({ dateOfBirth: { [Op.lte]: bornTo } });
-
-				const descending = sort.startsWith("-");
-				const sortField = SORTABLE[sort.replace(/^-/, "") as keyof typeof SORTABLE];
-				const direction = descending ? "DESC" : "ASC";
-				const { rows, count } = await this.adapter.model.findAndCountAll({
-					where: { [Op.and]: conditions },
-					order: [
-						[sortField === "name" ? fn("lower", col("name")) : sortField, direction],
-						["id", direction]
-					],
-					...limitOffset(ctx.params)
-				});
-				return toPage(rows.map(row => this.toPatient(row)), count, ctx.params);
+				const { page, count } = patientPage(ctx.params);
+				const [rows, [{ total }]] = await Promise.all([this.queryRows<PatientRecord>(page), this.queryRows<{ total: number }>(count)]);
+				return toPage(rows.map(patientFrom), total, ctx.params);
 			}
 		},
 
@@ -211,7 +206,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "GET /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }>): Promise<Patient> {
-				return this.toPatient(await this.findPatient(ctx.params.id));
+				// A malformed id names no patient: that is a 404, not a validation error.
+				const [record] = isUuid(ctx.params.id) ? await this.queryRows<PatientRecord>(patientById(ctx.params.id)) : [];
+				if (!record) throw new NotFoundError("Patient", ctx.params.id);
+				return patientFrom(record);
 			}
 		},
 
@@ -302,21 +300,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		},
 
 		toPatient(row: Model): Patient {
-			const p = row.get({ plain: true }) as Patient & { createdAt: Date; updatedAt: Date };
-			return {
-				id: p.id,
-				mrn: p.mrn,
-				name: p.name,
-				email: p.email,
-				address: p.address,
-				dateOfBirth: p.dateOfBirth,
-				registerDate: p.registerDate,
-				phone: p.phone ?? null,
-				gender: p.gender ?? null,
-				billingAccountId: p.billingAccountId ?? null,
-				createdAt: new Date(p.createdAt).toISOString(),
-				updatedAt: new Date(p.updatedAt).toISOString()
-			};
+			return patientFrom(row.get({ plain: true }) as PatientRecord);
 		},
 
 		async saveChanges(this: PatientsThis, id: string, values: PatientInput): Promise<Patient> {
