@@ -112,17 +112,20 @@ async function sampleWaits<T>(databasePrefix: string, during: Promise<T>): Promi
 	const db = new Client({ connectionString: SERVER });
 	await db.connect();
 	const tally = new Map<string, number>();
+	// Many more backends than pools allow means connections opened and closed under load.
+	const backends = new Set<number>();
 	let samples = 0;
 	let done = false;
 	const finished = during.finally(() => (done = true));
 	while (!done) {
 		const { rows } = await db.query(
-			`SELECT state, coalesce(wait_event_type || ':' || wait_event, 'on CPU') AS wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query
+			`SELECT pid, state, coalesce(wait_event_type || ':' || wait_event, 'on CPU') AS wait, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query
 			 FROM pg_stat_activity WHERE datname LIKE $1 AND pid <> pg_backend_pid()`,
 			[`${databasePrefix}%`]
 		);
 		samples++;
 		for (const r of rows) {
+			backends.add(r.pid);
 			const key = r.state === "active" ? `active, ${r.wait}: ${r.query}` : `${r.state}${r.state === "idle" ? "" : `: ${r.query}`}`;
 			tally.set(key, (tally.get(key) ?? 0) + 1);
 		}
@@ -130,6 +133,7 @@ async function sampleWaits<T>(databasePrefix: string, during: Promise<T>): Promi
 	}
 	await db.end();
 	const waits = [...tally].map(([k, n]) => [k, n / samples] as [string, number]).sort((a, b) => b[1] - a[1]).slice(0, 12);
+	waits.push([`distinct backends seen (${samples} samples)`, backends.size]);
 	return { result: await finished, waits };
 }
 
@@ -152,10 +156,31 @@ function postgresPids(): number[] {
 	return fs.readdirSync("/proc").filter(p => /^\d+$/.test(p) && fs.existsSync(`/proc/${p}/comm`) && fs.readFileSync(`/proc/${p}/comm`, "utf8").trim() === "postgres").map(Number);
 }
 
+/** PostgreSQL's processes by what they serve: a database (from the process title), or a background job. */
+function postgresCpuByRole(): Map<string, number> {
+	const byRole = new Map<string, number>();
+	for (const pid of postgresPids()) {
+		try {
+			const title = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+			const role = /^postgres: (?:\S+: )?(?:\S+ (\S+) \S+ |)(.*?)\s*$/.exec(title);
+			const key = role?.[1] ?? role?.[2]?.split(" ")[0] ?? "postmaster";
+			byRole.set(key, (byRole.get(key) ?? 0) + cpuSeconds([pid]));
+		} catch {
+			// exited
+		}
+	}
+	return byRole;
+}
+
 /** Runs a load and adds what it cost in CPU, per request, to its result. */
 async function measuredLoad(options: Record<string, unknown>, serverPids: () => number[]): Promise<LoadResult> {
 	const before = { server: cpuSeconds(serverPids()), postgres: cpuSeconds(postgresPids()) };
+	const rolesBefore = PROFILE ? postgresCpuByRole() : undefined;
 	const result = await load(options);
+	if (rolesBefore) {
+		const spent = [...postgresCpuByRole()].map(([role, cpu]) => [role, cpu - (rolesBefore.get(role) ?? 0)] as const).filter(([, cpu]) => cpu > 0);
+		log(`  PostgreSQL CPU ms per request, by database or job: ${spent.sort((a, b) => b[1] - a[1]).map(([role, cpu]) => `${role} ${((1000 * cpu) / Math.max(1, result.requests)).toFixed(2)}`).join(", ")}`);
+	}
 	const perRequest = (seconds: number) => (1000 * seconds) / Math.max(1, result.requests);
 	// Backends that started during the load counted from zero; ones that ended are missed. Close enough for a share.
 	return { ...result, cpu: { server: perRequest(cpuSeconds(serverPids()) - before.server), postgres: perRequest(cpuSeconds(postgresPids()) - before.postgres) } };

@@ -1,3 +1,5 @@
+import { localParts } from "./zoned-time";
+
 const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** True for a `YYYY-MM-DD` string naming a day that exists (2024-02-29 yes, 2023-02-30 no). */
@@ -11,6 +13,6 @@ export function isRealDate(value: string): boolean {
 
 /** Today's date, `YYYY-MM-DD`, as a wall calendar in `timeZone` shows it. */
 export function todayIn(timeZone: string, now: Date = new Date()): string {
-	// en-CA formats dates as YYYY-MM-DD.
-	return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now);
+	// zoned-time keeps one formatter per zone: making one costs far more than using it.
+	return localParts(now.getTime(), timeZone).date;
 }

@@ -17,14 +17,17 @@ export class ConflictError extends Errors.MoleculerClientError {
 }
 
 interface UniqueViolation {
-	name: string;
+	name?: string;
+	code?: string;
+	constraint?: string;
 	parent?: { constraint?: string };
 }
 
-/** The constraint a Sequelize unique violation names, or undefined for any other error. */
+/** The constraint a unique violation names (as Sequelize wraps it, or straight from pg), or undefined for any other error. */
 export function violatedUniqueConstraint(err: unknown): string | undefined {
-	const e = err as UniqueViolation;
-	return e?.name === "SequelizeUniqueConstraintError" ? e.parent?.constraint : undefined;
+	const e = err as UniqueViolation | undefined;
+	if (e?.name === "SequelizeUniqueConstraintError") return e.parent?.constraint;
+	return e?.code === "23505" ? e.constraint : undefined;
 }
 
 /** 401: no credentials, or ones that do not hold (bad password, invalid or revoked token). */

@@ -95,11 +95,15 @@ export class OutboxRelay {
 			if (!this.leader) return;
 			this.options.logger.info("Outbox relay: this node publishes the outbox");
 		}
-		while (!this.stopped) {
+		const batchSize = this.options.batchSize ?? 100;
+		let more = true;
+		while (more && !this.stopped) {
 			const { rows } = await client.query(
 				`SELECT id, event_id, topic, key, event_type, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
-				[this.options.batchSize ?? 100]
+				[batchSize]
 			);
+			// A short batch took everything pending; what commits after it wakes the relay again.
+			more = rows.length === batchSize;
 			if (!rows.length) break;
 			const batch: OutboxRow[] = rows.map(r => ({ id: r.id, eventId: r.event_id, topic: r.topic, key: r.key, eventType: r.event_type, payload: r.payload }));
 			const ids = batch.map(r => r.id);
@@ -114,10 +118,8 @@ export class OutboxRelay {
 			}
 			await client.query("UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])", [ids]);
 		}
-		if (this.options.onDepth) {
-			const { rows } = await client.query("SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL");
-			this.options.onDepth(rows[0].n);
-		}
+		// Drained: nothing was pending when the last batch was read.
+		this.options.onDepth?.(0);
 		if (Date.now() - this.lastPurge > 3_600_000) {
 			this.lastPurge = Date.now();
 			await client.query(`DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)`, [this.options.retentionDays ?? 7]);

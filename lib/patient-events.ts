@@ -1,9 +1,7 @@
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
 import { isUuid } from "./sql";
 import { PatientEvent } from "../proto/generated/patient_event";
 
 export const PATIENT_EVENT_TYPES = ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED"] as const;
-
 
 /**
  * Decodes a PatientEvent and checks what consumers rely on. Protobuf decodes
@@ -18,19 +16,15 @@ export function decodePatientEvent(value: Buffer): PatientEvent {
 	if (Number.isNaN(Date.parse(event.occurredAt))) throw new Error("PatientEvent without a valid occurred_at");
 	return event;
 }
-
 /**
- * Records the event as processed in the consumer's own `processed_events` table,
- * inside the transaction that applies it. False means it was processed before:
- * a redelivery, to be skipped.
+ * Wraps the statement that applies an event so that it applies it once: the
+ * event id ($1) goes into the consumer's `processed_events`, and `statement`
+ * reads its input from `first_delivery`, which is empty on a redelivery. One
+ * statement is one transaction, so the event is recorded if and only if it was
+ * applied, in a single round trip.
  */
-export async function firstDelivery(db: Sequelize, transaction: Transaction, eventId: string): Promise<boolean> {
-	const inserted = await db.query("INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id", {
-		bind: [eventId],
-		type: QueryTypes.SELECT,
-		transaction
-	});
-	return inserted.length > 0;
+export function onFirstDelivery(statement: string): string {
+	return `WITH first_delivery AS (INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id) ${statement}`;
 }
 
 /** The migration that gives a consumer its `processed_events` table. */

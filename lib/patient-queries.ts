@@ -2,9 +2,9 @@ import { type PageRequest, limitOffset } from "./paging";
 import { escapeLike } from "./sql";
 
 /**
- * The SQL of the patient registry's read paths, the busiest in MedSync: written
- * out rather than built by the ORM on every request. The benchmark's baseline
- * runs these same statements, so the two do the same database work.
+ * The SQL of the patient registry's hot paths (the reads, and registration),
+ * written out rather than built by the ORM on every request. The benchmark's
+ * baseline runs the same reads, so the two do the same database work there.
  */
 
 export interface Statement {
@@ -32,6 +32,41 @@ export const PATIENT_SORT_KEYS = {
 	createdAt: "created_at",
 	mrn: "mrn"
 } as const;
+
+export interface NewPatient {
+	id: string;
+	mrn: string;
+	name: string;
+	email: string;
+	address: string;
+	dateOfBirth: string;
+	registerDate: string;
+	phone: string | null;
+	gender: string | null;
+}
+
+/** An event for the outbox, which the relay publishes once the statement that wrote it commits. */
+export interface OutboxEvent {
+	eventId: string;
+	topic: string;
+	key: string;
+	eventType: string;
+	payload: Uint8Array;
+}
+
+/** Registers a patient and writes the event announcing it, in one statement: both, or (on any error) neither. */
+export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent): Statement {
+	return {
+		text: `WITH patient AS (
+			INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, gender, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now()) RETURNING ${COLUMNS}
+		), event AS (
+			INSERT INTO outbox (event_id, topic, key, event_type, payload) SELECT $10, $11, $12, $13, $14 FROM patient
+		)
+		SELECT * FROM patient`,
+		values: [p.id, p.mrn, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload)]
+	};
+}
 
 export function patientById(id: string): Statement {
 	return { text: `SELECT ${COLUMNS} FROM patients WHERE id = $1 AND deleted_at IS NULL`, values: [id] };

@@ -6,7 +6,7 @@ import { analyticsMigrations } from "../migrations/analytics";
 import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
 import { invalidFields } from "../lib/errors";
-import { decodePatientEvent, firstDelivery } from "../lib/patient-events";
+import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
 import { ANALYTICS_READERS } from "../lib/roles";
 import { dateOnly } from "../lib/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
@@ -48,14 +48,14 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				async handler(this: AnalyticsThis, event: PatientEvent) {
 					if (event.eventType !== "PATIENT_CREATED") return;
 					const day = todayIn(config.clinicTimezone, new Date(event.occurredAt));
-					await this.adapter.db.transaction(async transaction => {
-						// A redelivered event was counted the first time.
-						if (!(await firstDelivery(this.adapter.db, transaction, event.eventId))) return;
-						await this.adapter.db.query(
-							"INSERT INTO registrations_daily (day, count) VALUES ($1, 1) ON CONFLICT (day) DO UPDATE SET count = registrations_daily.count + 1",
-							{ bind: [day], transaction }
-						);
-					});
+					// A redelivered event was counted the first time. Every registration of a day updates one row:
+					// a single statement holds that row's lock for the least time.
+					await this.adapter.db.query(
+						onFirstDelivery(
+							"INSERT INTO registrations_daily (day, count) SELECT $2::date, 1 FROM first_delivery ON CONFLICT (day) DO UPDATE SET count = registrations_daily.count + 1"
+						),
+						{ bind: [event.eventId, day] }
+					);
 				}
 			} satisfies KafkaConsumerDefinition<AnalyticsThis, PatientEvent>
 		]

@@ -10,7 +10,7 @@ import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
-import { decodePatientEvent, firstDelivery } from "../lib/patient-events";
+import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
 import type { PatientEvent } from "../proto/generated/patient_event";
 import {
 	type BillingAccountRequest,
@@ -78,7 +78,8 @@ interface AppointmentCharge {
 
 interface BillingMethods {
 	chargeAppointment(ctx: Context, charge: AppointmentCharge): Promise<void>;
-	openAccount(input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount>;
+	openAccount(input: { patientId: string; name: string; email: string }): Promise<BillingAccount>;
+	announceAccount(patientId: string, accountId: string): Promise<void>;
 	findAccount(id: string, transaction?: Transaction, lock?: boolean): Promise<BillingAccount>;
 	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
 	toAccount(row: Model, balance: number): BillingAccount;
@@ -104,6 +105,25 @@ const MAX_AMOUNT = 1_000_000_000_000;
 
 const BALANCE_SQL = `SELECT COALESCE(SUM(CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END), 0)::bigint AS balance
 	FROM billing_transactions WHERE account_id = $1`;
+
+/** An account as the ORM or a RETURNING clause gives it, before its balance is known. */
+type AccountRecord = Omit<BillingAccount, "balance" | "createdAt" | "updatedAt"> & { createdAt: Date | string; updatedAt: Date | string };
+
+const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+function accountFrom(a: AccountRecord, balance: number): BillingAccount {
+	return {
+		id: a.id,
+		patientId: a.patientId,
+		name: a.name,
+		email: a.email,
+		status: a.status,
+		currency: a.currency,
+		balance,
+		createdAt: new Date(a.createdAt).toISOString(),
+		updatedAt: new Date(a.updatedAt).toISOString()
+	};
+}
 
 function toTransaction(row: TransactionRow): LedgerTransaction {
 	return {
@@ -199,10 +219,14 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				/** Opens the account if the gRPC call has not: one account per patient, whichever arrives first. */
 				async handler(this: BillingThis, event: PatientEvent) {
 					if (event.eventType !== "PATIENT_CREATED") return;
-					await this.adapter.db.transaction(async transaction => {
-						if (!(await firstDelivery(this.adapter.db, transaction, event.eventId))) return;
-						await this.openAccount({ patientId: event.patientId, name: event.name, email: event.email }, transaction);
-					});
+					const [opened] = await this.adapter.db.query<{ id: string }>(
+						onFirstDelivery(
+							`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
+							 ON CONFLICT (patient_id) DO NOTHING RETURNING id`
+						),
+						{ bind: [event.eventId, crypto.randomUUID(), event.patientId, event.name, event.email, config.billingCurrency], type: QueryTypes.SELECT }
+					);
+					if (opened) await this.announceAccount(event.patientId, opened.id);
 				}
 			} satisfies KafkaConsumerDefinition<BillingThis, PatientEvent>
 		]
@@ -412,20 +436,23 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		},
 
 		/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
-		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }, transaction?: Transaction): Promise<BillingAccount> {
-			const [inserted] = await this.adapter.db.query<{ id: string }>(
+		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+			const [inserted] = await this.adapter.db.query<AccountRecord>(
 				`INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
-				 ON CONFLICT (patient_id) DO NOTHING RETURNING id`,
-				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT, transaction }
+				 ON CONFLICT (patient_id) DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
+				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT }
 			);
-			const row = await this.adapter.model.findOne({ where: { patientId: input.patientId }, transaction });
-			const account = this.toAccount(row!, inserted ? 0 : await this.balanceOf(row!.get("id") as string, transaction));
 			if (inserted) {
-				const announce = () => this.broker.emit("billing.account.opened", { patientId: account.patientId, accountId: account.id });
-				if (transaction) transaction.afterCommit(announce);
-				else await announce();
+				await this.announceAccount(inserted.patientId, inserted.id);
+				return accountFrom(inserted, 0);
 			}
-			return account;
+			const row = await this.adapter.model.findOne({ where: { patientId: input.patientId } });
+			return this.toAccount(row!, await this.balanceOf(row!.get("id") as string));
+		},
+
+		/** Tells patients (and whoever else listens) the account a patient's events opened, for when the gRPC answer was lost. */
+		async announceAccount(this: BillingThis, patientId: string, accountId: string) {
+			await this.broker.emit("billing.account.opened", { patientId, accountId });
 		},
 
 		async findAccount(this: BillingThis, id: string, transaction?: Transaction, lock = false): Promise<BillingAccount> {
@@ -455,18 +482,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		},
 
 		toAccount(row: Model, balance: number): BillingAccount {
-			const a = row.get({ plain: true }) as BillingAccount & { createdAt: Date; updatedAt: Date };
-			return {
-				id: a.id,
-				patientId: a.patientId,
-				name: a.name,
-				email: a.email,
-				status: a.status,
-				currency: a.currency,
-				balance,
-				createdAt: new Date(a.createdAt).toISOString(),
-				updatedAt: new Date(a.updatedAt).toISOString()
-			};
+			return accountFrom(row.get({ plain: true }) as AccountRecord, balance);
 		}
 	}
 };

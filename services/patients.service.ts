@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
-import { PATIENT_SORT_KEYS, patientById, patientPage } from "../lib/patient-queries";
+import { type OutboxEvent, PATIENT_SORT_KEYS, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -59,7 +59,8 @@ interface PatientsSettings extends ServiceSettingSchema {
 interface PatientsMethods {
 	findPatient(id: string, transaction?: Transaction): Promise<Model>;
 	toPatient(row: Model): Patient;
-	nextMrn(transaction: Transaction): Promise<string>;
+	nextMrn(): Promise<string>;
+	newEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">): OutboxEvent;
 	uniqueEmail<T>(work: Promise<T>): Promise<T>;
 	saveChanges(id: string, values: PatientInput): Promise<Patient>;
 	openBillingAccount(patient: Patient): Promise<string | null>;
@@ -155,22 +156,25 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
 			async handler(ctx: Context<PatientInput, HttpMeta>): Promise<Patient> {
-				// The patient and its PATIENT_CREATED event commit together, or neither does.
-				const patient = await this.uniqueEmail(
-					this.adapter.db.transaction(async transaction => {
-						const row = await this.adapter.model.create(
+				const input = ctx.params as Required<Pick<PatientInput, "name" | "email" | "address" | "dateOfBirth">> & PatientInput;
+				const id = crypto.randomUUID();
+				// The patient and its PATIENT_CREATED event go in one statement: they commit together, or neither does.
+				const [record] = await this.uniqueEmail(
+					this.queryRows<PatientRecord>(
+						insertPatientWithEvent(
 							{
-								...ctx.params,
-								mrn: await this.nextMrn(transaction),
-								registerDate: ctx.params.registerDate ?? todayIn(config.clinicTimezone)
+								...input,
+								id,
+								mrn: await this.nextMrn(),
+								registerDate: input.registerDate ?? todayIn(config.clinicTimezone),
+								phone: input.phone ?? null,
+								gender: input.gender ?? null
 							},
-							{ transaction }
-						);
-						const created = this.toPatient(row);
-						await this.recordEvent(transaction, "PATIENT_CREATED", created);
-						return created;
-					})
+							this.newEvent("PATIENT_CREATED", { id, ...input })
+						)
+					)
 				);
+				const patient = patientFrom(record);
 				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await this.openBillingAccount(patient);
@@ -316,6 +320,15 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 
 		/** Writes the event to the outbox inside the caller's transaction; the relay publishes it after commit. */
 		async recordEvent(this: PatientsThis, transaction: Transaction, type: PatientEventType, patient: Patient): Promise<void> {
+			const event = this.newEvent(type, patient);
+			await this.adapter.db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload) VALUES ($1, $2, $3, $4, $5)", {
+				bind: [event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload)],
+				transaction
+			});
+		},
+
+		/** The PatientEvent for the outbox; the patient id is the key, so one patient's events keep their order. */
+		newEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">): OutboxEvent {
 			const eventId = crypto.randomUUID();
 			const payload = PatientEvent.encode({
 				patientId: patient.id,
@@ -325,10 +338,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				eventId,
 				occurredAt: new Date().toISOString()
 			}).finish();
-			await this.adapter.db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload) VALUES ($1, $2, $3, $4, $5)", {
-				bind: [eventId, config.patientTopic, patient.id, type, Buffer.from(payload)],
-				transaction
-			});
+			return { eventId, topic: config.patientTopic, key: patient.id, eventType: type, payload };
 		},
 
 		/** Asks billing (gRPC, within its deadline) to open the patient's account; the account id, or null if billing did not answer. */
@@ -357,9 +367,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			}
 		},
 
-		async nextMrn(this: PatientsThis, transaction: Transaction): Promise<string> {
-			const [rows] = await this.adapter.db.query("SELECT nextval('patient_mrn_serial') AS serial", { transaction });
-			return formatMrn(BigInt((rows as { serial: string }[])[0].serial));
+		/** A serial a failed registration leaves unused is a gap in the MRNs, never a duplicate. */
+		async nextMrn(this: PatientsThis): Promise<string> {
+			const [{ serial }] = await this.queryRows<{ serial: string }>({ text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] });
+			return formatMrn(BigInt(serial));
 		},
 
 		/** Turns the email unique-index violation into a 409; other errors pass through. */
