@@ -62,6 +62,7 @@ const instance = autocannon(
 			process.exit(1);
 		}
 		const non2xx = result.non2xx + result.errors + result.timeouts;
+		const cpu = process.cpuUsage();
 		console.log(
 			JSON.stringify({
 				requests: result.requests.total,
@@ -69,6 +70,8 @@ const instance = autocannon(
 				p50: result.latency.p50,
 				p99: result.latency.p99,
 				errors: non2xx,
+				// This process's own CPU, start-up included: what generating the load cost the shared cores.
+				loadCpuMs: (cpu.user + cpu.system) / 1000,
 				statusCodes: result.statusCodeStats
 			})
 		);

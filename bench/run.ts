@@ -22,7 +22,10 @@ const ONLY = process.argv.find(a => a.startsWith("--only="))?.slice("--only=".le
 /** `--profile`: MedSync runs under `--cpu-prof` (bench/profiles/), and PostgreSQL's wait events are sampled. */
 const PROFILE = process.argv.includes("--profile");
 const PROFILE_DIR = path.join(PROJECT_ROOT, "bench/profiles");
-const DURATION = QUICK ? 3 : 10;
+/** Seconds per measurement; `--duration=<s>` for a longer profiling round. */
+const DURATION = Number(process.argv.find(a => a.startsWith("--duration="))?.slice("--duration=".length) ?? (QUICK ? 3 : 10));
+/** Seconds of load before each measurement, so JIT, pools and consumer groups are warm: a service's steady state, not its first seconds. */
+const WARMUP = QUICK ? 1 : 3;
 const FIXTURE_PATIENTS = QUICK ? 10_000 : 100_000;
 const EVENT_CREATES = QUICK ? 200 : 1000;
 const POOL = 10;
@@ -39,8 +42,9 @@ interface LoadResult {
 	p50: number;
 	p99: number;
 	errors: number;
-	/** CPU time per request, in ms, of the server's own processes and of PostgreSQL's. */
-	cpu?: { server: number; postgres: number };
+	loadCpuMs: number;
+	/** CPU time per request, in ms: the server's own processes, PostgreSQL's, the Kafka broker's, the load generator's. */
+	cpu?: { server: number; postgres: number; kafka: number; load: number };
 }
 interface Row {
 	topology: string;
@@ -152,9 +156,22 @@ function cpuSeconds(pids: number[]): number {
 	return ticks / 100;
 }
 
-function postgresPids(): number[] {
-	return fs.readdirSync("/proc").filter(p => /^\d+$/.test(p) && fs.existsSync(`/proc/${p}/comm`) && fs.readFileSync(`/proc/${p}/comm`, "utf8").trim() === "postgres").map(Number);
+function pidsWhere(match: (comm: string, cmdline: string) => boolean): number[] {
+	return fs
+		.readdirSync("/proc")
+		.filter(p => /^\d+$/.test(p))
+		.filter(p => {
+			try {
+				return match(fs.readFileSync(`/proc/${p}/comm`, "utf8").trim(), fs.readFileSync(`/proc/${p}/cmdline`, "utf8"));
+			} catch {
+				return false;
+			}
+		})
+		.map(Number);
 }
+
+const postgresPids = () => pidsWhere(comm => comm === "postgres");
+const kafkaPids = () => pidsWhere((comm, cmdline) => comm === "java" && cmdline.includes("kafka.Kafka"));
 
 /** PostgreSQL's processes by what they serve: a database (from the process title), or a background job. */
 function postgresCpuByRole(): Map<string, number> {
@@ -172,9 +189,12 @@ function postgresCpuByRole(): Map<string, number> {
 	return byRole;
 }
 
-/** Runs a load and adds what it cost in CPU, per request, to its result. */
+/** Warms up, then runs a load and adds what it cost in CPU, per request, to its result. The warm-up's answers count as errors too. */
 async function measuredLoad(options: Record<string, unknown>, serverPids: () => number[]): Promise<LoadResult> {
-	const before = { server: cpuSeconds(serverPids()), postgres: cpuSeconds(postgresPids()) };
+	const warm = await load({ ...options, duration: WARMUP });
+	// A free slot is booked once: the measured run takes the ones the warm-up left.
+	if (Array.isArray(options.slots)) options = { ...options, slots: options.slots.slice(warm.requests) };
+	const before = { server: cpuSeconds(serverPids()), postgres: cpuSeconds(postgresPids()), kafka: cpuSeconds(kafkaPids()) };
 	const rolesBefore = PROFILE ? postgresCpuByRole() : undefined;
 	const result = await load(options);
 	if (rolesBefore) {
@@ -183,7 +203,16 @@ async function measuredLoad(options: Record<string, unknown>, serverPids: () => 
 	}
 	const perRequest = (seconds: number) => (1000 * seconds) / Math.max(1, result.requests);
 	// Backends that started during the load counted from zero; ones that ended are missed. Close enough for a share.
-	return { ...result, cpu: { server: perRequest(cpuSeconds(serverPids()) - before.server), postgres: perRequest(cpuSeconds(postgresPids()) - before.postgres) } };
+	return {
+		...result,
+		errors: result.errors + warm.errors,
+		cpu: {
+			server: perRequest(cpuSeconds(serverPids()) - before.server),
+			postgres: perRequest(cpuSeconds(postgresPids()) - before.postgres),
+			kafka: perRequest(cpuSeconds(kafkaPids()) - before.kafka),
+			load: result.loadCpuMs / Math.max(1, result.requests)
+		}
+	};
 }
 
 /** Peak resident set size (VmHWM) of a process, in MB. */
@@ -376,7 +405,8 @@ function profilerFlags(): string[] {
 }
 
 function cpuCell(result: LoadResult): string {
-	return result.cpu ? `${result.cpu.server.toFixed(2)} / ${result.cpu.postgres.toFixed(2)}` : "";
+	const c = result.cpu;
+	return c ? [c.server, c.postgres, c.kafka, c.load].map(ms => ms.toFixed(2)).join(" / ") : "";
 }
 
 function ratio(row: Row): number {
@@ -391,7 +421,7 @@ function markdown(rows: Row[], memory: Record<string, number>, events: Record<st
 		`Run ${new Date().toISOString()} on ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}${QUICK ? " (quick run: 3 s per scenario, 10,000 fixture patients)" : ""}.`,
 		"The baseline is a bare Node.js HTTP server doing the same PostgreSQL work with the same pool size; the ratio is MedSync's throughput over the baseline's, measured in the same run.",
 		"",
-		"CPU ms/req is the CPU time per request of the server's processes and, after the slash, of PostgreSQL's: on two shared cores, what each request costs decides the throughput.",
+		"CPU ms/req is the CPU time per request of the server's processes / PostgreSQL / the Kafka broker / the load generator: on two shared cores, what a request costs all of them together decides the throughput.",
 		"",
 		"| Topology | Scenario | MedSync req/s | p50 ms | p99 ms | errors | CPU ms/req | Baseline | req/s | p99 ms | CPU ms/req | Ratio |",
 		"|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",

@@ -13,6 +13,14 @@ export function isRealDate(value: string): boolean {
 
 /** Today's date, `YYYY-MM-DD`, as a wall calendar in `timeZone` shows it. */
 export function todayIn(timeZone: string, now: Date = new Date()): string {
-	// zoned-time keeps one formatter per zone: making one costs far more than using it.
-	return localParts(now.getTime(), timeZone).date;
+	// Every zone's offset today is a whole number of minutes, so the date changes only on a minute boundary:
+	// asked many times a second (every registration, every date check), it is worked out once a minute.
+	const minute = Math.floor(now.getTime() / 60_000);
+	const known = todayByZone.get(timeZone);
+	if (known?.minute === minute) return known.date;
+	const date = localParts(now.getTime(), timeZone).date;
+	todayByZone.set(timeZone, { minute, date });
+	return date;
 }
+
+const todayByZone = new Map<string, { minute: number; date: string }>();

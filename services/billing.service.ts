@@ -219,13 +219,13 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				/** Opens the account if the gRPC call has not: one account per patient, whichever arrives first. */
 				async handler(this: BillingThis, event: PatientEvent) {
 					if (event.eventType !== "PATIENT_CREATED") return;
-					const [opened] = await this.adapter.db.query<{ id: string }>(
-						onFirstDelivery(
+					const [opened] = await this.queryRows<{ id: string }>({
+						text: onFirstDelivery(
 							`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
 							 ON CONFLICT (patient_id) DO NOTHING RETURNING id`
 						),
-						{ bind: [event.eventId, crypto.randomUUID(), event.patientId, event.name, event.email, config.billingCurrency], type: QueryTypes.SELECT }
-					);
+						values: [event.eventId, crypto.randomUUID(), event.patientId, event.name, event.email, config.billingCurrency]
+					});
 					if (opened) await this.announceAccount(event.patientId, opened.id);
 				}
 			} satisfies KafkaConsumerDefinition<BillingThis, PatientEvent>
@@ -437,11 +437,11 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 
 		/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
 		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
-			const [inserted] = await this.adapter.db.query<AccountRecord>(
-				`INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
+			const [inserted] = await this.queryRows<AccountRecord>({
+				text: `INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
 				 ON CONFLICT (patient_id) DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
-				{ bind: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency], type: QueryTypes.SELECT }
-			);
+				values: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency]
+			});
 			if (inserted) {
 				await this.announceAccount(inserted.patientId, inserted.id);
 				return accountFrom(inserted, 0);

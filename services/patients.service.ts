@@ -60,6 +60,7 @@ interface PatientsMethods {
 	findPatient(id: string, transaction?: Transaction): Promise<Model>;
 	toPatient(row: Model): Patient;
 	nextMrn(): Promise<string>;
+	recordBillingAccount(patientId: string, accountId: string): Promise<void>;
 	newEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">): OutboxEvent;
 	uniqueEmail<T>(work: Promise<T>): Promise<T>;
 	saveChanges(id: string, values: PatientInput): Promise<Patient>;
@@ -286,9 +287,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 	events: {
 		/** Billing opened an account (over gRPC or from the Kafka event): remember its id. */
 		async "billing.account.opened"(this: PatientsThis, ctx: Context<{ patientId: string; accountId: string }>) {
-			await this.adapter.db.query("UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", {
-				bind: [ctx.params.accountId, ctx.params.patientId]
-			});
+			await this.recordBillingAccount(ctx.params.patientId, ctx.params.accountId);
 		}
 	},
 
@@ -351,12 +350,17 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 					{ patientId: patient.id, name: patient.name, email: patient.email },
 					config.billingGrpcDeadlineMs
 				);
-				await this.adapter.db.query("UPDATE patients SET billing_account_id = $1 WHERE id = $2", { bind: [accountId, patient.id] });
+				await this.recordBillingAccount(patient.id, accountId);
 				return accountId;
 			} catch (err) {
 				this.logger.warn(`No billing account yet for patient ${patient.id} (${(err as Error).message}); the reconciler will retry`);
 				return null;
 			}
+		},
+
+		/** Both the gRPC answer and billing's event bring the id: whichever comes second finds it set and writes nothing. */
+		async recordBillingAccount(this: PatientsThis, patientId: string, accountId: string): Promise<void> {
+			await this.queryRows({ text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] });
 		},
 
 		/** Opens the accounts that failed calls left missing, oldest first; stops at the first failure (billing still away). */

@@ -18,4 +18,12 @@ describe("calendar dates", () => {
 		expect(todayIn("America/New_York", instant)).toBe("2026-02-28");
 		expect(todayIn("Pacific/Kiritimati", new Date("2026-02-28T11:00:00Z"))).toBe("2026-03-01");
 	});
+
+	test("the date turns at local midnight, also when asked just before it (the answer is kept for the minute)", () => {
+		// Kolkata is UTC+05:30: its midnight falls at half past the UTC hour.
+		expect(todayIn("Asia/Kolkata", new Date("2026-06-30T18:29:00Z"))).toBe("2026-06-30");
+		expect(todayIn("Asia/Kolkata", new Date("2026-06-30T18:29:59.999Z"))).toBe("2026-06-30");
+		expect(todayIn("Asia/Kolkata", new Date("2026-06-30T18:30:00Z"))).toBe("2026-07-01");
+		expect(todayIn("Asia/Kolkata", new Date("2026-06-30T18:29:30Z"))).toBe("2026-06-30");
+	});
 });
