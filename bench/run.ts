@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { hash } from "@node-rs/argon2";
 import { Client } from "pg";
 import { chromium } from "playwright-core";
+import { NODE_FLAGS } from "../lib/node-flags";
 import { PROJECT_ROOT } from "../lib/paths";
 
 /**
@@ -300,7 +301,7 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		topology === "single" ? { "all services": system.child.pid! } : Object.fromEntries([...system.output().matchAll(/\[stack\] (\w+) pid (\d+)/g)].map(m => [m[1], Number(m[2])]));
 	const system =
 		topology === "single"
-			? start([...profilerFlags(), path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js")], { ...env, SERVICEDIR: path.join(DIST, "services") })
+			? start([...NODE_FLAGS, ...profilerFlags(), path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js")], { ...env, SERVICEDIR: path.join(DIST, "services") })
 			: start([path.join(DIST, "scripts/stack.js")], env);
 	try {
 		await until("MedSync to be ready", async () => ((await http(`${base}/ready`)).status === 200 ? true : undefined));
@@ -522,7 +523,7 @@ async function main(): Promise<void> {
 		for (const r of rows) {
 			log(`${r.scenario}: ${r.medsync.rps.toFixed(0)} req/s, p50 ${r.medsync.p50} ms, p99 ${r.medsync.p99} ms, ${r.medsync.errors} errors, CPU ms/req ${cpuCell(r.medsync)}; baseline ${r.baseline.rps.toFixed(0)} req/s, CPU ms/req ${cpuCell(r.baseline)} (${ratio(r).toFixed(2)}×)`);
 		}
-		for (const [k, v] of Object.entries(events)) log(`${k}: ${v}`);
+		for (const [k, v] of Object.entries({ ...events, ...Object.fromEntries(Object.entries(memory).map(([k, v]) => [`peak RSS, ${k} (MB)`, v])) })) log(`${k}: ${v}`);
 		if (PROFILE) log(`CPU profile in ${PROFILE_DIR}; summarise it with: node dist/bench/profile-summary.js <file>`);
 		return;
 	}

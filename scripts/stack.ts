@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { config } from "../lib/config";
+import { NODE_FLAGS } from "../lib/node-flags";
 import { PROJECT_ROOT } from "../lib/paths";
 import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/postgres";
 
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
 
 	const startService = (name: string, index: number) => {
 		const metricsPort = config.metricsPort === undefined ? "off" : config.metricsPort === 0 ? "0" : String(config.metricsPort + index);
-		const child = spawn(process.execPath, [RUNNER, "--config", CONFIG], {
+		const child = spawn(process.execPath, [...NODE_FLAGS, RUNNER, "--config", CONFIG], {
 			cwd: PROJECT_ROOT,
 			env: { ...env, SERVICES: name, METRICS_PORT: metricsPort },
 			stdio: ["ignore", "pipe", "pipe"]

@@ -379,9 +379,8 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 		async exclusive<T>(this: AppointmentsThis, keys: string[], work: (transaction: Transaction) => Promise<T>): Promise<T> {
 			try {
 				return await this.adapter.db.transaction(async transaction => {
-					for (const key of [...keys].sort()) {
-						await this.adapter.db.query("SELECT pg_advisory_xact_lock(hashtext($1))", { bind: [key], transaction });
-					}
+					// One round trip for all the locks, the fewer while others wait on them: the aggregate takes them all, in array order, before it answers.
+					await this.adapter.db.query("SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM unnest($1::text[]) AS key", { bind: [[...keys].sort()], transaction });
 					return work(transaction);
 				});
 			} catch (err) {

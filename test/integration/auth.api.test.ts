@@ -452,6 +452,41 @@ describe("audit trail", () => {
 		await expect(auditDb.query("TRUNCATE audit_events")).rejects.toThrow(/cannot be changed/);
 	});
 
+	test("a batch shipped twice (a gateway crashed before noting it sent) is stored once, every field intact", async () => {
+		const record = {
+			id: crypto.randomUUID(),
+			at: "2026-01-02T03:04:05.678Z",
+			userId: crypto.randomUUID(),
+			role: "DOCTOR",
+			action: "patients.get",
+			resource: "patient",
+			patientId: crypto.randomUUID(),
+			outcome: "denied",
+			status: 403,
+			ip: "203.0.113.9",
+			requestId: "req-twice"
+		};
+		const other = { ...record, id: crypto.randomUUID(), userId: null, role: null, patientId: null, ip: null, requestId: null, outcome: "error", status: 500 };
+		await cluster.broker.call("audit.record", { records: [record] });
+		await cluster.broker.call("audit.record", { records: [record, other] });
+		const { rows } = await auditDb.query("SELECT * FROM audit_events WHERE id = ANY($1::uuid[]) ORDER BY status", [[record.id, other.id]]);
+		expect(rows).toHaveLength(2);
+		expect(rows[0]).toMatchObject({
+			id: record.id,
+			user_id: record.userId,
+			role: "DOCTOR",
+			action: "patients.get",
+			resource: "patient",
+			patient_id: record.patientId,
+			outcome: "denied",
+			status: 403,
+			ip: "203.0.113.9",
+			request_id: "req-twice"
+		});
+		expect(new Date(rows[0].at).toISOString()).toBe(record.at);
+		expect(rows[1]).toMatchObject({ id: other.id, user_id: null, role: null, patient_id: null, ip: null, request_id: null, outcome: "error", status: 500 });
+	});
+
 	test("with the audit service down, requests still succeed and their records arrive once it is back", async () => {
 		const broker = cluster.broker;
 		const auditService = broker.getLocalService("audit")!;
