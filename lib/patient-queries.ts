@@ -33,6 +33,7 @@ export const PATIENT_SORT_KEYS = {
 	mrn: "mrn"
 } as const;
 
+/** A patient as registered: what the client gave, with the id, MRN and register date decided. */
 export interface NewPatient {
 	id: string;
 	mrn: string;
@@ -73,10 +74,16 @@ export function patientById(id: string): Statement {
 }
 
 /**
- * One page of live patients and the count of all that match. `search` matches a
- * name prefix, a whole email, or an MRN, case-insensitively for the first two.
+ * One page of live patients, each row also carrying `total`, the count of all
+ * that match; a page past the end is one row of nulls but for `total`. `search`
+ * matches a name prefix, a whole email or an MRN (the first two in any case).
+ *
+ * A search matches few patients, so those are found first, through the name,
+ * email and MRN indexes, and then sorted. Left to itself, the planner walked
+ * the sort order's index instead, hoping to meet twenty matches early: on
+ * 100,000 patients that read some 7,600 rows for a page (5.4 ms against 0.6).
  */
-export function patientPage(filter: PatientFilter): { page: Statement; count: Statement } {
+export function patientPage(filter: PatientFilter): Statement {
 	const values: unknown[] = [];
 	const conditions = ["deleted_at IS NULL"];
 	if (filter.search) {
@@ -86,18 +93,21 @@ export function patientPage(filter: PatientFilter): { page: Statement; count: St
 	}
 	if (filter.bornFrom) conditions.push(`date_of_birth >= $${values.push(filter.bornFrom)}`);
 	if (filter.bornTo) conditions.push(`date_of_birth <= $${values.push(filter.bornTo)}`);
-	const where = conditions.join(" AND ");
+	const where = `WHERE ${conditions.join(" AND ")}`;
 
 	const direction = filter.sort.startsWith("-") ? "DESC" : "ASC";
 	const key = PATIENT_SORT_KEYS[filter.sort.replace(/^-/, "") as keyof typeof PATIENT_SORT_KEYS];
 	if (!key) throw new Error(`Patients cannot be sorted by ${filter.sort}`);
 	const { limit, offset } = limitOffset(filter);
 	const next = values.length + 1;
+	const [matches, filtered] = filter.search ? ["matches", ""] : ["patients", where];
 	return {
-		page: {
-			text: `SELECT ${COLUMNS} FROM patients WHERE ${where} ORDER BY ${key} ${direction}, id ${direction} LIMIT $${next} OFFSET $${next + 1}`,
-			values: [...values, limit, offset]
-		},
-		count: { text: `SELECT count(*)::int AS total FROM patients WHERE ${where}`, values }
+		text: `${filter.search ? `WITH matches AS MATERIALIZED (SELECT * FROM patients ${where}) ` : ""}
+			SELECT ${COLUMNS}, counted.total
+			FROM (SELECT count(*)::int AS total FROM ${matches} ${filtered}) AS counted
+			LEFT JOIN LATERAL (
+				SELECT * FROM ${matches} ${filtered} ORDER BY ${key} ${direction}, id ${direction} LIMIT $${next} OFFSET $${next + 1}
+			) AS page ON true`,
+		values: [...values, limit, offset]
 	};
 }

@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
-import { type OutboxEvent, PATIENT_SORT_KEYS, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
+import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -19,15 +19,7 @@ import { dateOnly, partialUpdate } from "../lib/validation";
 import { type Page, type PageRequest, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 
-export interface Patient {
-	id: string;
-	mrn: string;
-	name: string;
-	email: string;
-	address: string;
-	dateOfBirth: string;
-	registerDate: string;
-	phone: string | null;
+export interface Patient extends Omit<NewPatient, "gender"> {
 	gender: Gender | null;
 	/** Null until billing has opened the patient's account. */
 	billingAccountId: string | null;
@@ -199,9 +191,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
 			async handler(ctx: Context<ListParams>): Promise<Page<Patient>> {
-				const { page, count } = patientPage(ctx.params);
-				const [rows, [{ total }]] = await Promise.all([this.queryRows<PatientRecord>(page), this.queryRows<{ total: number }>(count)]);
-				return toPage(rows.map(patientFrom), total, ctx.params);
+				const rows = await this.queryRows<PatientRecord & { total: number }>(patientPage(ctx.params));
+				return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, ctx.params);
 			}
 		},
 

@@ -5,6 +5,7 @@ import BillingService from "../../services/billing.service";
 import { databaseName, withDatabase } from "../../lib/postgres";
 import { isValidMrn } from "../../lib/mrn";
 import { todayIn } from "../../lib/dates";
+import { type PatientFilter, patientPage } from "../../lib/patient-queries";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -298,6 +299,16 @@ describe("GET /patients", () => {
 		expect(res.body.rows.map((p: any) => p.id)).toEqual([created[2].id, created[3].id]);
 	});
 
+	test("a page past the end is empty but still counts the matches, with a search and without", async () => {
+		const searched = await api("GET", `/patients?search=${tag}&pageSize=2&page=9`);
+		expect(searched.status).toBe(200);
+		expect(searched.body).toMatchObject({ rows: [], total: 5, page: 9, totalPages: 3 });
+		const all = await api("GET", "/patients?pageSize=100&page=100000");
+		expect(all.status).toBe(200);
+		expect(all.body.rows).toEqual([]);
+		expect(all.body.total).toBeGreaterThanOrEqual(5);
+	});
+
 	test("defaults to page 1 of 20, newest register date first", async () => {
 		const res = await api("GET", `/patients?search=${tag}`);
 		expect(res.body).toMatchObject({ page: 1, pageSize: 20, total: 5, totalPages: 1 });
@@ -364,6 +375,17 @@ describe("GET /patients", () => {
 		expect(await plan(`${live} ORDER BY date_of_birth, id LIMIT 20`)).toContain("patients_date_of_birth_idx");
 		expect(await plan(`${live} ORDER BY created_at DESC, id DESC LIMIT 20`)).toContain("patients_created_at_idx");
 		expect(await plan(`${live} ORDER BY mrn LIMIT 20`)).toContain("patients_mrn_key");
+
+		// The list's own statements: a search finds its matches through the indexes before it sorts them, rather than
+		// walking the sort order's index in hope of meeting matches early; an unfiltered page walks that index.
+		const statementPlan = async (filter: Partial<PatientFilter>) => {
+			const { text, values } = patientPage({ sort: "-registerDate", page: 1, pageSize: 20, ...filter });
+			return (await db.query(`EXPLAIN ${text}`, values)).rows.map(r => r["QUERY PLAN"]).join("\n");
+		};
+		const searched = await statementPlan({ search: "bulk 12" });
+		expect(searched).toContain("patients_name_prefix_idx");
+		expect(searched).not.toContain("patients_register_date_idx");
+		expect(await statementPlan({})).toContain("patients_register_date_idx");
 	});
 });
 
