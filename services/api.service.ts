@@ -158,6 +158,15 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	},
 
 	methods: {
+		/** One line per answered request, replacing moleculer-web's pair, which paints ANSI colours into the JSON logs. */
+		logRequest() {},
+
+		logResponse(req: GatewayRequest & { $startTime?: [number, number]; originalUrl?: string }, res: ServerResponse) {
+			const elapsed = req.$startTime ? process.hrtime(req.$startTime) : undefined;
+			const ms = elapsed ? (elapsed[0] * 1e3 + elapsed[1] / 1e6).toFixed(1) : "?";
+			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${res.statusCode} ${ms} ms`);
+		},
+
 		/** Every failure leaves as `{ name, message, code, type, data }` with a 4xx or 5xx status; 5xx details stay in the log. */
 		sendError(req: GatewayRequest, res: ServerResponse, err: ErrorLike) {
 			const clientError = toClientError(err);

@@ -56,7 +56,7 @@ describe("services on separate nodes over NATS", () => {
 			}
 		});
 		await observer.start();
-		gateway = startNode(["api"], env);
+		gateway = startNode(["api"], { ...env, LOG_LEVEL: "info" });
 		// The patient node logs at info, so its request-scoped lines can be checked.
 		patients = startNode(PATIENT_NODE, { ...env, LOG_LEVEL: "info" });
 		billing = startNode(["billing"], env);
@@ -99,6 +99,10 @@ describe("services on separate nodes over NATS", () => {
 			return lines.find(l => l.includes(`Registered patient ${created.body.id}`));
 		}, 5_000, "the log line");
 		expect(JSON.parse(line)).toMatchObject({ requestId, msg: expect.stringContaining(created.body.id), svc: "patients" });
+		// The gateway's access line: plain JSON, no terminal colours in it.
+		const access = await eventually(async () => gateway.output().split("\n").find(l => l.includes(requestId) && l.includes("POST /patients")), 5_000, "the access line");
+		expect(JSON.parse(access)).toMatchObject({ requestId, svc: "api", msg: expect.stringMatching(/^POST \/patients 201 [\d.]+ ms$/) });
+		expect(access).not.toContain("\u001b");
 	});
 
 	test("tracing: one request's spans, from the gateway node and the patients node, share a trace", async () => {
