@@ -3,11 +3,12 @@ import http from "node:http";
 import { verify } from "@node-rs/argon2";
 import { Pool } from "pg";
 import { patientById, patientPage } from "../lib/patient-queries";
+import { prepared } from "../lib/sql";
 
 /**
  * The ceiling for a Node service on this machine: a bare HTTP server doing the
  * same PostgreSQL work as MedSync's hot paths (the reads run the very same
- * statements, from lib/patient-queries), with the same pool size, and
+ * statements, from lib/patient-queries, prepared alike), with the same pool size, and
  * nothing else (no gateway, no broker, no validation, no auth, no events).
  *   node dist/bench/baseline.js <port> <patients database URL> <pool size> <argon2 hash>
  */
@@ -30,19 +31,21 @@ const server = http.createServer(async (req, res) => {
 	try {
 		const url = new URL(req.url!, "http://x");
 		if (req.method === "GET" && url.pathname.startsWith("/patients/")) {
-			const { rows } = await pool.query(patientById(url.pathname.slice(10)));
+			const { rows } = await pool.query(prepared(patientById(url.pathname.slice(10))));
 			return rows[0] ? send(res, 200, rows[0]) : send(res, 404, {});
 		}
 		if (req.method === "GET" && url.pathname === "/patients") {
-			const { rows } = await pool.query(patientPage({ search: url.searchParams.get("search") ?? undefined, sort: "-registerDate", page: 1, pageSize: 20 }));
+			const { rows } = await pool.query(prepared(patientPage({ search: url.searchParams.get("search") ?? undefined, sort: "-registerDate", page: 1, pageSize: 20 })));
 			return send(res, 200, { rows: rows.filter(row => row.id !== null), total: rows[0].total });
 		}
 		if (req.method === "POST" && url.pathname === "/patients") {
 			const body = await readBody(req);
 			const { rows } = await pool.query(
-				`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date)
-				 VALUES ($1, lpad((nextval('patient_mrn_serial') % 100000000)::text, 8, '0'), $2, $3, $4, $5, CURRENT_DATE) RETURNING *`,
-				[crypto.randomUUID(), body.name, `base.${body.email}`, body.address, body.dateOfBirth]
+				prepared({
+					text: `INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date)
+					 VALUES ($1, lpad((nextval('patient_mrn_serial') % 100000000)::text, 8, '0'), $2, $3, $4, $5, CURRENT_DATE) RETURNING *`,
+					values: [crypto.randomUUID(), body.name, `base.${body.email}`, body.address, body.dateOfBirth]
+				})
 			);
 			return send(res, 201, rows[0]);
 		}

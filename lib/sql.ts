@@ -1,9 +1,27 @@
+import crypto from "node:crypto";
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** True for a UUID; anything else names no row (and is a 404, not a database error). */
 export function isUuid(value: string): boolean {
 	return UUID.test(value);
 }
+
+/**
+ * A statement as a named prepared statement: a connection parses and plans it
+ * once, then only binds values. The name comes from the text, so the same text
+ * is the same statement on every connection; texts must carry no values.
+ */
+export function prepared(statement: { text: string; values: unknown[] }): { name: string; text: string; values: unknown[] } {
+	let name = preparedNames.get(statement.text);
+	if (!name) {
+		name = `medsync_${crypto.createHash("sha1").update(statement.text).digest("hex").slice(0, 16)}`;
+		preparedNames.set(statement.text, name);
+	}
+	return { name, ...statement };
+}
+
+const preparedNames = new Map<string, string>();
 
 /** `\`, `%` and `_` are LIKE wildcards; a search for "50%" means those characters. */
 export function escapeLike(text: string): string {

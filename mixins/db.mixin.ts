@@ -7,6 +7,7 @@ import { config } from "../lib/config";
 import { type Migration, migrate } from "../lib/migrations";
 import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
 import { HealthMixin, registerHealthCheck } from "./health.mixin";
+import { prepared } from "../lib/sql";
 
 export interface ModelDefinition {
 	name: string;
@@ -27,7 +28,9 @@ export interface DbVars {
 	/**
 	 * Runs a parameterised statement on one of the pool's connections and returns
 	 * its rows as PostgreSQL gives them, without the ORM's work per query: for
-	 * the hot read paths, where that work is most of the cost.
+	 * the hot paths, where that work was most of the cost. Each connection
+	 * prepares a statement once and then only binds it, so the text must carry
+	 * no values (they go in `values`): the set of texts stays small and fixed.
 	 */
 	queryRows<T>(statement: { text: string; values: unknown[] }): Promise<T[]>;
 }
@@ -88,7 +91,7 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 				const pool = this.adapter.db.connectionManager;
 				const connection = (await pool.getConnection({ type: "read" })) as ClientBase;
 				try {
-					return (await connection.query(statement.text, statement.values)).rows as T[];
+					return (await connection.query(prepared(statement))).rows as T[];
 				} finally {
 					pool.releaseConnection(connection);
 				}
