@@ -89,7 +89,8 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 
 			async queryRows<T>(this: Service & DbVars, statement: { text: string; values: unknown[] }): Promise<T[]> {
 				const pool = this.adapter.db.connectionManager;
-				const connection = (await pool.getConnection({ type: "read" })) as ClientBase;
+				// "write": the primary; queryRows serves writes as well as reads.
+				const connection = (await pool.getConnection({ type: "write" })) as ClientBase;
 				try {
 					return (await connection.query(prepared(statement))).rows as T[];
 				} finally {
