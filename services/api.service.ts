@@ -150,6 +150,12 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 						}
 					})
 				);
+				// A service can answer before the gateway has routed it (moleculer-web builds its aliases a moment after a
+				// service appears): until then its paths are 404, so the gateway is not ready for it either.
+				const aliases = (this as unknown as { aliases: GatewayAlias[] }).aliases;
+				for (const service of config.readyServices) {
+					checks[`${service}.routes`] = aliases.some(alias => alias.action?.startsWith(`${service}.`)) ? "up" : "down: not routed yet";
+				}
 				const up = Object.values(checks).every(state => state === "up");
 				if (!up) ctx.meta.$statusCode = 503;
 				return { status: up ? "ready" : "unavailable", checks };
