@@ -315,7 +315,9 @@ describe("user administration", () => {
 		}
 		// Reactivation cut off the admins' older tokens, and those minted within the same second.
 		await new Promise(r => setTimeout(r, 1100));
-		adminToken = (await call("POST", "/auth/login", { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD }, fromIp())).body.token;
+		const relogin = await call("POST", "/auth/login", { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD }, fromIp());
+		expect(relogin.status).toBe(200);
+		adminToken = relogin.body.token;
 	});
 });
 

@@ -234,15 +234,14 @@ describe("the ledger", () => {
 	});
 
 	test("roles: receptionists read and post payments; charges, refunds, adjustments and status need an admin; doctors see nothing", async () => {
-		const as = (user: TestUser) => ({ authorization: `Bearer ${user.token}` });
-		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, as(receptionist))).status).toBe(200);
-		expect((await post({ type: "PAYMENT", amount: 100 }, as(receptionist))).status).toBe(201);
+		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, bearer(receptionist.token))).status).toBe(200);
+		expect((await post({ type: "PAYMENT", amount: 100 }, bearer(receptionist.token))).status).toBe(201);
 		for (const type of ["CHARGE", "REFUND", "ADJUSTMENT"]) {
-			expect((await post({ type, amount: 100 }, as(receptionist))).status).toBe(403);
+			expect((await post({ type, amount: 100 }, bearer(receptionist.token))).status).toBe(403);
 		}
-		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" }, as(receptionist))).status).toBe(403);
-		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, as(doctor))).status).toBe(403);
-		expect((await call("GET", `/billing/accounts/${account.id}/transactions`, undefined, as(doctor))).status).toBe(403);
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" }, bearer(receptionist.token))).status).toBe(403);
+		expect((await call("GET", `/billing/accounts/${account.id}`, undefined, bearer(doctor.token))).status).toBe(403);
+		expect((await call("GET", `/billing/accounts/${account.id}/transactions`, undefined, bearer(doctor.token))).status).toBe(403);
 		expect((await request(cluster.baseUrl, "GET", `/billing/accounts/${account.id}`)).status).toBe(401);
 	});
 

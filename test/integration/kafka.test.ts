@@ -211,7 +211,7 @@ describe("with the broker down", () => {
 		async () => {
 			const counted = await registrationsToday();
 			kafkaScript("stop");
-			let patients: { id: string }[] = [];
+			const patients: { id: string }[] = [];
 			try {
 				for (let i = 0; i < 3; i++) {
 					const patient = await createPatient(`down${i}`);
@@ -225,7 +225,6 @@ describe("with the broker down", () => {
 			} finally {
 				kafkaScript("start");
 			}
-			patients = patients.map(p => ({ id: p.id }));
 
 			for (const patient of patients) {
 				await eventually(async () => ((await accountOf(patient.id)) ? true : undefined), 90_000, "accounts after the outage");
