@@ -1,15 +1,16 @@
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { hash } from "@node-rs/argon2";
 import { Client } from "pg";
 import { chromium } from "playwright-core";
+import { eventually, freePort } from "../lib/network";
 import { NODE_FLAGS } from "../lib/node-flags";
 import { PROJECT_ROOT } from "../lib/paths";
+import { withDatabase } from "../lib/postgres";
 
 /**
  * `npm run bench [-- --quick]`: MedSync against a bare Node.js + pg server doing
@@ -58,26 +59,6 @@ interface Row {
 const log = (line: string) => console.log(`[bench] ${line}`);
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-const dbUrl = (name: string) => Object.assign(new URL(SERVER), { pathname: `/${name}` }).toString();
-
-function freePort(): Promise<number> {
-	return new Promise(resolve => {
-		const s = net.createServer().listen(0, "127.0.0.1", () => {
-			const { port } = s.address() as net.AddressInfo;
-			s.close(() => resolve(port));
-		});
-	});
-}
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	while (Date.now() < deadline) {
-		const value = await check().catch(() => undefined);
-		if (value !== undefined) return value;
-		await sleep(250);
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
 
 async function http(url: string, method = "GET", body?: unknown, token?: string): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
 	for (let attempt = 1; ; attempt++) {
@@ -304,15 +285,15 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 			? start([...NODE_FLAGS, ...profilerFlags(), path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js"), "--config", path.join(DIST, "moleculer.config.js")], { ...env, SERVICEDIR: path.join(DIST, "services") })
 			: start([path.join(DIST, "scripts/stack.js")], env);
 	try {
-		await until("MedSync to be ready", async () => ((await http(`${base}/ready`)).status === 200 ? true : undefined));
+		await eventually(async () => ((await http(`${base}/ready`)).status === 200 ? true : undefined), 120_000, "MedSync to be ready");
 		const token = (await http(`${base}/auth/login`, "POST", ADMIN)).body.token as string;
 		log(`${topology}: ready; loading ${FIXTURE_PATIENTS} fixture patients`);
-		const ids = await loadFixtures(dbUrl(`${prefix}_patients`));
+		const ids = await loadFixtures(withDatabase(SERVER, `${prefix}_patients`));
 
 		const baselinePort = await freePort();
-		const baseline = start([path.join(DIST, "bench/baseline.js"), String(baselinePort), dbUrl(`${prefix}_patients`), String(POOL), await hash("baseline-password")], {});
+		const baseline = start([path.join(DIST, "bench/baseline.js"), String(baselinePort), withDatabase(SERVER, `${prefix}_patients`), String(POOL), await hash("baseline-password")], {});
 		const bare = `http://127.0.0.1:${baselinePort}`;
-		await until("the baseline", async () => ((await fetch(`${bare}/patients/${ids[0]}`)).ok ? true : undefined));
+		await eventually(async () => ((await fetch(`${bare}/patients/${ids[0]}`)).ok ? true : undefined), 120_000, "the baseline");
 		const medsyncPids = () => Object.values(servicePids());
 
 		const byId = ids.map(id => `/patients/${id}`);
@@ -361,12 +342,12 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 		await scenario("POST /auth/login", "argon2id verify", { url: `${base}/auth/login`, method: "POST", connections: 8, body: "login", login: ADMIN }, { url: `${bare}/login`, method: "POST", connections: 8, body: "login", login: {} });
 
 		const created = rows.find(r => r.topology === topology && r.scenario.startsWith("POST /patients"))?.medsync.requests ?? 0;
-		const patientsDb = new Client({ connectionString: dbUrl(`${prefix}_patients`) });
+		const patientsDb = new Client({ connectionString: withDatabase(SERVER, `${prefix}_patients`) });
 		await patientsDb.connect();
-		const unbilled = await until("every created patient's billing account", async () => {
+		const unbilled = await eventually(async () => {
 			const { rows: r } = await patientsDb.query("SELECT count(*)::int AS n FROM patients WHERE email LIKE 'bench.%' AND billing_account_id IS NULL");
 			return r[0].n === 0 ? 0 : undefined;
-		}, 120_000).catch(() => -1);
+		}, 120_000, "every created patient's billing account").catch(() => -1);
 		events[`${topology}: created patients without a billing account`] = unbilled;
 		events[`${topology}: patients created under load`] = created;
 
@@ -377,23 +358,23 @@ async function benchTopology(topology: "single" | "distributed", rows: Row[], me
 			for (let i = 0; i < EVENT_CREATES; i += 10) {
 				await Promise.all(Array.from({ length: 10 }, (_, k) => http(`${base}/patients`, "POST", { name: `Event ${i + k}`, email: `event.${RUN}.${i + k}@example.org`, address: "x", dateOfBirth: "1990-01-01" }, token)));
 			}
-			const billing = new Client({ connectionString: dbUrl(`${prefix}_billing`) });
+			const billing = new Client({ connectionString: withDatabase(SERVER, `${prefix}_billing`) });
 			await billing.connect();
 			const { rows: outbox } = await patientsDb.query("SELECT event_id, created_at, sent_at FROM outbox WHERE key IN (SELECT id::text FROM patients WHERE email LIKE 'event.%') AND event_type = 'PATIENT_CREATED' AND created_at >= $1", [from]);
-			const consumed = await until("billing to consume every event", async () => {
+			const consumed = await eventually(async () => {
 				const { rows: r } = await billing.query("SELECT event_id, processed_at FROM processed_events WHERE event_id = ANY($1::uuid[])", [outbox.map(o => o.event_id)]);
 				return r.length === outbox.length ? r : undefined;
-			});
+			}, 120_000, "billing to consume every event");
 			const at = new Map(consumed.map(r => [r.event_id, new Date(r.processed_at).getTime()]));
 			const percentile = (values: number[], p: number) => values.sort((a, b) => a - b)[Math.floor(values.length * p)];
 			const latencies = outbox.map(o => at.get(o.event_id)! - new Date(o.created_at).getTime());
 			events["Kafka event latency p50 (ms)"] = percentile(latencies, 0.5);
 			events["Kafka event latency p99 (ms)"] = percentile(latencies, 0.99);
 			// Where the time goes: commit → published by the relay, then published → consumed by billing.
-			const relayed = await until("the relay to mark every event sent", async () => {
+			const relayed = await eventually(async () => {
 				const { rows: r } = await patientsDb.query("SELECT event_id, created_at, sent_at FROM outbox WHERE event_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [outbox.map(o => o.event_id)]);
 				return r.length === outbox.length ? r : undefined;
-			});
+			}, 120_000, "the relay to mark every event sent");
 			const toRelay = relayed.map(o => new Date(o.sent_at).getTime() - new Date(o.created_at).getTime());
 			const toConsumer = relayed.map(o => at.get(o.event_id)! - new Date(o.sent_at).getTime());
 			events["  of which commit → relayed, p50 / p99 (ms)"] = `${percentile(toRelay, 0.5)} / ${percentile(toRelay, 0.99)}`;

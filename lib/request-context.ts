@@ -9,12 +9,12 @@ export const requestContext = new AsyncLocalStorage<{ requestId?: string }>();
  * The gateway sets the id (X-Request-ID, or a new one); Moleculer carries it to
  * every call and event, across nodes; the logger reads it from here.
  */
+function withRequestId(next: (ctx: Context) => Promise<unknown>) {
+	return (ctx: Context) => requestContext.run({ requestId: ctx.requestID ?? undefined }, () => next(ctx));
+}
+
 export const RequestContextMiddleware: Middleware = {
 	name: "RequestContext",
-	localAction(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => requestContext.run({ requestId: ctx.requestID ?? undefined }, () => next(ctx));
-	},
-	localEvent(next: (ctx: Context) => Promise<unknown>) {
-		return (ctx: Context) => requestContext.run({ requestId: ctx.requestID ?? undefined }, () => next(ctx));
-	}
+	localAction: withRequestId,
+	localEvent: withRequestId
 } as unknown as Middleware;

@@ -41,7 +41,7 @@ interface AuthMethods {
 	checkRevocation(claims: AccessClaims): Promise<AccessClaims>;
 	loadKeySet(force: boolean): Promise<JWTVerifyGetKey>;
 	loadRevocations(): Promise<void>;
-	applyRevocation(revocation: Revocation): void;
+	applyRevocations(revocations: Revocation[]): void;
 }
 
 type AuthThis = Service & AuthVars & AuthMethods;
@@ -79,7 +79,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 
 		events: {
 			"auth.revoked"(this: AuthThis, ctx: Context<Revocation>) {
-				this.applyRevocation(ctx.params);
+				this.applyRevocations([ctx.params]);
 			}
 		},
 
@@ -165,15 +165,18 @@ export function AuthMixin(): Partial<ServiceSchema> {
 
 			async loadRevocations(this: AuthThis): Promise<void> {
 				const revocations = await this.broker.call<Revocation[], Record<string, never>>("auth.revocations", {});
-				revocations.forEach(r => this.applyRevocation(r));
+				this.applyRevocations(revocations);
 			},
 
-			applyRevocation(this: AuthThis, revocation: Revocation) {
+			/** Records revocations, then prunes once: the minute's reload brings every recent one at a time. */
+			applyRevocations(this: AuthThis, revocations: Revocation[]) {
 				const now = Math.floor(Date.now() / 1000);
-				if (revocation.sessionId) this.revokedSessions.set(revocation.sessionId, now + ACCESS_TOKEN_TTL_SECONDS);
-				if (revocation.userId && revocation.validAfter !== undefined) {
-					const known = this.userCutoffs.get(revocation.userId) ?? 0;
-					this.userCutoffs.set(revocation.userId, Math.max(known, revocation.validAfter));
+				for (const revocation of revocations) {
+					if (revocation.sessionId) this.revokedSessions.set(revocation.sessionId, now + ACCESS_TOKEN_TTL_SECONDS);
+					if (revocation.userId && revocation.validAfter !== undefined) {
+						const known = this.userCutoffs.get(revocation.userId) ?? 0;
+						this.userCutoffs.set(revocation.userId, Math.max(known, revocation.validAfter));
+					}
 				}
 				// Tokens live 15 minutes: older entries can no longer match a valid token.
 				for (const [id, until] of this.revokedSessions) if (until < now) this.revokedSessions.delete(id);

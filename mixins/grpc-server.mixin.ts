@@ -39,8 +39,9 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 						handler.call(this as unknown as TService, call.request).then(
 							response => callback(null, response),
 							err => {
-								if (toGrpcError(err).code === status.INTERNAL) this.logger.error(`gRPC ${method} failed`, err);
-								callback(toGrpcError(err));
+								const grpcError = toGrpcError(err);
+								if (grpcError.code === status.INTERNAL) this.logger.error(`gRPC ${method} failed`, err);
+								callback(grpcError);
 							}
 						);
 					}

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { config } from "../lib/config";
+import { portOpen } from "../lib/network";
 import { NODE_FLAGS } from "../lib/node-flags";
 import { PROJECT_ROOT } from "../lib/paths";
 import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/postgres";
@@ -19,14 +19,10 @@ const KAFKA_SCRIPT = path.join(PROJECT_ROOT, "scripts/kafka.sh");
 
 const log = (line: string) => console.log(`[stack] ${line}`);
 
+/** True when the service at a URL (or host:port) accepts a TCP connection. */
 function answers(url: string): Promise<boolean> {
 	const { hostname, port } = new URL(url.includes("://") ? url : `tcp://${url}`);
-	return new Promise(resolve => {
-		const socket = net.connect({ host: hostname, port: Number(port), timeout: 1000 });
-		socket.once("connect", () => (socket.destroy(), resolve(true)));
-		socket.once("error", () => resolve(false));
-		socket.once("timeout", () => (socket.destroy(), resolve(false)));
-	});
+	return portOpen(hostname, Number(port));
 }
 
 async function main(): Promise<void> {

@@ -1,22 +1,13 @@
 import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
-import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { portOpen } from "../../lib/network";
 import { canConnect } from "../../lib/postgres-probe";
 
 const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
 const KAFKA_TEST_DATA_DIR = path.resolve(".data/test-kafka");
-
-function portOpen(host: string, port: number): Promise<boolean> {
-	return new Promise(resolve => {
-		const socket = net.connect({ host, port, timeout: 1000 });
-		socket.once("connect", () => (socket.destroy(), resolve(true)));
-		socket.once("error", () => resolve(false));
-		socket.once("timeout", () => (socket.destroy(), resolve(false)));
-	});
-}
 
 /** NATS_URL, the machine's NATS on 4222, or a nats-server started here for the run. */
 async function setUpNats(): Promise<void> {

@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
+
+// Shared with the bench and the stack script; tests import them from here as before.
+export { eventually, freePort } from "../../lib/network";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
@@ -11,18 +13,6 @@ export interface NodeProcess {
 	output(): string;
 	/** SIGTERM, then wait for the process to exit. */
 	stop(): Promise<void>;
-}
-
-/** A free TCP port on the loopback interface. */
-export async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const server = net.createServer();
-		server.listen(0, "127.0.0.1", () => {
-			const { port } = server.address() as net.AddressInfo;
-			server.close(() => resolve(port));
-		});
-		server.on("error", reject);
-	});
 }
 
 /**
@@ -50,20 +40,4 @@ export function startNode(services: string[], env: Record<string, string>): Node
 			await exited;
 		}
 	};
-}
-
-/** Retries `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000, what = "condition"): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	let lastError: unknown;
-	while (Date.now() < deadline) {
-		try {
-			const value = await check();
-			if (value !== undefined) return value;
-		} catch (err) {
-			lastError = err;
-		}
-		await new Promise(resolve => setTimeout(resolve, 200));
-	}
-	throw new Error(`Timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
 }
