@@ -44,7 +44,11 @@ export function localParts(instant: number, timeZone: string): LocalParts {
 
 /** Minutes the zone is ahead of UTC at `instant` (e.g. 60 for Berlin in winter). */
 export function offsetMinutes(instant: number, timeZone: string): number {
-	const { date, time, seconds } = localParts(instant, timeZone);
+	return offsetOf(instant, localParts(instant, timeZone));
+}
+
+/** The offset, from the wall clock already read at `instant`. */
+function offsetOf(instant: number, { date, time, seconds }: LocalParts): number {
 	const asUtc = Date.parse(`${date}T${time}:${seconds}Z`);
 	return Math.round((asUtc - Math.floor(instant / 1000) * 1000) / 60_000);
 }
@@ -63,8 +67,9 @@ export function zonedInstant(date: string, time: string, timeZone: string): numb
 
 /** ISO 8601 with the zone's offset at that instant, e.g. 2026-03-30T09:00:00+02:00. */
 export function formatZoned(instant: number, timeZone: string): string {
-	const { date, time, seconds } = localParts(instant, timeZone);
-	const offset = offsetMinutes(instant, timeZone);
+	const parts = localParts(instant, timeZone);
+	const { date, time, seconds } = parts;
+	const offset = offsetOf(instant, parts);
 	const sign = offset < 0 ? "-" : "+";
 	const abs = Math.abs(offset);
 	return `${date}T${time}:${seconds}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;

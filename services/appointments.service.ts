@@ -11,7 +11,7 @@ import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
 import { dateOnly, instant } from "../lib/validation";
-import { formatZoned, localParts, zonedInstant } from "../lib/zoned-time";
+import { formatZoned, zonedInstant } from "../lib/zoned-time";
 
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
 type Status = (typeof APPOINTMENT_STATUSES)[number];
@@ -318,19 +318,15 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 
 	methods: {
 		toAppointment(row: Row): Appointment {
-			const start = new Date(row.start_at).getTime();
-			const end = new Date(row.end_at).getTime();
-			const local = (t: number) => {
-				const p = localParts(t, row.timezone);
-				return { date: p.date, time: `${p.time}:${p.seconds}` };
-			};
-			const [s, e] = [local(start), local(end)];
+			// `YYYY-MM-DDTHH:mm:ss±hh:mm` in the doctor's zone: the original's local fields are slices of it.
+			const start = formatZoned(new Date(row.start_at).getTime(), row.timezone);
+			const end = formatZoned(new Date(row.end_at).getTime(), row.timezone);
 			return {
 				id: row.id,
 				patientId: row.patient_id,
 				doctorId: row.doctor_id,
-				start: formatZoned(start, row.timezone),
-				end: formatZoned(end, row.timezone),
+				start,
+				end,
 				durationMinutes: row.duration_minutes,
 				timezone: row.timezone,
 				consultationFee: Number(row.consultation_fee),
@@ -339,11 +335,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 				cancellationReason: row.cancellation_reason,
 				createdAt: new Date(row.created_at).toISOString(),
 				updatedAt: new Date(row.updated_at).toISOString(),
-				date: s.date,
-				startTime: s.time,
-				endTime: e.time,
-				startDateTime: `${s.date}T${s.time}`,
-				endDateTime: `${e.date}T${e.time}`
+				date: start.slice(0, 10),
+				startTime: start.slice(11, 19),
+				endTime: end.slice(11, 19),
+				startDateTime: start.slice(0, 19),
+				endDateTime: end.slice(0, 19)
 			};
 		},
 
@@ -395,13 +391,15 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 
 		/** Moves along the lifecycle: only from the allowed states, atomically; anything else is 409. */
 		async transition(this: AppointmentsThis, ctx: Context, id: string, from: Status[], to: Status, cancellationReason?: string): Promise<Appointment> {
-			const current = await this.findRow(id);
-			const [row] = await this.adapter.db.query<Row>(
-				`UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now()
-				 WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING *`,
-				{ bind: [current.id, to, from, cancellationReason ?? null], type: QueryTypes.SELECT }
-			);
+			const [row] = isUuid(id)
+				? await this.adapter.db.query<Row>(
+						`UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now()
+						 WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING *`,
+						{ bind: [id, to, from, cancellationReason ?? null], type: QueryTypes.SELECT }
+					)
+				: [];
 			if (!row) {
+				// Only a failed change reads the row: to answer 404 if there is none, else 409 naming its status.
 				const now = await this.findRow(id);
 				throw new ConflictError(`A ${now.status} appointment cannot become ${to}`, { status: now.status });
 			}
@@ -433,7 +431,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 				type: QueryTypes.SELECT
 			});
 			for (const row of rows) {
-				if (!(await this.requestCharge(this.toAppointment(row)))) return;
+				if (!(await this.requestCharge({ id: row.id, patientId: row.patient_id, consultationFee: Number(row.consultation_fee) }))) return;
 			}
 		}
 	},
