@@ -80,10 +80,12 @@ interface BillingMethods {
 	chargeAppointment(ctx: Context, charge: AppointmentCharge): Promise<void>;
 	openAccount(input: { patientId: string; name: string; email: string }): Promise<BillingAccount>;
 	announceAccount(patientId: string, accountId: string): Promise<void>;
-	findAccount(id: string, transaction?: Transaction, lock?: boolean): Promise<BillingAccount>;
+	findAccount(id: string, transaction?: Transaction): Promise<BillingAccount>;
+	accountRow(id: string, transaction?: Transaction, lock?: Transaction["LOCK"][keyof Transaction["LOCK"]]): Promise<Model>;
 	changeAccount(id: string, changes: AccountChanges): Promise<BillingAccount>;
 	toAccount(row: Model, balance: number): BillingAccount;
 	balanceOf(accountId: string, transaction?: Transaction): Promise<number>;
+	balancesOf(accountIds: string[], transaction?: Transaction): Promise<Map<string, number>>;
 	postEntry(accountId: string, input: Omit<NewTransaction, "id">, idempotencyKey?: string): Promise<LedgerTransaction & { balance: number; patientId: string }>;
 }
 
@@ -103,8 +105,9 @@ interface TransactionRow {
 /** Ten billion in major units: far beyond any clinic bill, well inside JavaScript's exact integers. */
 const MAX_AMOUNT = 1_000_000_000_000;
 
-const BALANCE_SQL = `SELECT COALESCE(SUM(CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END), 0)::bigint AS balance
-	FROM billing_transactions WHERE account_id = $1`;
+/** Each listed account's balance; an account with no transactions has no row (a balance of 0). */
+const BALANCES_SQL = `SELECT account_id, SUM(CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END)::bigint AS balance
+	FROM billing_transactions WHERE account_id = ANY($1::uuid[]) GROUP BY account_id`;
 
 /** An account as the ORM or a RETURNING clause gives it, before its balance is known. */
 type AccountRecord = Omit<BillingAccount, "balance" | "createdAt" | "updatedAt"> & { createdAt: Date | string; updatedAt: Date | string };
@@ -287,7 +290,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 					order: [["createdAt", "DESC"], ["id", "DESC"]],
 					...limitOffset(ctx.params)
 				});
-				const accounts = await Promise.all(rows.map(async row => this.toAccount(row, await this.balanceOf(row.get("id") as string))));
+				const balances = await this.balancesOf(rows.map(row => row.get("id") as string));
+				const accounts = rows.map(row => this.toAccount(row, balances.get(row.get("id") as string) ?? 0));
 				return toPage(accounts, count, ctx.params);
 			}
 		},
@@ -318,7 +322,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			rest: "GET /accounts/:id/transactions",
 			params: { $$strict: true, id: accountIdParam, ...pagingParams(50) },
 			async handler(ctx: Context<PageRequest & { id: string }>): Promise<Page<LedgerTransaction> & { patientId: string }> {
-				const account = await this.findAccount(ctx.params.id);
+				const account = (await this.accountRow(ctx.params.id)).get({ plain: true }) as AccountRecord;
 				const { limit, offset } = limitOffset(ctx.params);
 				const rows = await this.adapter.db.query<TransactionRow>(
 					"SELECT * FROM billing_transactions WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
@@ -403,7 +407,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			const print = fingerprint(input);
 			return this.adapter.db.transaction(async transaction => {
 				// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
-				const account = await this.findAccount(accountId, transaction, true);
+				const account = (await this.accountRow(accountId, transaction, transaction.LOCK.SHARE)).get({ plain: true }) as AccountRecord;
 				const [inserted] = await this.adapter.db.query<TransactionRow>(
 					`INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
 					 SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
@@ -455,30 +459,37 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			await this.broker.emit("billing.account.opened", { patientId, accountId });
 		},
 
-		async findAccount(this: BillingThis, id: string, transaction?: Transaction, lock = false): Promise<BillingAccount> {
-			const row = isUuid(id)
-				? await this.adapter.model.findByPk(id, { transaction, lock: lock && transaction ? transaction.LOCK.SHARE : undefined })
-				: null;
+		async findAccount(this: BillingThis, id: string, transaction?: Transaction): Promise<BillingAccount> {
+			return this.toAccount(await this.accountRow(id, transaction), await this.balanceOf(id, transaction));
+		},
+
+		/** The account's row, locked as asked within the transaction, or 404; without its balance, which costs a sum over the ledger. */
+		async accountRow(this: BillingThis, id: string, transaction?: Transaction, lock?: Transaction["LOCK"][keyof Transaction["LOCK"]]): Promise<Model> {
+			const row = isUuid(id) ? await this.adapter.model.findByPk(id, { transaction, lock }) : null;
 			if (!row) throw new NotFoundError("Billing account", id);
-			return this.toAccount(row, await this.balanceOf(id, transaction));
+			return row;
 		},
 
 		async changeAccount(this: BillingThis, id: string, changes: AccountChanges): Promise<BillingAccount> {
 			return this.adapter.db.transaction(async transaction => {
-				const row = isUuid(id) ? await this.adapter.model.findByPk(id, { transaction, lock: transaction.LOCK.UPDATE }) : null;
-				if (!row) throw new NotFoundError("Billing account", id);
+				const row = await this.accountRow(id, transaction, transaction.LOCK.UPDATE);
 				await row.update(changes, { transaction });
 				return this.toAccount(row, await this.balanceOf(id, transaction));
 			});
 		},
 
 		async balanceOf(this: BillingThis, accountId: string, transaction?: Transaction): Promise<number> {
-			const [{ balance }] = await this.adapter.db.query<{ balance: string }>(BALANCE_SQL, {
-				bind: [accountId],
+			return (await this.balancesOf([accountId], transaction)).get(accountId) ?? 0;
+		},
+
+		/** The balances of many accounts in one query (a page of accounts), by account id. */
+		async balancesOf(this: BillingThis, accountIds: string[], transaction?: Transaction): Promise<Map<string, number>> {
+			const rows = await this.adapter.db.query<{ account_id: string; balance: string }>(BALANCES_SQL, {
+				bind: [accountIds],
 				type: QueryTypes.SELECT,
 				transaction
 			});
-			return Number(balance);
+			return new Map(rows.map(r => [r.account_id, Number(r.balance)]));
 		},
 
 		toAccount(row: Model, balance: number): BillingAccount {

@@ -131,6 +131,18 @@ describe("patients → billing", () => {
 		expect(byPatient.body.rows.map((a: { id: string }) => a.id)).toEqual([patient.billingAccountId]);
 	});
 
+	test("the account list carries each account's balance, 0 for one with no transactions", async () => {
+		const [owing, clear] = [await newPatient(), await newPatient()];
+		for (const entry of [{ type: "CHARGE", amount: 500 }, { type: "PAYMENT", amount: 200 }]) {
+			expect((await call("POST", `/billing/accounts/${owing.billingAccountId}/transactions`, entry)).status).toBe(201);
+		}
+		const listed = await call("GET", "/billing/accounts?pageSize=100");
+		expect(listed.status).toBe(200);
+		const balances = new Map(listed.body.rows.map((a: { id: string; balance: number }) => [a.id, a.balance]));
+		expect(balances.get(owing.billingAccountId)).toBe(300);
+		expect(balances.get(clear.billingAccountId)).toBe(0);
+	});
+
 	test("billing stopped → patients still created → billing back → every one gets its account", async () => {
 		const broker = cluster.broker;
 		const billing = broker.getLocalService("billing")!;
