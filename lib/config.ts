@@ -93,6 +93,11 @@ function text(env: Env, name: string): string | undefined {
 	return raw ? raw : undefined;
 }
 
+/** A comma-separated list, each item trimmed, empty ones dropped. */
+function list(env: Env, name: string): string[] | undefined {
+	return text(env, name)?.split(",").map(item => item.trim()).filter(Boolean);
+}
+
 function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
 	const raw = text(env, name) ?? fallback;
 	const value = values.find(v => v === raw);
@@ -137,7 +142,7 @@ export function loadConfig(env: Env = process.env): Config {
 		dataDir: path.resolve(text(env, "DATA_DIR") ?? ".data"),
 		embeddedPostgresPort: integer(env, "EMBEDDED_POSTGRES_PORT", 54329),
 		bodyLimit: text(env, "BODY_LIMIT") ?? "100kb",
-		corsOrigins: (text(env, "CORS_ORIGINS") ?? "*").split(",").map(o => o.trim()).filter(Boolean),
+		corsOrigins: list(env, "CORS_ORIGINS") ?? ["*"],
 		clinicTimezone: timezone(env),
 		production: env.NODE_ENV === "production",
 		authSignup: oneOf(env, "AUTH_SIGNUP", ["open", "closed"], "open"),
@@ -151,7 +156,7 @@ export function loadConfig(env: Env = process.env): Config {
 		billingGrpcDeadlineMs: integer(env, "BILLING_GRPC_DEADLINE_MS", 2000),
 		billingReconcileIntervalMs: integer(env, "BILLING_RECONCILE_INTERVAL_MS", 30_000),
 		billingCurrency: currency(env),
-		kafkaBrokers: text(env, "KAFKA_BROKERS")?.split(",").map(b => b.trim()).filter(Boolean),
+		kafkaBrokers: list(env, "KAFKA_BROKERS"),
 		patientTopic: text(env, "KAFKA_PATIENT_TOPIC") ?? "patient",
 		kafkaPartitions: integer(env, "KAFKA_PARTITIONS", 3),
 		kafkaReplicationFactor: integer(env, "KAFKA_REPLICATION_FACTOR", 1),
@@ -165,7 +170,7 @@ export function loadConfig(env: Env = process.env): Config {
 			return exporter === "none" ? undefined : exporter;
 		})(),
 		tracingEndpoint: text(env, "TRACING_ENDPOINT"),
-		readyServices: (text(env, "READY_SERVICES") ?? "auth,audit,patients,billing,analytics,doctors,appointments").split(",").map(s => s.trim()).filter(Boolean)
+		readyServices: list(env, "READY_SERVICES") ?? ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments"]
 	};
 }
 

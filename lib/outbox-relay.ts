@@ -20,22 +20,22 @@ export interface OutboxRelayOptions {
 	/** Publishes the rows, in order; resolves once the broker has them. */
 	send(rows: OutboxRow[]): Promise<void>;
 	logger: Logger;
-	batchSize?: number;
-	/** A safety net under LISTEN/NOTIFY, and the retry pace while the broker is down. */
-	pollMs?: number;
-	/**
-	 * How long a wake-up waits for more commits before reading the outbox: under
-	 * load, one read, one publish and one update then carry many events instead
-	 * of one each. Default 5 ms.
-	 */
-	lingerMs?: number;
-	/** Sent rows are kept this long, for inspection, then purged. */
-	retentionDays?: number;
 	/** Told the number of pending events after each pass (for the outbox depth metric). */
 	onDepth?(pending: number): void;
 }
 
 const LOCK = "hashtext('medsync.outbox.relay')";
+const BATCH_SIZE = 100;
+/** A safety net under LISTEN/NOTIFY, and the retry pace while the broker is down. */
+const POLL_MS = 2000;
+/**
+ * How long a wake-up waits for more commits before reading the outbox: under
+ * load, one read, one publish and one update then carry many events instead of
+ * one each.
+ */
+const LINGER_MS = 5;
+/** Sent rows are kept this long, for inspection, then purged. */
+const RETENTION_DAYS = 7;
 
 /**
  * Publishes the outbox's pending events in id order and marks them sent. It
@@ -65,7 +65,7 @@ export class OutboxRelay {
 		await client.query("SET synchronous_commit = off");
 		await client.query("LISTEN outbox");
 		this.client = client;
-		this.timer = setInterval(() => this.wake(), this.options.pollMs ?? 2000);
+		this.timer = setInterval(() => this.wake(), POLL_MS);
 		this.wake();
 	}
 
@@ -84,7 +84,7 @@ export class OutboxRelay {
 			this.again = true;
 			return;
 		}
-		this.running = new Promise(resolve => setTimeout(resolve, this.options.lingerMs ?? 5))
+		this.running = new Promise(resolve => setTimeout(resolve, LINGER_MS))
 			.then(() => this.drain())
 			.catch(err => this.options.logger.warn(`Outbox relay: ${(err as Error).message}`))
 			.finally(() => {
@@ -105,15 +105,14 @@ export class OutboxRelay {
 			if (!this.leader) return;
 			this.options.logger.info("Outbox relay: this node publishes the outbox");
 		}
-		const batchSize = this.options.batchSize ?? 100;
 		let more = true;
 		while (more && !this.stopped) {
 			const { rows } = await client.query(
 				`SELECT id, event_id, topic, key, event_type, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
-				[batchSize]
+				[BATCH_SIZE]
 			);
 			// A short batch took everything pending; what commits after it wakes the relay again.
-			more = rows.length === batchSize;
+			more = rows.length === BATCH_SIZE;
 			if (!rows.length) break;
 			const batch: OutboxRow[] = rows.map(r => ({ id: r.id, eventId: r.event_id, topic: r.topic, key: r.key, eventType: r.event_type, payload: r.payload }));
 			const ids = batch.map(r => r.id);
@@ -132,7 +131,7 @@ export class OutboxRelay {
 		this.options.onDepth?.(0);
 		if (Date.now() - this.lastPurge > 3_600_000) {
 			this.lastPurge = Date.now();
-			await client.query(`DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)`, [this.options.retentionDays ?? 7]);
+			await client.query(`DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)`, [RETENTION_DAYS]);
 		}
 	}
 }

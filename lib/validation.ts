@@ -1,6 +1,12 @@
 import { config } from "./config";
 import { isRealDate, todayIn } from "./dates";
 
+/**
+ * A record's id in a path or a body. Any string up to 64 characters passes: one
+ * that is not a UUID names no record, so it is a 404, not a validation error.
+ */
+export const idParam = { type: "string", max: 64 };
+
 interface RuleError {
 	type: string;
 	actual?: unknown;

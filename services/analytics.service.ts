@@ -5,6 +5,7 @@ import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin"
 import { analyticsMigrations } from "../migrations/analytics";
 import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
+import { datesBetween } from "../lib/zoned-time";
 import { invalidFields } from "../lib/errors";
 import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
 import { ANALYTICS_READERS } from "../lib/roles";
@@ -82,7 +83,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 					{ bind: [from, to], type: QueryTypes.SELECT }
 				);
 				const counts = new Map(rows.map(r => [r.day, r.count]));
-				const days = Array.from({ length: span + 1 }, (_, i) => addDays(from, i)).map(date => ({ date, count: counts.get(date) ?? 0 }));
+				const days = datesBetween(from, to).map(date => ({ date, count: counts.get(date) ?? 0 }));
 				return { from, to, days, total: days.reduce((sum, d) => sum + d.count, 0) };
 			}
 		}

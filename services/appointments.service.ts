@@ -10,7 +10,7 @@ import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
-import { dateOnly, instant } from "../lib/validation";
+import { dateOnly, instant, idParam } from "../lib/validation";
 import { formatZoned, zonedInstant } from "../lib/zoned-time";
 
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
@@ -95,7 +95,6 @@ type AppointmentsThis = Service<ServiceSettingSchema> & AppointmentsVars & Appoi
 const SELECT = "SELECT * FROM appointments";
 const ACTIVE: Status[] = ["booked", "arrived"];
 
-const idParam = { type: "string", max: 64 };
 const whenParams = {
 	start: instant({ optional: true }),
 	date: dateOnly({ optional: true }),
@@ -140,7 +139,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			roles: APPOINTMENT_SCHEDULERS,
 			audit: "patient",
 			rest: "POST /",
-			params: { $$strict: true, patientId: { type: "string", max: 64 }, doctorId: { type: "string", max: 64 }, ...whenParams, reason: reasonParam },
+			params: { $$strict: true, patientId: idParam, doctorId: idParam, ...whenParams, reason: reasonParam },
 			async handler(ctx: Context<WhenInput & { patientId: string; doctorId: string; reason?: string }, Meta>): Promise<Appointment> {
 				const { patientId, doctorId } = ctx.params;
 				// Both must exist; one 422 names every one that does not.

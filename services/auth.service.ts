@@ -8,6 +8,7 @@ import { authMigrations } from "../migrations/auth";
 import { config } from "../lib/config";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, violatedUniqueConstraint } from "../lib/errors";
 import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
+import { idParam } from "../lib/validation";
 import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";
 import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
 import { ADMIN_ONLY, type CallerIdentity, EVERYONE, ROLES, type Role } from "../lib/roles";
@@ -245,7 +246,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			roles: ADMIN_ONLY,
 			params: {
 				$$strict: true,
-				id: { type: "string", max: 64 },
+				id: idParam,
 				role: { type: "enum", values: ROLES, optional: true },
 				active: { type: "boolean", optional: true }
 			},

@@ -11,6 +11,7 @@ import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
+import { idParam } from "../lib/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
 import {
 	type BillingAccountRequest,
@@ -147,7 +148,6 @@ function fingerprint(input: Omit<NewTransaction, "id">): string {
 		.digest("hex");
 }
 
-const accountIdParam = { type: "string", max: 64 };
 
 /**
  * Billing accounts (one per patient) and their append-only ledger, in exact
@@ -267,7 +267,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		changeAccount: {
 			visibility: "public",
 			params: {
-				id: accountIdParam,
+				id: idParam,
 				name: { type: "string", trim: true, empty: false, max: 100, optional: true },
 				email: { type: "email", max: 254, optional: true },
 				status: { type: "enum", values: ACCOUNT_STATUSES, optional: true }
@@ -300,7 +300,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			roles: BILLING_CLERKS,
 			audit: "billing",
 			rest: "GET /accounts/:id",
-			params: { id: accountIdParam },
+			params: { id: idParam },
 			handler(ctx: Context<{ id: string }>): Promise<BillingAccount> {
 				return this.findAccount(ctx.params.id);
 			}
@@ -310,7 +310,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			roles: BILLING_ADMINS,
 			audit: "billing",
 			rest: "PATCH /accounts/:id",
-			params: { $$strict: true, id: accountIdParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
+			params: { $$strict: true, id: idParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
 			handler(ctx: Context<{ id: string; status: AccountStatus }>): Promise<BillingAccount> {
 				return this.changeAccount(ctx.params.id, { status: ctx.params.status });
 			}
@@ -320,7 +320,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			roles: BILLING_CLERKS,
 			audit: "billing",
 			rest: "GET /accounts/:id/transactions",
-			params: { $$strict: true, id: accountIdParam, ...pagingParams(50) },
+			params: { $$strict: true, id: idParam, ...pagingParams(50) },
 			async handler(ctx: Context<PageRequest & { id: string }>): Promise<Page<LedgerTransaction> & { patientId: string }> {
 				const account = (await this.accountRow(ctx.params.id)).get({ plain: true }) as AccountRecord;
 				const { limit, offset } = limitOffset(ctx.params);
@@ -342,7 +342,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			rest: "POST /accounts/:id/transactions",
 			params: {
 				$$strict: true,
-				id: accountIdParam,
+				id: idParam,
 				type: { type: "enum", values: TRANSACTION_TYPES },
 				amount: {
 					type: "number",

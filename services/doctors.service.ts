@@ -8,7 +8,7 @@ import { ConflictError, NotFoundError, invalidFields, violatedUniqueConstraint }
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, availabilityProblem, freeSlots } from "../lib/scheduling";
-import { dateOnly, partialUpdate } from "../lib/validation";
+import { dateOnly, partialUpdate, idParam } from "../lib/validation";
 import { WEEKDAYS, datesBetween, formatZoned, isTimeZone } from "../lib/zoned-time";
 
 export interface Doctor {
@@ -40,7 +40,6 @@ type DoctorsThis = Service<ServiceSettingSchema> & DbVars & DoctorMethods;
 const HH_MM = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 const MAX_SLOT_RANGE_DAYS = 31;
 
-const idParam = { type: "string", max: 64 };
 
 /** The fields a client writes; the weekly availability is checked as a whole (no overlaps). */
 const doctorFields = {

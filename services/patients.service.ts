@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
-import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
+import { PATIENT_EVENT_TYPES } from "../lib/patient-events";
+import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, type PatientFilter, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
@@ -15,8 +16,8 @@ import { PatientEvent } from "../proto/generated/patient_event";
 import { KafkaMixin, type KafkaSchema, type OutgoingMessage } from "../mixins/kafka.mixin";
 import { OutboxRelay } from "../lib/outbox-relay";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
-import { dateOnly, partialUpdate } from "../lib/validation";
-import { type Page, type PageRequest, pagingParams, toPage } from "../lib/paging";
+import { dateOnly, partialUpdate, idParam } from "../lib/validation";
+import { type Page, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 
 export interface Patient extends Omit<NewPatient, "gender"> {
@@ -28,15 +29,8 @@ export interface Patient extends Omit<NewPatient, "gender"> {
 }
 
 type Gender = "male" | "female" | "other" | "unknown";
-export type PatientEventType = "PATIENT_CREATED" | "PATIENT_UPDATED" | "PATIENT_DELETED";
+export type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
 type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "billingAccountId" | "createdAt" | "updatedAt">>;
-
-interface ListParams extends PageRequest {
-	search?: string;
-	bornFrom?: string;
-	bornTo?: string;
-	sort: string;
-}
 
 /** What an action may tell the gateway about its HTTP response. */
 interface HttpMeta {
@@ -72,7 +66,6 @@ type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
 const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
 const SORT_VALUES = Object.keys(PATIENT_SORT_KEYS).flatMap(field => [field, `-${field}`]);
 
-const idParam = { type: "string", max: 64 };
 
 /** The fields a client writes, as on create; `registerDate` defaults to today. */
 const patientFields = {
@@ -190,7 +183,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				bornTo: dateOnly({ optional: true }),
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
-			async handler(ctx: Context<ListParams>): Promise<Page<Patient>> {
+			async handler(ctx: Context<PatientFilter>): Promise<Page<Patient>> {
 				const rows = await this.queryRows<PatientRecord & { total: number }>(patientPage(ctx.params));
 				return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, ctx.params);
 			}
