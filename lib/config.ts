@@ -7,6 +7,8 @@ import path from "node:path";
 export interface Config {
 	/** HTTP port of the API gateway. */
 	port: number;
+	/** The gateway `npm run seed` and the REPL's `seed` load the demo data through. */
+	seedUrl: string;
 	/** Moleculer transporter URL (e.g. nats://127.0.0.1:4222); unset runs every service in one process. */
 	transporter: string | undefined;
 	/** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
@@ -133,6 +135,7 @@ function currency(env: Env): string {
 export function loadConfig(env: Env = process.env): Config {
 	return {
 		port: integer(env, "PORT", 4005),
+		seedUrl: text(env, "SEED_URL") ?? `http://127.0.0.1:${integer(env, "PORT", 4005)}`,
 		transporter: text(env, "TRANSPORTER"),
 		namespace: text(env, "NAMESPACE") ?? "medsync",
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),

@@ -51,6 +51,12 @@ export function adminCredentials(): { email: string; password: string } {
 	return { email: config.adminEmail, password };
 }
 
+/** `npm run seed` and the REPL's `seed`: the demo set into the gateway at SEED_URL, as the admin, printing progress and the result. */
+export async function seedConfigured(): Promise<void> {
+	const result = await seed({ baseUrl: config.seedUrl, ...adminCredentials(), log: line => console.log(`seed: ${line}`) });
+	console.log(JSON.stringify(result));
+}
+
 export async function seed(options: SeedOptions): Promise<SeedResult> {
 	const log = options.log ?? (() => {});
 	const call = async (method: string, path: string, body?: unknown, token?: string) => {

@@ -50,10 +50,9 @@ declare module "moleculer" {
 interface KafkaVars {
 	kafkaProducer?: Producer<Buffer, Buffer, string, string>;
 	kafkaConsumers: Consumer<Buffer, Buffer, Buffer, Buffer>[];
-	kafkaLoops: Promise<void>[];
+	kafkaLoop?: Promise<void>;
 	kafkaWork?: OrderedWork<Message<Buffer, Buffer, Buffer, Buffer>>;
 	kafkaStopping: boolean;
-	kafkaLagTimer?: NodeJS.Timeout;
 	kafkaCommitting?: Promise<void>;
 }
 
@@ -192,11 +191,12 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 						heartbeatInterval: 1000
 					});
 					this.kafkaConsumers.push(consumer);
+					let lagTimer: NodeJS.Timeout | undefined;
 					try {
 						const stream = await consumer.consume({ topics: [topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
 						backoff = 500;
-						this.kafkaLagTimer = setInterval(() => this.kafkaReportLag(consumer, topic), LAG_REPORT_MS);
-						this.kafkaLagTimer.unref();
+						lagTimer = setInterval(() => this.kafkaReportLag(consumer, topic), LAG_REPORT_MS);
+						lagTimer.unref();
 						// Messages of different keys are handled side by side, each key's in order; an offset is
 						// committed once every message before it in its partition has been handled.
 						const work = new OrderedWork<Message<Buffer, Buffer, Buffer, Buffer>>(config.kafkaConcurrency, (_partition, raw) => {
@@ -220,7 +220,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 					} catch (err) {
 						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}); reconnecting in ${backoff} ms`);
 					} finally {
-						clearInterval(this.kafkaLagTimer);
+						clearInterval(lagTimer);
 						await closeConsumer(consumer);
 						this.kafkaConsumers = this.kafkaConsumers.filter(c => c !== consumer);
 					}
@@ -238,7 +238,6 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 				});
 			}
 			this.kafkaConsumers = [];
-			this.kafkaLoops = [];
 			this.kafkaStopping = false;
 		},
 
@@ -268,9 +267,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 				}
 			});
 			// In the background: a broker that is down delays consuming, never the service's start.
-			this.kafkaLoops = [
-				ensureTopics(topics, this.logger, () => this.kafkaStopping).then(() => Promise.all(consumers.map(c => this.kafkaConsume(c))).then(() => {}))
-			];
+			this.kafkaLoop = ensureTopics(topics, this.logger, () => this.kafkaStopping).then(() => Promise.all(consumers.map(c => this.kafkaConsume(c))).then(() => {}));
 		},
 
 		async stopped(this: KafkaThis) {
@@ -279,7 +276,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 			await this.kafkaWork?.drain();
 			await this.kafkaCommitting;
 			await Promise.all(this.kafkaConsumers.map(closeConsumer));
-			await Promise.all(this.kafkaLoops);
+			await this.kafkaLoop;
 			await this.kafkaProducer?.close().catch(() => {});
 			this.kafkaProducer = undefined;
 		}

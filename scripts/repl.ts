@@ -1,7 +1,7 @@
 import { ServiceBroker } from "moleculer";
 import brokerConfig from "../moleculer.config";
 import { config } from "../lib/config";
-import { adminCredentials, seed } from "../lib/seed";
+import { seedConfigured } from "../lib/seed";
 
 /**
  * `npm run repl`: a service-less node that joins the running cluster through
@@ -29,11 +29,7 @@ async function main(): Promise<void> {
 				{
 					command: "seed",
 					description: "Load the demo data set through the gateway (SEED_URL, default the local one)",
-					async action() {
-						const baseUrl = process.env.SEED_URL ?? `http://127.0.0.1:${config.port}`;
-						const result = await seed({ baseUrl, ...adminCredentials(), log: line => console.log(`seed: ${line}`) });
-						console.log(JSON.stringify(result));
-					}
+					action: seedConfigured
 				}
 			]
 		}

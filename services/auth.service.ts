@@ -153,6 +153,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			public: true,
 			params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 200 } },
 			async handler(ctx: Context<{ refreshToken: string }>): Promise<TokenPair> {
+				const tokenHash = sha256(ctx.params.refreshToken);
 				const outcome = await this.adapter.db.transaction(async transaction => {
 					const [token] = await this.adapter.db.query<{
 						session_id: string;
@@ -164,7 +165,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 						`SELECT t.session_id, t.used_at, s.revoked_at, s.expires_at < now() AS expired, s.user_id
 						 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
 						 WHERE t.token_hash = $1 FOR UPDATE OF t, s`,
-						{ bind: [sha256(ctx.params.refreshToken)], type: QueryTypes.SELECT, transaction }
+						{ bind: [tokenHash], type: QueryTypes.SELECT, transaction }
 					);
 					if (!token || token.revoked_at || token.expired) return { error: "Invalid refresh token" };
 					if (token.used_at) {
@@ -175,7 +176,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					const row = await this.adapter.model.findByPk(token.user_id, { transaction });
 					if (!row || !row.get("active")) return { error: "Invalid refresh token" };
 					await this.adapter.db.query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", {
-						bind: [sha256(ctx.params.refreshToken)],
+						bind: [tokenHash],
 						transaction
 					});
 					return { tokens: await this.issueTokens(this.toUser(row), token.session_id, transaction) };

@@ -43,7 +43,9 @@ describe("configuration", () => {
 	});
 
 	test("operations: log format, metrics port, tracing exporter", () => {
-		expect(loadConfig({})).toMatchObject({ logFormat: "json", metricsPort: 3030, tracingExporter: undefined });
+		expect(loadConfig({})).toMatchObject({ logFormat: "json", metricsPort: 3030, tracingExporter: undefined, seedUrl: "http://127.0.0.1:4005" });
+		expect(loadConfig({ PORT: "4100" }).seedUrl).toBe("http://127.0.0.1:4100");
+		expect(loadConfig({ SEED_URL: "http://gateway:4005" }).seedUrl).toBe("http://gateway:4005");
 		expect(loadConfig({ LOG_FORMAT: "pretty", METRICS_PORT: "off", TRACING_EXPORTER: "Zipkin", TRACING_ENDPOINT: "http://zipkin:9411" })).toMatchObject({
 			logFormat: "pretty",
 			metricsPort: undefined,
