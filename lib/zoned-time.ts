@@ -85,6 +85,11 @@ export function isTimeZone(name: string): boolean {
 }
 
 /** The local dates from `from` to `to`, inclusive. */
+/** Calendar days from `from` to `to`, both counted: 1 for one day, 0 or less when `to` comes first. Counted, not listed, so a huge range costs nothing. */
+export function dayCount(from: string, to: string): number {
+	return (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000 + 1;
+}
+
 export function datesBetween(from: string, to: string): string[] {
 	const dates: string[] = [];
 	for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`); t += 86_400_000) {

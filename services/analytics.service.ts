@@ -5,7 +5,7 @@ import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin"
 import { analyticsMigrations } from "../migrations/analytics";
 import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
-import { datesBetween } from "../lib/zoned-time";
+import { dayCount, datesBetween } from "../lib/zoned-time";
 import { invalidFields } from "../lib/errors";
 import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
 import { ANALYTICS_READERS } from "../lib/roles";
@@ -74,8 +74,8 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 			async handler(this: AnalyticsThis, ctx: Context<{ from?: string; to?: string }>) {
 				const to = ctx.params.to ?? todayIn(config.clinicTimezone);
 				const from = ctx.params.from ?? addDays(to, -29);
-				const span = (Date.parse(to) - Date.parse(from)) / DAY_MS;
-				if (span < 0 || span >= MAX_RANGE_DAYS) {
+				const dayTotal = dayCount(from, to);
+				if (dayTotal < 1 || dayTotal > MAX_RANGE_DAYS) {
 					throw invalidFields([{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }]);
 				}
 				const rows = await this.adapter.db.query<{ day: string; count: number }>(

@@ -9,7 +9,7 @@ import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, availabilityProblem, freeSlots } from "../lib/scheduling";
 import { dateOnly, partialUpdate, idParam } from "../lib/validation";
-import { WEEKDAYS, datesBetween, formatZoned, isTimeZone } from "../lib/zoned-time";
+import { WEEKDAYS, dayCount, formatZoned, isTimeZone } from "../lib/zoned-time";
 
 export interface Doctor {
 	id: string;
@@ -192,7 +192,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 				const doctor = this.toDoctor(await this.findDoctor(ctx.params.id));
 				const from = ctx.params.date ?? ctx.params.from ?? todayIn(doctor.timezone);
 				const to = ctx.params.date ?? ctx.params.to ?? from;
-				const days = datesBetween(from, to).length;
+				const days = dayCount(from, to);
 				if (days < 1 || days > MAX_SLOT_RANGE_DAYS) {
 					throw invalidFields([{ field: "to", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_SLOT_RANGE_DAYS} days.` }]);
 				}

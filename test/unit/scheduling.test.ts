@@ -1,5 +1,5 @@
 import { availabilityProblem, freeSlots, withinAvailability } from "../../lib/scheduling";
-import { formatZoned, offsetMinutes, zonedInstant } from "../../lib/zoned-time";
+import { datesBetween, dayCount, formatZoned, offsetMinutes, zonedInstant } from "../../lib/zoned-time";
 
 const iso = (ms: number, tz: string) => formatZoned(ms, tz);
 
@@ -82,5 +82,16 @@ describe("free slots", () => {
 		expect(withinAvailability(at("2026-12-07T08:00:00Z", 60), availability, "Europe/Berlin")).toBe(true);
 		expect(withinAvailability(at("2026-12-07T15:30:00Z", 60), availability, "Europe/Berlin")).toBe(false);
 		expect(withinAvailability(at("2026-12-07T07:30:00Z", 30), availability, "Europe/Berlin")).toBe(false);
+	});
+});
+
+describe("calendar ranges", () => {
+	test("dayCount counts both ends, agrees with the listed dates, and is below 1 for a backwards range", () => {
+		for (const [from, to] of [["2024-01-01", "2024-01-01"], ["2024-02-27", "2024-03-02"], ["2024-01-01", "2024-12-31"], ["2026-03-28", "2026-03-30"]]) {
+			expect(dayCount(from, to)).toBe(datesBetween(from, to).length);
+		}
+		expect(dayCount("2024-01-01", "2024-12-31")).toBe(366);
+		expect(dayCount("2024-01-02", "2024-01-01")).toBe(0);
+		expect(dayCount("2024-01-05", "2024-01-01")).toBeLessThan(1);
 	});
 });
