@@ -45,12 +45,11 @@ interface FieldRule {
 }
 
 /**
- * Params for a partial update (PATCH): every field becomes optional, but a field
- * that may not be null on create may not be set to null either. fastest-validator
- * lets an optional field be null, so that last check sits on the object.
+ * Params for a partial update (PATCH): every field becomes optional. A field
+ * that may not be null on create may not be set to null either: the broker's
+ * validator (lib/validator.ts) allows null only where a rule says `nullable`.
  */
 export function partialUpdate(fields: Record<string, FieldRule>, always: Record<string, FieldRule> = {}) {
-	const notNull = Object.keys(fields).filter(name => !fields[name].nullable);
 	return {
 		$$root: true,
 		type: "object",
@@ -58,12 +57,6 @@ export function partialUpdate(fields: Record<string, FieldRule>, always: Record<
 		props: {
 			...Object.fromEntries(Object.entries(fields).map(([name, rule]) => [name, { ...rule, optional: true }])),
 			...always
-		},
-		custom(value: Record<string, unknown>, errors: (RuleError & { field: string })[]) {
-			for (const field of notNull) {
-				if (value[field] === null) errors.push({ type: "required", field, actual: null });
-			}
-			return value;
 		}
 	};
 }
