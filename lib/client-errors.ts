@@ -1,3 +1,4 @@
+import { STATUS_CODES } from "node:http";
 import { Errors } from "moleculer";
 import { config } from "./config";
 
@@ -12,16 +13,21 @@ export interface ErrorLike {
 interface FieldError {
 	field?: string;
 	message?: string;
+	type?: string;
+	expected?: unknown;
 	actual?: unknown;
 }
 
 const SECRET_FIELD = /pass|token|secret/i;
 
-/** A validation error echoes the bad value; never for a password or a token. */
-function withoutSecrets(error: FieldError): FieldError {
-	if (!error.field || !SECRET_FIELD.test(error.field)) return error;
-	const { actual: _actual, ...rest } = error;
-	return rest;
+/**
+ * What a client learns of one invalid field: which, why, and the value it sent
+ * (never for a password or a token). The validator also notes the node and the
+ * action that refused it; those are the cluster's business, not the client's.
+ */
+function forClient({ field, message, type, expected, actual }: FieldError): FieldError {
+	const secret = field !== undefined && SECRET_FIELD.test(field);
+	return { field, message, type, expected, ...(!secret && { actual }) };
 }
 
 /** body-parser marks its errors with a `type`; these are the client's mistakes it can report. */
@@ -44,6 +50,8 @@ export function toClientError(err: ErrorLike): Errors.MoleculerError {
 	const parserError = err.type ? BODY_PARSER_ERRORS[err.type] : undefined;
 	if (parserError) return named(parserError.name, parserError.message, err.code ?? 400, parserError.type);
 
+	// A path no routed action serves: the same 404 as any unknown path, without the action's name.
+	if (err.type === "SERVICE_NOT_FOUND") return named("NotFoundError", "Not found", 404, "NOT_FOUND");
 	if (err.type === "SERVICE_NOT_AVAILABLE" || err.type === "REQUEST_TIMEOUT") {
 		// A service node is down or slow: say so, without naming the cluster's nodes.
 		return named("ServiceUnavailableError", "The service is temporarily unavailable. Try again shortly.", 503, "SERVICE_UNAVAILABLE");
@@ -52,16 +60,22 @@ export function toClientError(err: ErrorLike): Errors.MoleculerError {
 	if (code >= 500) return named("InternalServerError", "Internal server error", 500, "INTERNAL_ERROR");
 
 	if (err.type === "VALIDATION_ERROR" && Array.isArray(err.data)) {
-		const fields = (err.data as FieldError[]).map(withoutSecrets);
+		const fields = (err.data as FieldError[]).map(forClient);
 		const message = fields.map(e => e.message).filter(Boolean).join(" ") || err.message || "Validation failed";
 		return named(err.name ?? "ValidationError", message, code, err.type, fields);
 	}
 	return named(err.name ?? "Error", err.message ?? "Request failed", code, err.type, err.data);
 }
 
-function named(name: string, message: string, code: number, type = "", data?: unknown): Errors.MoleculerError {
-	const error = new Errors.MoleculerError(message, code, type, data);
+/** Every error body has all of name, message, code, type and data (null when there is nothing more to say). */
+function named(name: string, message: string, code: number, type?: string, data?: unknown): Errors.MoleculerError {
+	const error = new Errors.MoleculerError(message, code, type || statusType(code), data ?? null);
 	error.name = name;
 	return error;
 }
 
+
+/** A type for an error thrown without one: its status in words, e.g. BAD_REQUEST. */
+function statusType(code: number): string {
+	return (STATUS_CODES[code] ?? "Error").toUpperCase().replace(/\W+/g, "_");
+}

@@ -108,9 +108,9 @@ const ERROR_SCHEMA = {
 		message: { type: "string" },
 		code: { type: "integer" },
 		type: { type: "string" },
-		data: {}
+		data: { description: "Details: for a validation error, one entry per field; null when there are none." }
 	},
-	required: ["name", "message", "code"]
+	required: ["name", "message", "code", "type", "data"]
 };
 
 export function buildOpenApi(routes: RoutedAction[], info: { title: string; version: string }): JsonSchema {

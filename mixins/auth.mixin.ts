@@ -13,6 +13,8 @@ export interface GatewayRequest extends IncomingMessage {
 	$action?: ActionSchema;
 	$params?: Record<string, unknown>;
 	$ctx?: Context<unknown, GatewayMeta>;
+	/** The matched route, e.g. `/patients/:id`: what a log line or a message may name instead of the URL. */
+	$alias?: { method: string; path: string; fullPath?: string };
 }
 
 export interface GatewayMeta {
@@ -108,7 +110,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 				if (!action || action.public) return;
 				const role = ctx.meta.user?.role;
 				if (!role || !action.roles?.includes(role)) {
-					throw new ForbiddenError(`The ${role ?? "anonymous"} role may not call ${action.name}`);
+					throw new ForbiddenError(`The ${role ?? "anonymous"} role may not ${req.method} ${req.$alias?.fullPath ?? "this path"}`);
 				}
 			},
 

@@ -40,6 +40,26 @@ describe("errors as the client sees them", () => {
 		const leaky = new Error('relation "patients" violates constraint at 10.0.0.5 password=hunter2');
 		const client = toClientError(leaky);
 		expect(client).toMatchObject({ code: 500, name: "InternalServerError", message: "Internal server error", type: "INTERNAL_ERROR" });
-		expect(client.data).toBeUndefined();
+		expect(client.data).toBeNull();
+	});
+
+	test("a validation error names the field, never the node or the action that refused it", () => {
+		const err = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
+			{ field: "name", message: "The 'name' field is required.", type: "required", nodeID: "node-1", action: "patients.create" }
+		]);
+		const client = toClientError(err);
+		expect(client.data).toEqual([{ field: "name", message: "The 'name' field is required.", type: "required" }]);
+		expect(JSON.stringify(client)).not.toMatch(/node-1|patients\.create/);
+	});
+
+	test("a path no routed action serves is a plain 404", () => {
+		const client = toClientError(new Errors.ServiceNotFoundError({ action: "patients.secret", nodeID: "node-1" }));
+		expect(client).toMatchObject({ code: 404, name: "NotFoundError", type: "NOT_FOUND", data: null });
+		expect(client.message).not.toContain("patients.secret");
+	});
+
+	test("every error has a type and data, even one thrown without", () => {
+		const client = toClientError(new Errors.MoleculerClientError("Bad thing", 400));
+		expect(client).toMatchObject({ code: 400, type: "BAD_REQUEST", data: null });
 	});
 });
