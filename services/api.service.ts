@@ -10,6 +10,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/client-errors";
 import { config } from "../lib/config";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
+import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/request-guards";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
 
 interface GatewayAlias {
@@ -96,9 +97,11 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				autoAliases: true,
 				mappingPolicy: "restrict",
 				bodyParsers: {
-					json: { strict: true, limit: config.bodyLimit },
+					json: { strict: true, limit: config.bodyLimit, type: JSON_MEDIA_TYPES },
 					urlencoded: false
 				},
+				// After the body parser: a body must be JSON, and no key may reach a prototype when the params are merged.
+				use: [requireJsonBody, refusePrototypeKeys],
 				logging: true
 			}
 		],
