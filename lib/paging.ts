@@ -1,7 +1,10 @@
-/** Query params for a paginated list: `page` from 1, `pageSize` up to 100. */
+/** Past this page an offset stops being a list and starts being an overflow (a bigint OFFSET, or 1e20 as text). */
+export const MAX_PAGE = 1_000_000;
+
+/** Query params for a paginated list: `page` from 1 to MAX_PAGE, `pageSize` up to 100. */
 export function pagingParams(defaultPageSize = 20) {
 	return {
-		page: { type: "number", integer: true, min: 1, convert: true, default: 1 },
+		page: { type: "number", integer: true, min: 1, max: MAX_PAGE, convert: true, default: 1 },
 		pageSize: { type: "number", integer: true, min: 1, max: 100, convert: true, default: defaultPageSize }
 	};
 }
