@@ -48,5 +48,29 @@ CREATE TABLE login_failures (
 CREATE INDEX login_failures_email_idx ON login_failures (email, at);
 CREATE INDEX login_failures_ip_idx ON login_failures (ip, at);
 `
+	},
+	{
+		version: 2,
+		name: "reserve login attempts; remember the clients that logged in",
+		sql: `
+-- An attempt is written before its password is checked, as pending, and counts as a
+-- failure until it proves the right password (then its row goes). '' is the client
+-- of calls that came over the broker, not through the gateway: they share one key.
+UPDATE login_failures SET ip = '' WHERE ip IS NULL;
+ALTER TABLE login_failures
+	ALTER COLUMN ip SET NOT NULL,
+	ADD COLUMN pending boolean NOT NULL DEFAULT false;
+CREATE INDEX login_failures_at_idx ON login_failures (at);
+
+-- A client (by IP: the API has no cookies) that logged in to an account is exempt
+-- from that account's global back-off, so a distributed attack does not slow its owner.
+CREATE TABLE known_login_clients (
+	user_id uuid NOT NULL REFERENCES users (id),
+	ip varchar(64) NOT NULL,
+	last_login_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, ip)
+);
+CREATE INDEX known_login_clients_last_login_at_idx ON known_login_clients (last_login_at);
+`
 	}
 ];

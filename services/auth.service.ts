@@ -14,6 +14,22 @@ import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER
 import { ADMIN_ONLY, type CallerIdentity, EVERYONE, ROLES, type Role } from "../lib/roles";
 import { developmentSecret } from "../lib/secrets";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { type PeriodicJob, runPeriodically } from "../lib/periodic";
+import {
+	ATTEMPT_POLL_FIRST_MS,
+	ATTEMPT_POLL_MAX_MS,
+	EMAIL_WINDOW_SECONDS,
+	IN_FLIGHT_WAIT_MS,
+	IP_WINDOW_SECONDS,
+	KNOWN_CLIENT_DAYS,
+	LOGIN_PRUNE_INTERVAL_MS,
+	LOGIN_RECORDS_KEPT_SECONDS,
+	type LoginCounts,
+	PAIR_WINDOW_SECONDS,
+	PENDING_STALE_SECONDS,
+	loginClient,
+	loginVerdict
+} from "../lib/auth/login-throttle";
 
 const { MoleculerClientError } = Errors;
 
@@ -43,7 +59,9 @@ interface AuthMethods {
 	toUser(row: Model): User;
 	issueTokens(user: User, sessionId: string, transaction: Transaction): Promise<TokenPair>;
 	createUser(email: string, password: string, role: Role): Promise<User>;
-	throttle(email: string, ip: string | undefined): Promise<void>;
+	reserveLoginAttempt(email: string, client: string): Promise<string>;
+	settleLoginFailure(attempt: string): Promise<void>;
+	pruneLoginRecords(): Promise<void>;
 	revokeSession(sessionId: string, reason: string, transaction?: Transaction): Promise<void>;
 	ensureFirstAdmin(): Promise<void>;
 }
@@ -52,13 +70,10 @@ interface AuthVars extends DbVars {
 	signingKey: SigningKey;
 	/** An argon2id hash of a random password: verified against when the email is unknown, so both paths take as long. */
 	decoyHash: string;
+	loginPruner: PeriodicJob;
 }
 
 type AuthThis = Service<ServiceSettingSchema> & AuthVars & AuthMethods;
-
-const THROTTLE_WINDOW_MINUTES = 15;
-const MAX_FAILURES_PER_EMAIL = 5;
-const MAX_FAILURES_PER_IP = 30;
 
 const emailParam = { type: "email", max: 254 };
 const passwordParam = {
@@ -125,19 +140,31 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			params: { $$strict: true, email: emailParam, password: loginPasswordParam },
 			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<TokenPair> {
 				const email = ctx.params.email.toLowerCase();
-				await this.throttle(email, ctx.meta.ip);
-				const row = await this.adapter.model.findOne({ where: where(fn("lower", col("email")), email) });
-				// The decoy keeps an unknown email as slow as a wrong password.
-				const ok = await verifyPassword(row ? (row.get("passwordHash") as string) : this.decoyHash, ctx.params.password);
-				if (!row || !ok || !row.get("active")) {
-					await this.adapter.db.query("INSERT INTO login_failures (email, ip) VALUES ($1, $2)", {
-						bind: [email, ctx.meta.ip ?? null]
-					});
-					throw new UnauthorizedError(BAD_CREDENTIALS);
+				const client = loginClient(ctx.meta.ip);
+				const attempt = await this.reserveLoginAttempt(email, client);
+				let user: User | undefined;
+				try {
+					const row = await this.adapter.model.findOne({ where: where(fn("lower", col("email")), email) });
+					// The decoy keeps an unknown email as slow as a wrong password.
+					const ok = await verifyPassword(row ? (row.get("passwordHash") as string) : this.decoyHash, ctx.params.password);
+					if (row && ok && row.get("active")) user = this.toUser(row);
+				} finally {
+					// Also on an error: the attempt stays a failure. Settling only tells attempts waiting on it.
+					if (!user) await this.settleLoginFailure(attempt);
 				}
-				const user = this.toUser(row);
+				if (!user) throw new UnauthorizedError(BAD_CREDENTIALS);
 				return this.adapter.db.transaction(async transaction => {
-					await this.adapter.db.query("DELETE FROM login_failures WHERE email = $1", { bind: [email], transaction });
+					// The reservation goes, and so do this client's earlier typos: it has proved the password.
+					// Other clients' failures stay, and so do attempts still being checked.
+					await this.adapter.db.query("DELETE FROM login_failures WHERE email = $1 AND ip = $2 AND (id = $3 OR NOT pending)", {
+						bind: [email, client, attempt],
+						transaction
+					});
+					await this.adapter.db.query(
+						`INSERT INTO known_login_clients (user_id, ip) VALUES ($1, $2)
+						 ON CONFLICT (user_id, ip) DO UPDATE SET last_login_at = now()`,
+						{ bind: [user.id, client], transaction }
+					);
 					const sessionId = crypto.randomUUID();
 					await this.adapter.db.query(
 						`INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + make_interval(days => $3))`,
@@ -340,19 +367,78 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			}
 		},
 
-		/** 429 once an email or an IP has failed too often within the window. */
-		async throttle(this: AuthThis, email: string, ip: string | undefined): Promise<void> {
-			const [counts] = await this.adapter.db.query<{ by_email: number; by_ip: number; email_retry: number; ip_retry: number }>(
-				`SELECT count(*) FILTER (WHERE email = $1)::int AS by_email,
-				        count(*) FILTER (WHERE ip = $2)::int AS by_ip,
-				        ceil(extract(epoch FROM min(at) FILTER (WHERE email = $1) + make_interval(mins => $3) - now()))::int AS email_retry,
-				        ceil(extract(epoch FROM min(at) FILTER (WHERE ip = $2) + make_interval(mins => $3) - now()))::int AS ip_retry
-				 FROM login_failures
-				 WHERE at > now() - make_interval(mins => $3) AND (email = $1 OR ip = $2)`,
-				{ bind: [email, ip ?? null, THROTTLE_WINDOW_MINUTES], type: QueryTypes.SELECT }
-			);
-			if (counts.by_email >= MAX_FAILURES_PER_EMAIL) throw new TooManyRequestsError(THROTTLED, Math.max(1, counts.email_retry));
-			if (counts.by_ip >= MAX_FAILURES_PER_IP) throw new TooManyRequestsError(THROTTLED, Math.max(1, counts.ip_retry));
+		/**
+		 * Counts, checks and records a login attempt in one transaction, serialised
+		 * per email and per client by advisory locks, before its password is checked:
+		 * the attempt is written as a pending failure, so no number of parallel
+		 * attempts gets past the limits. Returns the attempt's id; 429 when refused.
+		 */
+		async reserveLoginAttempt(this: AuthThis, email: string, client: string): Promise<string> {
+			const deadline = Date.now() + IN_FLIGHT_WAIT_MS;
+			for (let pause = ATTEMPT_POLL_FIRST_MS; ; pause = Math.min(pause * 2, ATTEMPT_POLL_MAX_MS)) {
+				const outcome = await this.adapter.db.transaction(async transaction => {
+					// Every attempt takes the email's lock, then the client's: one order, so no deadlock.
+					await this.adapter.db.query(
+						`SELECT pg_advisory_xact_lock(hashtext('auth.login.email'), hashtext($1)),
+						        pg_advisory_xact_lock(hashtext('auth.login.ip'), hashtext($2))`,
+						{ bind: [email, client], transaction }
+					);
+					// Times are the statement's, not the transaction's (now()), which began before the lock was granted:
+					// attempts are then stamped in the order they were let through.
+					const [counts] = await this.adapter.db.query<LoginCounts>(
+						`SELECT count(*) FILTER (WHERE pair)::int AS "pairAttempts",
+						        count(*) FILTER (WHERE pair AND settled)::int AS "pairFailures",
+						        extract(epoch FROM min(at) FILTER (WHERE pair) + make_interval(secs => $3) - statement_timestamp())::float8 AS "pairRetry",
+						        count(*) FILTER (WHERE by_ip)::int AS "ipAttempts",
+						        count(*) FILTER (WHERE by_ip AND settled)::int AS "ipFailures",
+						        extract(epoch FROM min(at) FILTER (WHERE by_ip) + make_interval(secs => $4) - statement_timestamp())::float8 AS "ipRetry",
+						        count(*) FILTER (WHERE by_email)::int AS "emailAttempts",
+						        extract(epoch FROM statement_timestamp() - max(at) FILTER (WHERE by_email))::float8 AS "emailIdleSeconds",
+						        EXISTS (SELECT 1 FROM known_login_clients k JOIN users u ON u.id = k.user_id
+						                WHERE lower(u.email) = $1 AND k.ip = $2 AND k.last_login_at > statement_timestamp() - make_interval(days => $7)) AS "knownClient"
+						 FROM (SELECT at,
+						              email = $1 AND ip = $2 AND at > statement_timestamp() - make_interval(secs => $3) AS pair,
+						              ip = $2 AND at > statement_timestamp() - make_interval(secs => $4) AS by_ip,
+						              email = $1 AND at > statement_timestamp() - make_interval(secs => $5) AS by_email,
+						              NOT pending OR at <= statement_timestamp() - make_interval(secs => $6) AS settled
+						       FROM login_failures
+						       WHERE (email = $1 AND at > statement_timestamp() - make_interval(secs => $5))
+						          OR (ip = $2 AND at > statement_timestamp() - make_interval(secs => $4))) recent`,
+						{
+							bind: [email, client, PAIR_WINDOW_SECONDS, IP_WINDOW_SECONDS, EMAIL_WINDOW_SECONDS, PENDING_STALE_SECONDS, KNOWN_CLIENT_DAYS],
+							type: QueryTypes.SELECT,
+							transaction
+						}
+					);
+					const verdict = loginVerdict(counts);
+					if (verdict.kind !== "check") return verdict;
+					const [reserved] = await this.adapter.db.query<{ id: string }>(
+						"INSERT INTO login_failures (email, ip, pending, at) VALUES ($1, $2, true, statement_timestamp()) RETURNING id",
+						{ bind: [email, client], type: QueryTypes.SELECT, transaction }
+					);
+					return { kind: "reserved" as const, id: reserved.id };
+				});
+				if (outcome.kind === "reserved") return outcome.id;
+				if (outcome.kind === "refuse") throw new TooManyRequestsError(THROTTLED, outcome.retryAfter);
+				// Attempts in flight settle within a hash's time; past the wait, they are as good as failures.
+				if (Date.now() + pause > deadline) throw new TooManyRequestsError(THROTTLED, 1);
+				await new Promise(resolve => setTimeout(resolve, pause));
+			}
+		},
+
+		/** A reserved attempt failed: it stays a failure, no longer pending. */
+		async settleLoginFailure(this: AuthThis, attempt: string): Promise<void> {
+			await this.adapter.db.query("UPDATE login_failures SET pending = false WHERE id = $1", { bind: [attempt] });
+		},
+
+		/** Attempts older than every window, and clients not seen for KNOWN_CLIENT_DAYS, count for nothing. */
+		async pruneLoginRecords(this: AuthThis): Promise<void> {
+			await this.adapter.db.query("DELETE FROM login_failures WHERE at < now() - make_interval(secs => $1)", {
+				bind: [LOGIN_RECORDS_KEPT_SECONDS]
+			});
+			await this.adapter.db.query("DELETE FROM known_login_clients WHERE last_login_at < now() - make_interval(days => $1)", {
+				bind: [KNOWN_CLIENT_DAYS]
+			});
 		},
 
 		async revokeSession(this: AuthThis, sessionId: string, reason: string, transaction?: Transaction): Promise<void> {
@@ -388,6 +474,16 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		this.signingKey = await loadSigningKey();
 		this.decoyHash = await hashPassword(crypto.randomBytes(16).toString("hex"));
 		await this.ensureFirstAdmin();
+		this.loginPruner = runPeriodically(
+			() => this.pruneLoginRecords(),
+			LOGIN_PRUNE_INTERVAL_MS,
+			err => this.logger.warn("Pruning old login attempts failed", err),
+			{ now: true }
+		);
+	},
+
+	async stopped(this: AuthThis) {
+		await this.loginPruner?.stop();
 	}
 };
 

@@ -9,7 +9,7 @@ import { config } from "../../lib/config";
 import { loadSigningKey } from "../../lib/auth/keys";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/auth/tokens";
 import { databaseName, withDatabase } from "../../lib/postgres";
-import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { type JsonResponse, type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 
 let cluster: TestCluster;
@@ -256,15 +256,40 @@ describe("refresh tokens", () => {
 });
 
 describe("login throttling", () => {
-	test("the 6th bad login for one email within 15 minutes is 429 with Retry-After, even with the right password", async () => {
-		const user = await createUser(cluster.baseUrl, adminToken, "VIEWER");
-		for (let i = 0; i < 5; i++) {
-			expect((await call("POST", "/auth/login", { email: user.email, password: `wrong-${i}` }, fromIp())).status).toBe(401);
+	/** X-Forwarded-For naming one client, for tests that need the same one again. */
+	const client = (ip: string) => ({ "x-forwarded-for": ip });
+	const login = (email: string, password: string, headers: Record<string, string>) => call("POST", "/auth/login", { email, password }, headers);
+	const tally = (answers: JsonResponse[]) => {
+		const counts: Record<number, number> = {};
+		for (const { status } of answers) counts[status] = (counts[status] ?? 0) + 1;
+		return counts;
+	};
+	/** Every 429 says when to come back, within `most` seconds. */
+	const expectRetryAfter = (answers: JsonResponse[], most: number) => {
+		for (const refused of answers.filter(a => a.status === 429)) {
+			const seconds = Number(refused.headers.get("retry-after"));
+			expect(seconds).toBeGreaterThanOrEqual(1);
+			expect(seconds).toBeLessThanOrEqual(most);
 		}
-		const sixth = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
+	};
+
+	test("the 6th bad login for one email from one client within 15 minutes is 429 with Retry-After, even with the right password", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "VIEWER");
+		const from = client("203.0.113.1");
+		for (let i = 0; i < 5; i++) expect((await login(user.email, `wrong-${i}`, from)).status).toBe(401);
+		const sixth = await login(user.email, user.password, from);
 		expect(sixth.status).toBe(429);
-		expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
-		expect(Number(sixth.headers.get("retry-after"))).toBeLessThanOrEqual(15 * 60);
+		expect(sixth.headers.get("retry-after")).not.toBeNull();
+		expectRetryAfter([sixth], 15 * 60);
+	});
+
+	test("40 parallel wrong passwords for one email from one client: exactly 5 are checked, 35 are 429", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "VIEWER");
+		const from = client("203.0.113.2");
+		const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => login(user.email, `wrong-${i}`, from)));
+		expect(tally(answers)).toEqual({ 401: 5, 429: 35 });
+		expectRetryAfter(answers, 15 * 60);
+		expect((await login(user.email, user.password, from)).status).toBe(429);
 	});
 
 	test("30 bad logins from one IP block that IP, not others", async () => {
@@ -278,6 +303,69 @@ describe("login throttling", () => {
 		expect(blocked.headers.get("retry-after")).toBeTruthy();
 		const elsewhere = await call("POST", "/auth/login", { email: user.email, password: user.password }, fromIp());
 		expect(elsewhere.status).toBe(200);
+	});
+
+	test("40 parallel wrong passwords from one client across 40 emails: exactly 30 are checked, 10 are 429", async () => {
+		const from = client("203.0.113.3");
+		const answers = await Promise.all(Array.from({ length: 40 }, () => login(uniqueEmail("stuffing"), "wrong-password", from)));
+		expect(tally(answers)).toEqual({ 401: 30, 429: 10 });
+		expectRetryAfter(answers, 15 * 60);
+	});
+
+	test("an attacker who exhausts their client's limit does not lock the owner out on another client", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		const attacker = client("203.0.113.4");
+		const attack = await Promise.all(Array.from({ length: 20 }, (_, i) => login(user.email, `guess-${i}`, attacker)));
+		expect(tally(attack)).toEqual({ 401: 5, 429: 15 });
+		expect((await login(user.email, user.password, attacker)).status).toBe(429);
+		expect((await login(user.email, user.password, client("203.0.113.5"))).status).toBe(200);
+	});
+
+	test("parallel logins with the right password from one client all succeed: attempts in flight are waited for, not refused", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		const from = client("203.0.113.6");
+		const answers = await Promise.all(Array.from({ length: 12 }, () => login(user.email, user.password, from)));
+		expect(tally(answers)).toEqual({ 200: 12 });
+	});
+
+	test("during an attack spread over many addresses, a known client logs in and an unknown one is slowed, never locked out", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		const known = client("203.0.113.7");
+		expect((await login(user.email, user.password, known)).status).toBe(200);
+
+		// One guess from each of 20 addresses at once: the account's free allowance is checked, the rest wait out the back-off.
+		const attack = await Promise.all(Array.from({ length: 20 }, (_, i) => login(user.email, `guess-${i}`, client(`198.18.0.${i + 1}`))));
+		expect(tally(attack)).toEqual({ 401: 10, 429: 10 });
+		expectRetryAfter(attack, 60);
+
+		const stranger = await login(user.email, user.password, client("203.0.113.8"));
+		expect(stranger.status).toBe(429);
+		expectRetryAfter([stranger], 60);
+		expect((await login(user.email, user.password, known)).status).toBe(200);
+	});
+
+	test("attempts older than every window and clients unseen for 30 days are pruned", async () => {
+		const authDb = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("auth")) });
+		await authDb.connect();
+		try {
+			const email = uniqueEmail("pruned");
+			await authDb.query(
+				`INSERT INTO login_failures (email, ip, at) VALUES ($1, '203.0.113.9', now() - interval '61 minutes'), ($1, '203.0.113.9', now() - interval '59 minutes')`,
+				[email]
+			);
+			await authDb.query(
+				`INSERT INTO known_login_clients (user_id, ip, last_login_at) VALUES ($1, '203.0.113.9', now() - interval '31 days'), ($1, '203.0.113.10', now() - interval '29 days')`,
+				[users.VIEWER.id]
+			);
+			const auth = cluster.broker.getLocalService("auth") as unknown as { pruneLoginRecords(): Promise<void> };
+			await auth.pruneLoginRecords();
+			const failures = await authDb.query("SELECT at > now() - interval '1 hour' AS recent FROM login_failures WHERE email = $1", [email]);
+			expect(failures.rows).toEqual([{ recent: true }]);
+			const clients = await authDb.query("SELECT ip FROM known_login_clients WHERE user_id = $1 AND ip LIKE '203.0.113.%'", [users.VIEWER.id]);
+			expect(clients.rows).toEqual([{ ip: "203.0.113.10" }]);
+		} finally {
+			await authDb.end();
+		}
 	});
 });
 

@@ -1,0 +1,67 @@
+import {
+	EMAIL_BACKOFF_MAX_SECONDS,
+	EMAIL_FREE_FAILURES,
+	IP_LIMIT,
+	type LoginCounts,
+	PAIR_LIMIT,
+	emailBackoffSeconds,
+	loginClient,
+	loginVerdict
+} from "../../lib/auth/login-throttle";
+
+const quiet: LoginCounts = {
+	pairAttempts: 0,
+	pairFailures: 0,
+	pairRetry: null,
+	ipAttempts: 0,
+	ipFailures: 0,
+	ipRetry: null,
+	emailAttempts: 0,
+	emailIdleSeconds: null,
+	knownClient: false
+};
+
+describe("login throttling rule", () => {
+	test("the account's back-off: none below the free allowance, then 15, 30, 60 s, never more", () => {
+		const schedule = Array.from({ length: 8 }, (_, i) => emailBackoffSeconds(EMAIL_FREE_FAILURES - 1 + i));
+		expect(schedule).toEqual([0, 15, 30, 60, 60, 60, 60, 60]);
+		expect(emailBackoffSeconds(10_000)).toBe(EMAIL_BACKOFF_MAX_SECONDS);
+	});
+
+	test("a quiet account and client are checked", () => {
+		expect(loginVerdict(quiet)).toEqual({ kind: "check" });
+		expect(loginVerdict({ ...quiet, pairAttempts: PAIR_LIMIT - 1, pairFailures: PAIR_LIMIT - 1, ipAttempts: IP_LIMIT - 1 })).toEqual({ kind: "check" });
+	});
+
+	test("the pair's or the client's failures at the limit refuse until the oldest leaves its window", () => {
+		expect(loginVerdict({ ...quiet, pairAttempts: PAIR_LIMIT, pairFailures: PAIR_LIMIT, pairRetry: 412.2 })).toEqual({ kind: "refuse", retryAfter: 413 });
+		expect(loginVerdict({ ...quiet, ipAttempts: IP_LIMIT, ipFailures: IP_LIMIT, ipRetry: 0.01 })).toEqual({ kind: "refuse", retryAfter: 1 });
+		// A known client is not exempt from these.
+		expect(loginVerdict({ ...quiet, knownClient: true, pairAttempts: PAIR_LIMIT, pairFailures: PAIR_LIMIT, pairRetry: 30 }).kind).toBe("refuse");
+	});
+
+	test("attempts still being checked make the next one wait, not fail", () => {
+		expect(loginVerdict({ ...quiet, pairAttempts: PAIR_LIMIT, pairFailures: 2 })).toEqual({ kind: "wait" });
+		expect(loginVerdict({ ...quiet, ipAttempts: IP_LIMIT, ipFailures: IP_LIMIT - 1 })).toEqual({ kind: "wait" });
+	});
+
+	test("several limits refusing at once: the longest wait is the answer", () => {
+		const both = { ...quiet, pairAttempts: PAIR_LIMIT, pairFailures: PAIR_LIMIT, pairRetry: 20, emailAttempts: 40, emailIdleSeconds: 5 };
+		expect(loginVerdict(both)).toEqual({ kind: "refuse", retryAfter: 55 });
+	});
+
+	test("past the free allowance an unknown client waits out the back-off since the account's latest attempt; a known client does not", () => {
+		const attacked = { ...quiet, emailAttempts: EMAIL_FREE_FAILURES + 1, emailIdleSeconds: 10 };
+		expect(loginVerdict(attacked)).toEqual({ kind: "refuse", retryAfter: 20 });
+		expect(loginVerdict({ ...attacked, emailIdleSeconds: 30 })).toEqual({ kind: "check" });
+		expect(loginVerdict({ ...attacked, knownClient: true })).toEqual({ kind: "check" });
+		// Below the allowance the account's latest attempt does not matter, however recent.
+		expect(loginVerdict({ ...quiet, emailAttempts: EMAIL_FREE_FAILURES - 1, emailIdleSeconds: -0.01 })).toEqual({ kind: "check" });
+	});
+
+	test("the client key: the address, '' over the broker, never longer than its column", () => {
+		expect(loginClient("203.0.113.5")).toBe("203.0.113.5");
+		expect(loginClient(undefined)).toBe("");
+		expect(loginClient("x".repeat(500))).toHaveLength(64);
+	});
+});
