@@ -5,6 +5,7 @@ import { auditMigrations } from "../migrations/audit";
 import type { AuditRecord } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
 import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { uuidRule } from "../lib/validation";
 
 interface ListParams extends PageRequest {
 	patientId?: string;
@@ -14,8 +15,6 @@ interface ListParams extends PageRequest {
 }
 
 type AuditThis = Service<ServiceSettingSchema> & DbVars;
-
-const uuid = { type: "uuid", optional: true };
 
 /**
  * The audit trail of every access to patient data, in its own database. Records
@@ -63,13 +62,13 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 					items: {
 						type: "object",
 						props: {
-							id: "uuid",
+							id: uuidRule(),
 							at: "string",
-							userId: { type: "uuid", nullable: true },
+							userId: uuidRule({ nullable: true }),
 							role: { type: "string", nullable: true },
 							action: "string",
 							resource: "string",
-							patientId: { type: "uuid", nullable: true },
+							patientId: uuidRule({ nullable: true }),
 							outcome: { type: "enum", values: ["success", "denied", "error"] },
 							status: "number",
 							ip: { type: "string", nullable: true },
@@ -97,8 +96,8 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 			roles: ADMIN_ONLY,
 			params: {
 				$$strict: true,
-				patientId: uuid,
-				userId: uuid,
+				patientId: uuidRule({ optional: true }),
+				userId: uuidRule({ optional: true }),
 				from: { type: "date", convert: true, optional: true },
 				to: { type: "date", convert: true, optional: true },
 				...pagingParams(50)
