@@ -16,6 +16,7 @@ interface AuditVars {
 
 interface AuditMethods {
 	recordAccess(req: GatewayRequest, status: number, result?: unknown): void;
+	auditJournalCheck(): string;
 }
 
 type AuditThis = Service & AuditVars & AuditMethods;
@@ -91,6 +92,15 @@ export function AuditTrailMixin(): Partial<ServiceSchema> {
 					ip: stringOrNull(ctx?.meta.ip)?.slice(0, AUDIT_TEXT_MAX.ip) ?? null,
 					requestId: stringOrNull(ctx?.requestID)?.slice(0, AUDIT_TEXT_MAX.requestId) ?? null
 				});
+			},
+
+			/** For /ready: "up", or degraded while the oldest record not yet shipped is older than AUDIT_JOURNAL_MAX_AGE_SECONDS. */
+			auditJournalCheck(this: AuditThis): string {
+				if (!this.auditJournal) return "down: not open";
+				const { pending, oldestSeconds } = this.auditJournal.backlog();
+				const limit = config.auditJournalMaxAgeSeconds;
+				if (oldestSeconds <= limit) return "up";
+				return `degraded: ${pending} record(s) not yet in the audit trail, the oldest for ${Math.floor(oldestSeconds)} s (limit ${limit} s)`;
 			}
 		},
 

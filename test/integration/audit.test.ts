@@ -3,6 +3,7 @@ import type { ActionSchema, ServiceSchema } from "moleculer";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
 import AuditService from "../../services/audit.service";
+import { config } from "../../lib/config";
 import type { AuditJournal, AuditRecord } from "../../lib/audit-journal";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
@@ -10,7 +11,7 @@ import { eventually } from "../helpers/node-process";
 /**
  * The audit trail at its edges, through the HTTP gateway, with the real audit
  * service and PostgreSQL: ids of any UUID version, records the audit service
- * refuses (set aside, listed, replayed).
+ * refuses (set aside, listed, replayed), and a journal that cannot ship.
  */
 let cluster: TestCluster;
 let adminToken: string;
@@ -66,6 +67,8 @@ const AuditServiceBefore: ServiceSchema = {
 };
 
 beforeAll(async () => {
+	// For this file: a journal stuck for a second is already too long (see the /ready test).
+	config.auditJournalMaxAgeSeconds = 1;
 	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
 	adminToken = await adminLogin(cluster.baseUrl);
 });
@@ -153,4 +156,40 @@ describe("records the audit service refuses", () => {
 		const left = await broker.call<{ count: number; records: { id: string; reason: string }[] }>("api.auditSetAside");
 		expect(left).toEqual({ count: 1, records: [expect.objectContaining({ id: journal.listSetAside().records[0].id, reason: expect.stringMatching(/'at'/) })] });
 	});
+});
+
+describe("a stuck journal", () => {
+	test("/ready is degraded, and the backlog metrics say why, while the oldest record waits longer than the limit", async () => {
+		const broker = cluster.broker;
+		const waitedFor = config.readyServices;
+		// The services this file runs, so that /ready can be 200.
+		config.readyServices = ["auth", "audit", "patients", "billing"];
+		try {
+			await eventually(async () => ((await request(cluster.baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 15_000, "ready");
+			await broker.destroyService(broker.getLocalService("audit")!);
+			const patient = await newPatient();
+
+			const stuck = await eventually(async () => {
+				const res = await request(cluster.baseUrl, "GET", "/ready");
+				return res.body.checks.auditJournal.startsWith("degraded") ? res : undefined;
+			}, 15_000, "/ready to see the stuck journal");
+			expect(stuck.status).toBe(503);
+			expect(stuck.body.checks.auditJournal).toMatch(/^degraded: \d+ record\(s\) not yet in the audit trail, the oldest for \d+ s \(limit 1 s\)$/);
+			await eventually(async () => ((await metric("medsync_audit_journal_oldest_seconds"))! > 1 ? true : undefined), 5000, "the age gauge");
+			expect(await metric("medsync_audit_journal_pending")).toBeGreaterThanOrEqual(1);
+
+			broker.createService(AuditService as ServiceSchema);
+			await broker.waitForServices(["audit"]);
+			const ready = await eventually(async () => {
+				const res = await request(cluster.baseUrl, "GET", "/ready");
+				return res.status === 200 ? res : undefined;
+			}, 40_000, "ready again");
+			expect(ready.body.checks.auditJournal).toBe("up");
+			await auditOf(patient.id, 1);
+			await eventually(async () => ((await metric("medsync_audit_journal_pending")) === 0 ? true : undefined), 5000, "an empty backlog");
+		} finally {
+			config.readyServices = waitedFor;
+			if (!broker.getLocalService("audit")) await runAudit(AuditService as ServiceSchema);
+		}
+	}, 90_000);
 });
