@@ -5,6 +5,7 @@ import BillingService from "../../services/billing.service";
 import AuditService from "../../services/audit.service";
 import { config } from "../../lib/config";
 import type { AuditJournal, AuditRecord } from "../../lib/audit-journal";
+import { replCommands } from "../../lib/repl-commands";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 
@@ -37,6 +38,18 @@ async function metric(name: string): Promise<number | undefined> {
 	const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 	const match = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m"));
 	return match ? Number(match[1]) : undefined;
+}
+
+/** What the REPL's `audit-set-aside` command prints, run on this process's broker. */
+async function replAuditSetAside(replay?: "replay"): Promise<unknown> {
+	const command = replCommands.find(c => c.command.startsWith("audit-set-aside "))!;
+	const log = jest.spyOn(console, "log").mockImplementation(() => {});
+	try {
+		await command.action(cluster.broker, { replay } as never, {});
+		return JSON.parse(log.mock.calls.map(call => call.join(" ")).join("\n"));
+	} finally {
+		log.mockRestore();
+	}
 }
 
 /** Replaces the running audit service by one made from `schema`. */
@@ -114,7 +127,7 @@ describe("records the audit service refuses", () => {
 		expect(await auditOf(good.patientId, 1)).toEqual([expect.objectContaining({ id: good.id })]);
 	});
 
-	test("refused by an older audit service, a record is set aside and counted while the others ship; a replay after the fix stores it", async () => {
+	test("refused by an older audit service, a record is set aside and counted while the others ship; the REPL lists it, and its replay after the fix stores it", async () => {
 		const broker = cluster.broker;
 		const journal = (broker.getLocalService("api") as unknown as { auditJournal: AuditJournal }).auditJournal;
 		const setAsideBefore = (await metric("medsync_audit_journal_set_aside_total")) ?? 0;
@@ -140,6 +153,7 @@ describe("records the audit service refuses", () => {
 					{ id: incurable.id, at: expect.any(String), reason: expect.stringMatching(/\(22007\)$/) }
 				])
 			);
+			expect(await replAuditSetAside()).toEqual({ [broker.nodeID]: listed });
 			expect(await metric("medsync_audit_journal_set_aside_total")).toBe(setAsideBefore + 2);
 			await eventually(async () => ((await metric("medsync_audit_journal_set_aside")) === 2 ? true : undefined), 5000, "the set-aside gauge");
 			expect((await api("GET", `/audit?patientId=${oddId}`)).body.total).toBe(0);
@@ -151,7 +165,7 @@ describe("records the audit service refuses", () => {
 		expect((await api("GET", "/api/auditSetAside")).status).toBe(404);
 		expect((await api("POST", "/api/auditReplaySetAside")).status).toBe(404);
 
-		expect(await broker.call("api.auditReplaySetAside")).toEqual({ replayed: 2, stored: 1, setAside: 1 });
+		expect(await replAuditSetAside("replay")).toEqual({ [broker.nodeID]: { replayed: 2, stored: 1, setAside: 1 } });
 		expect(await auditOf("00000000-0000-0000-0000-000000000002", 1)).toEqual([expect.objectContaining({ action: "patients.get", outcome: "denied", status: 401 })]);
 		const left = await broker.call<{ count: number; records: { id: string; reason: string }[] }>("api.auditSetAside");
 		expect(left).toEqual({ count: 1, records: [expect.objectContaining({ id: journal.listSetAside().records[0].id, reason: expect.stringMatching(/'at'/) })] });
