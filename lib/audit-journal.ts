@@ -150,6 +150,12 @@ function replaceDurably(file: string, text: string): void {
 
 const asLine = (value: unknown) => JSON.stringify(value) + "\n";
 
+/** A record's id; a line of a damaged file that is no record has none. */
+function idOf(record: unknown): string | undefined {
+	const id = (record as { id?: unknown } | null)?.id;
+	return typeof id === "string" ? id : undefined;
+}
+
 /**
  * A durable buffer between a request and the audit store. `append` writes the
  * record to a local file before it returns, so a crash or an absent audit
@@ -197,7 +203,7 @@ export class AuditJournal {
 		const size = fs.existsSync(this.file) ? fs.statSync(this.file).size : 0;
 		this.offset = Math.min(size, fs.existsSync(offsetFile) ? Number(fs.readFileSync(offsetFile, "utf8")) || 0 : 0);
 		for (const { value: record, bytes } of readJsonLines<AuditRecord>(this.file, this.offset)) {
-			this.queue.push({ record, bytes, since: Date.parse(record.at) || Date.now() });
+			this.queue.push({ record, bytes, since: Date.parse(String((record as Partial<AuditRecord> | null)?.at)) || Date.now() });
 		}
 		this.setAside = readJsonLines<SetAsideRecord>(this.setAsideFile).map(line => line.value);
 		this.fd = fs.openSync(this.file, "a", 0o600);
@@ -235,8 +241,8 @@ export class AuditJournal {
 	}
 
 	/** The set-aside records, oldest first (the first `limit`): the record's id, when it was set aside, and why. */
-	listSetAside(limit = 100): { count: number; records: { id: string; at: string; reason: string }[] } {
-		return { count: this.setAside.length, records: this.setAside.slice(0, limit).map(({ record, at, reason }) => ({ id: record.id, at, reason })) };
+	listSetAside(limit = 100): { count: number; records: { id: string | null; at: string; reason: string }[] } {
+		return { count: this.setAside.length, records: this.setAside.slice(0, limit).map(({ record, at, reason }) => ({ id: idOf(record) ?? null, at, reason })) };
 	}
 
 	/**
@@ -359,14 +365,14 @@ export class AuditJournal {
 
 	private putAside(entries: SetAsideRecord[]): void {
 		if (!entries.length) return;
-		const known = new Set(this.setAside.map(entry => entry.record.id));
-		const fresh = entries.filter(entry => !known.has(entry.record.id));
+		const known = new Set(this.setAside.map(entry => idOf(entry.record)));
+		const fresh = entries.filter(entry => idOf(entry.record) === undefined || !known.has(idOf(entry.record)));
 		if (!fresh.length) return;
 		appendDurably(this.setAsideFile, fresh.map(asLine).join(""));
 		this.setAside.push(...fresh);
 		this.options.onSetAside?.(fresh.length);
 		// Ids and reasons only, none of the records' other fields.
-		const named = fresh.slice(0, LOGGED_REFUSALS).map(({ record, reason }) => `${record.id}: ${reason}`);
+		const named = fresh.slice(0, LOGGED_REFUSALS).map(({ record, reason }) => `${idOf(record) ?? "(no id)"}: ${reason}`);
 		if (fresh.length > LOGGED_REFUSALS) named.push(`and ${fresh.length - LOGGED_REFUSALS} more`);
 		this.logger.warn(`Audit journal: the audit service refused ${fresh.length} record(s), set aside in ${this.setAsideFile} to replay; ${named.join("; ")}`);
 	}

@@ -211,6 +211,45 @@ describe("records the store refuses", () => {
 		await journal.close();
 	});
 
+	test("a damaged line that is no record is set aside like any refused record, and the good ones ship", async () => {
+		const good = [record(1), record(2)];
+		fs.writeFileSync(file, [good[0], null, good[1]].map(line => JSON.stringify(line)).join("\n") + "\n");
+		const shipped: unknown[] = [];
+		const journal = new AuditJournal(
+			file,
+			async records => {
+				const refused = records.flatMap((r, index) => (typeof r?.id === "string" ? [] : [{ index, reason: "The '' field is required." }]));
+				shipped.push(...records.filter((_r, index) => !refused.some(refusal => refusal.index === index)));
+				return { refused };
+			},
+			quiet
+		);
+		journal.open();
+		await eventually(async () => (journal.setAsideCount === 1 ? true : undefined), 2000, "the damaged line set aside");
+		expect(shipped).toEqual(good);
+		expect(journal.listSetAside().records).toEqual([{ id: null, at: expect.any(String), reason: "The '' field is required." }]);
+		await journal.close();
+	});
+
+	test("a crash after setting a record aside but before noting the shipment sets it aside once", async () => {
+		const store = async (records: AuditRecord[]) => ({ refused: records.flatMap((r, index) => (isPoison(r) ? [{ index, reason: "bad" }] : [])) });
+		const first = new AuditJournal(file, store, quiet);
+		first.open();
+		first.append(record(1));
+		first.append(poison(2));
+		await eventually(async () => (first.setAsideCount === 1 ? true : undefined), 2000, "the record set aside");
+		await first.close();
+		// The offset as it was before that shipment: the next start ships the batch again.
+		fs.writeFileSync(`${file}.offset`, "0");
+
+		const second = new AuditJournal(file, store, quiet);
+		second.open();
+		await eventually(async () => (second.pending === 0 ? true : undefined), 2000, "the batch shipped again");
+		expect(second.setAsideCount).toBe(1);
+		expect(setAsideLines()).toHaveLength(1);
+		await second.close();
+	});
+
 	test("what is a refusal and what is worth a retry", () => {
 		expect(refusedForContent(new Errors.ValidationError("bad", "VALIDATION_ERROR", []))).toBe(true);
 		expect(refusedForContent(new Errors.MoleculerClientError("bad request", 400))).toBe(true);
