@@ -1,6 +1,7 @@
 import type { BrokerOptions } from "moleculer";
 import { config } from "./lib/config";
 import { stopEmbeddedPostgres } from "./lib/postgres";
+import { replCommands } from "./lib/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
 import { InputValidator } from "./lib/validator";
 
@@ -49,6 +50,8 @@ const brokerConfig: BrokerOptions = {
 	}),
 	errorHandler: null,
 	middlewares: [RequestContextMiddleware],
+	// MedSync's commands in the REPL of `npm run repl` and of `npm run dev` (moleculer-runner --repl).
+	replOptions: { customCommands: replCommands },
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.
 	metrics: {
 		enabled: config.metricsPort !== undefined,

@@ -66,6 +66,8 @@ export interface Config {
 	kafkaGroupPrefix: string;
 	/** The services /ready waits for, each with its own dependencies. */
 	readyServices: string[];
+	/** /ready is degraded while the gateway's oldest audit record not yet shipped to the audit service is older than this. */
+	auditJournalMaxAgeSeconds: number;
 	/** `json`: structured (pino) lines with the request id; `pretty`: Moleculer's console format, for a terminal. */
 	logFormat: "json" | "pretty";
 	/** Port of this node's Prometheus endpoint (/metrics); undefined turns metrics off. */
@@ -87,6 +89,12 @@ function integer(env: Env, name: string, fallback: number): number {
 	if (!Number.isInteger(value) || value < 0) {
 		throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
 	}
+	return value;
+}
+
+function atLeastOne(env: Env, name: string, fallback: number): number {
+	const value = integer(env, name, fallback);
+	if (value < 1) throw new Error(`${name} must be at least 1, got "${env[name]}"`);
 	return value;
 }
 
@@ -173,7 +181,8 @@ export function loadConfig(env: Env = process.env): Config {
 			return exporter === "none" ? undefined : exporter;
 		})(),
 		tracingEndpoint: text(env, "TRACING_ENDPOINT"),
-		readyServices: list(env, "READY_SERVICES") ?? ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments"]
+		readyServices: list(env, "READY_SERVICES") ?? ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments"],
+		auditJournalMaxAgeSeconds: atLeastOne(env, "AUDIT_JOURNAL_MAX_AGE_SECONDS", 60)
 	};
 }
 

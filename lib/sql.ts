@@ -2,7 +2,11 @@ import crypto from "node:crypto";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** True for a UUID; anything else names no row (and is a 404, not a database error). */
+/**
+ * What an id is, everywhere (the gateway, the audit trail, every service's
+ * params through `uuidRule`): a UUID in the form PostgreSQL's uuid type stores,
+ * of any version. Anything else names no row (and is a 404, not a database error).
+ */
 export function isUuid(value: string): boolean {
 	return UUID.test(value);
 }

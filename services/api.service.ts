@@ -143,6 +143,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
 				const transit = (this.broker as unknown as { transit?: { connected: boolean } }).transit;
 				const checks: Record<string, string> = { transporter: !transit || transit.connected ? "up" : "down: disconnected" };
+				// Accesses not reaching the audit trail for too long: the gateway must not look healthy (mixins/audit-trail.mixin.ts).
+				checks.auditJournal = (this as unknown as { auditJournalCheck(): string }).auditJournalCheck();
 				await Promise.all(
 					config.readyServices.map(async service => {
 						try {

@@ -10,7 +10,7 @@ import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
-import { dateOnly, instant, idParam } from "../lib/validation";
+import { dateOnly, instant, idParam, uuidRule } from "../lib/validation";
 import { formatZoned, zonedInstant } from "../lib/zoned-time";
 
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
@@ -182,8 +182,8 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			params: {
 				$$strict: true,
 				...pagingParams(),
-				doctorId: { type: "uuid", optional: true },
-				patientId: { type: "uuid", optional: true },
+				doctorId: uuidRule({ optional: true }),
+				patientId: uuidRule({ optional: true }),
 				status: { type: "enum", values: APPOINTMENT_STATUSES, optional: true },
 				from: instant({ optional: true }),
 				to: instant({ optional: true })
@@ -283,7 +283,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 		/** Active appointments of a doctor overlapping a time range, as intervals. For the doctors service's slots; not routed. */
 		busy: {
 			visibility: "public",
-			params: { doctorId: "uuid", from: instant(), to: instant() },
+			params: { doctorId: uuidRule(), from: instant(), to: instant() },
 			async handler(ctx: Context<{ doctorId: string; from: string; to: string }>): Promise<Interval[]> {
 				const rows = await this.adapter.db.query<{ start_at: Date; end_at: Date }>(
 					`SELECT start_at, end_at FROM appointments WHERE doctor_id = $1 AND status IN ('booked', 'arrived') AND start_at < $3 AND end_at > $2`,
@@ -296,7 +296,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 		/** A doctor's booked or arrived appointments still to come. Not routed. */
 		countUpcoming: {
 			visibility: "public",
-			params: { doctorId: "uuid" },
+			params: { doctorId: uuidRule() },
 			async handler(ctx: Context<{ doctorId: string }>): Promise<number> {
 				return this.adapter.model.count({ where: { doctorId: ctx.params.doctorId, status: ACTIVE, startAt: { [Op.gt]: new Date() } } });
 			}

@@ -2,9 +2,10 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { DataTypes, Op, type WhereOptions } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
-import type { AuditRecord } from "../lib/audit-journal";
+import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
 import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { uuidRule } from "../lib/validation";
 
 interface ListParams extends PageRequest {
 	patientId?: string;
@@ -13,15 +14,18 @@ interface ListParams extends PageRequest {
 	to?: Date;
 }
 
-type AuditThis = Service<ServiceSettingSchema> & DbVars;
+interface AuditVars extends DbVars {
+	/** fastest-validator's compiled check of one record: true, or what is wrong. */
+	checkRecord(record: unknown): true | { message: string }[];
+}
 
-const uuid = { type: "uuid", optional: true };
+type AuditThis = Service<ServiceSettingSchema> & AuditVars;
 
 /**
  * The audit trail of every access to patient data, in its own database. Records
  * arrive from the gateways' journals; nothing in the API changes or removes one.
  */
-const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
+const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, AuditVars> = {
 	name: "audit",
 
 	mixins: [
@@ -53,42 +57,33 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 	},
 
 	actions: {
-		/** Stores a batch from a gateway's journal; an id already stored is skipped, so a resent batch is harmless. Not routed. */
+		/**
+		 * Stores a batch from a gateway's journal; an id already stored is skipped, so a resent batch is harmless.
+		 * Each record is checked on its own: the ones the table cannot take are answered back, by position and
+		 * with the reason (the journal sets them aside), and the others are stored. Not routed.
+		 */
 		record: {
 			visibility: "public",
-			params: {
-				records: {
-					type: "array",
-					max: 1000,
-					items: {
-						type: "object",
-						props: {
-							id: "uuid",
-							at: "string",
-							userId: { type: "uuid", nullable: true },
-							role: { type: "string", nullable: true },
-							action: "string",
-							resource: "string",
-							patientId: { type: "uuid", nullable: true },
-							outcome: { type: "enum", values: ["success", "denied", "error"] },
-							status: "number",
-							ip: { type: "string", nullable: true },
-							requestId: { type: "string", nullable: true }
-						}
-					}
-				}
-			},
-			async handler(this: AuditThis, ctx: Context<{ records: AuditRecord[] }>): Promise<number> {
-				// The whole batch as one JSON parameter: one short statement however many records, and nothing for the ORM to build.
-				await this.queryRows({
-					text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id)
-						SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId"
-						FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, at timestamptz, "userId" uuid, role text, action text, resource text,
-							"patientId" uuid, outcome text, status smallint, ip text, "requestId" text)
-						ON CONFLICT (id) DO NOTHING`,
-					values: [JSON.stringify(ctx.params.records)]
+			params: { records: { type: "array", max: 1000 } },
+			async handler(this: AuditThis, ctx: Context<{ records: unknown[] }>): Promise<ShipResult & { stored: number }> {
+				const refused: Refusal[] = [];
+				const good = ctx.params.records.filter((record, index) => {
+					const result = this.checkRecord(record);
+					if (result !== true) refused.push({ index, reason: result.map(error => error.message).join(" ") });
+					return result === true;
 				});
-				return ctx.params.records.length;
+				// The whole batch as one JSON parameter: one short statement however many records, and nothing for the ORM to build.
+				if (good.length) {
+					await this.queryRows({
+						text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id)
+							SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId"
+							FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, at timestamptz, "userId" uuid, role text, action text, resource text,
+								"patientId" uuid, outcome text, status smallint, ip text, "requestId" text)
+							ON CONFLICT (id) DO NOTHING`,
+						values: [JSON.stringify(good)]
+					});
+				}
+				return { stored: good.length, refused };
 			}
 		},
 
@@ -97,8 +92,8 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 			roles: ADMIN_ONLY,
 			params: {
 				$$strict: true,
-				patientId: uuid,
-				userId: uuid,
+				patientId: uuidRule({ optional: true }),
+				userId: uuidRule({ optional: true }),
 				from: { type: "date", convert: true, optional: true },
 				to: { type: "date", convert: true, optional: true },
 				...pagingParams(50)
@@ -121,6 +116,10 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, D
 				return toPage(records, count, ctx.params);
 			}
 		}
+	},
+
+	created(this: AuditThis) {
+		this.checkRecord = this.broker.validator!.compile(AUDIT_RECORD_RULE) as unknown as AuditVars["checkRecord"];
 	}
 };
 

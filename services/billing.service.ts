@@ -11,7 +11,7 @@ import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
-import { idParam } from "../lib/validation";
+import { idParam, uuidRule } from "../lib/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
 import {
 	type BillingAccountRequest,
@@ -244,7 +244,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		openAccount: {
 			visibility: "public",
 			params: {
-				patientId: { type: "uuid" },
+				patientId: uuidRule(),
 				name: { type: "string", trim: true, empty: false, max: 100 },
 				email: { type: "email", max: 254 }
 			},
@@ -256,7 +256,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		/** Charges a fulfilled appointment, once (appointments retries until this answers). Not routed. */
 		chargeAppointment: {
 			visibility: "public",
-			params: { appointmentId: "uuid", patientId: "uuid", consultationFee: { type: "number", integer: true, min: 0 } },
+			params: { appointmentId: uuidRule(), patientId: uuidRule(), consultationFee: { type: "number", integer: true, min: 0 } },
 			async handler(this: BillingThis, ctx: Context<AppointmentCharge>) {
 				await this.chargeAppointment(ctx, ctx.params);
 				return { charged: true };
@@ -282,7 +282,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 			roles: BILLING_CLERKS,
 			audit: "billing",
 			rest: "GET /accounts",
-			params: { $$strict: true, patientId: { type: "uuid", optional: true }, ...pagingParams() },
+			params: { $$strict: true, patientId: uuidRule({ optional: true }), ...pagingParams() },
 			async handler(ctx: Context<PageRequest & { patientId?: string }>): Promise<Page<BillingAccount>> {
 				const where = ctx.params.patientId ? { patientId: ctx.params.patientId } : {};
 				const { rows, count } = await this.adapter.model.findAndCountAll({

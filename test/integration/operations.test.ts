@@ -139,8 +139,9 @@ describe("npm run seed", () => {
 });
 
 describe("npm run repl", () => {
-	test("joins the cluster: nodes, services, actions, call, emit and the outbox command work", async () => {
-		const { code, out } = await run("repl.js", ["nodes", "services", "actions", "call patients.outboxStatus", "emit demo.ping", "outbox", "quit", ""].join("\n"));
+	test("joins the cluster: nodes, services, actions, call, emit and the outbox and audit-set-aside commands work", async () => {
+		const input = ["nodes", "services", "actions", "call patients.outboxStatus", "emit demo.ping", "outbox", "audit-set-aside", "audit-set-aside replay", "quit", ""];
+		const { code, out } = await run("repl.js", input.join("\n"));
 		expect(code).toBe(0);
 		// Nine nodes: the eight services and the REPL itself.
 		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(9);
@@ -149,6 +150,9 @@ describe("npm run repl", () => {
 		expect(out).toContain(">> Emit 'demo.ping'");
 		expect(out).toMatch(/"transport": "kafka /);
 		expect(out).toMatch(/"pending": \d+/);
+		// The gateway node answers for its journal: nothing set aside, and so nothing to replay.
+		expect(out).toMatch(/"count": 0,\s+"records": \[\]/);
+		expect(out).toMatch(/"replayed": 0,\s+"stored": 0,\s+"setAside": 0/);
 	}, 60_000);
 });
 

@@ -61,4 +61,11 @@ describe("configuration", () => {
 		expect(() => loadConfig({ CLINIC_TIMEZONE: "Mars/Olympus" })).toThrow(/CLINIC_TIMEZONE/);
 		expect(() => loadConfig({ LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
 	});
+
+	test("the audit journal's age limit for /ready: 60 s unless set, and at least 1", () => {
+		expect(loadConfig({}).auditJournalMaxAgeSeconds).toBe(60);
+		expect(loadConfig({ AUDIT_JOURNAL_MAX_AGE_SECONDS: "300" }).auditJournalMaxAgeSeconds).toBe(300);
+		expect(() => loadConfig({ AUDIT_JOURNAL_MAX_AGE_SECONDS: "0" })).toThrow(/AUDIT_JOURNAL_MAX_AGE_SECONDS must be at least 1/);
+		expect(() => loadConfig({ AUDIT_JOURNAL_MAX_AGE_SECONDS: "1m" })).toThrow(/AUDIT_JOURNAL_MAX_AGE_SECONDS/);
+	});
 });
