@@ -81,6 +81,13 @@ export function partialUpdate(fields: Record<string, FieldRule>, always: Record<
 	};
 }
 
+const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** An instant in ISO 8601 with an explicit offset and a four-digit year, which PostgreSQL and JavaScript both hold. */
+function isInstant(value: string): boolean {
+	return INSTANT.test(value) && isRealDate(value.slice(0, 10)) && !Number.isNaN(Date.parse(value));
+}
+
 /** A fastest-validator rule for an instant in ISO 8601 with an explicit offset (`Z` or `±HH:MM`). */
 export function instant({ optional = false }: { optional?: boolean } = {}) {
 	return {
@@ -88,11 +95,26 @@ export function instant({ optional = false }: { optional?: boolean } = {}) {
 		format: "date-time",
 		optional,
 		custom(value: unknown, errors: RuleError[]) {
-			if (typeof value !== "string") return value;
-			const shape = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
-			if (!shape.test(value) || !isRealDate(value.slice(0, 10)) || Number.isNaN(Date.parse(value))) errors.push({ type: "instant", actual: value });
+			if (typeof value === "string" && !isInstant(value)) errors.push({ type: "instant", actual: value });
 			return value;
 		},
 		messages: { instant: "The '{field}' field must be a date-time in ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00." }
+	};
+}
+
+/** A bound of a time-range filter, as a Date: an instant (see `instant`), or a date, meaning its midnight in UTC. */
+export function timeBound({ optional = false }: { optional?: boolean } = {}) {
+	return {
+		type: "string",
+		format: "date-time",
+		optional,
+		custom(value: unknown, errors: RuleError[]) {
+			if (typeof value !== "string") return value;
+			if (isRealDate(value)) return new Date(`${value}T00:00:00Z`);
+			if (isInstant(value)) return new Date(value);
+			errors.push({ type: "timeBound", actual: value });
+			return value;
+		},
+		messages: { timeBound: "The '{field}' field must be a date (YYYY-MM-DD) or a date-time in ISO 8601 with an offset." }
 	};
 }

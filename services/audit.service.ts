@@ -5,7 +5,7 @@ import { auditMigrations } from "../migrations/audit";
 import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
 import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
-import { uuidRule } from "../lib/validation";
+import { timeBound, uuidRule } from "../lib/validation";
 
 interface ListParams extends PageRequest {
 	patientId?: string;
@@ -94,8 +94,8 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 				$$strict: true,
 				patientId: uuidRule({ optional: true }),
 				userId: uuidRule({ optional: true }),
-				from: { type: "date", convert: true, optional: true },
-				to: { type: "date", convert: true, optional: true },
+				from: timeBound({ optional: true }),
+				to: timeBound({ optional: true }),
 				...pagingParams(50)
 			},
 			async handler(this: AuditThis, ctx: Context<ListParams>) {

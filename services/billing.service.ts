@@ -256,7 +256,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		/** Charges a fulfilled appointment, once (appointments retries until this answers). Not routed. */
 		chargeAppointment: {
 			visibility: "public",
-			params: { appointmentId: uuidRule(), patientId: uuidRule(), consultationFee: { type: "number", integer: true, min: 0 } },
+			params: { appointmentId: uuidRule(), patientId: uuidRule(), consultationFee: { type: "number", integer: true, min: 0, max: MAX_AMOUNT } },
 			async handler(this: BillingThis, ctx: Context<AppointmentCharge>) {
 				await this.chargeAppointment(ctx, ctx.params);
 				return { charged: true };
