@@ -9,6 +9,7 @@ import { PROJECT_ROOT } from "../lib/paths";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/client-errors";
 import { config } from "../lib/config";
+import { errorFields } from "../lib/log-fields";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/request-guards";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
@@ -35,6 +36,16 @@ const DOCS_PAGE = `<!doctype html>
 </body>
 </html>
 `;
+
+interface RequestLogFields {
+	method: string;
+	route: string | null;
+	requestId: string | null;
+	userId: string | null;
+}
+
+/** A dependency down (a database, a service node) is back within seconds, or the client had better wait longer. */
+const SERVICE_UNAVAILABLE_RETRY_SECONDS = 5;
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
 
@@ -106,6 +117,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			}
 		],
 		log4XXResponses: false,
+		logRequest: null,
 		logRequestParams: null,
 		logResponseData: null
 	},
@@ -169,21 +181,47 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	},
 
 	methods: {
-		/** One line per answered request, replacing moleculer-web's pair, which paints ANSI colours into the JSON logs. */
+		/** moleculer-web's line before each request: the access line after it says all (logResponse). */
 		logRequest() {},
 
-		logResponse(req: GatewayRequest & { $startTime?: [number, number]; originalUrl?: string }, res: ServerResponse) {
-			const elapsed = req.$startTime ? process.hrtime(req.$startTime) : undefined;
-			const ms = elapsed ? (elapsed[0] * 1e3 + elapsed[1] / 1e6).toFixed(1) : "?";
-			this.logger.info(`${req.method} ${req.originalUrl ?? req.url} ${res.statusCode} ${ms} ms`);
+		/**
+		 * What a log line may say about a request: the method and the route's
+		 * template (`/patients/:id`), never the URL's query or the body, which hold
+		 * names, emails, MRNs and search terms; the request and the user by id.
+		 */
+		requestFields(req: GatewayRequest): RequestLogFields {
+			return {
+				method: req.method ?? "?",
+				route: req.$alias?.fullPath ?? null,
+				requestId: req.$ctx?.requestID ?? null,
+				userId: req.$ctx?.meta.user?.id ?? null
+			};
 		},
 
-		/** Every failure leaves as `{ name, message, code, type, data }` with a 4xx or 5xx status; 5xx details stay in the log. */
+		/** One structured line per answered request, errors included. */
+		logResponse(req: GatewayRequest & { $startTime?: [number, number] }, res: ServerResponse) {
+			const elapsed = req.$startTime ? process.hrtime(req.$startTime) : undefined;
+			const ms = elapsed ? Math.round((elapsed[0] * 1e3 + elapsed[1] / 1e6) * 10) / 10 : null;
+			const fields = this.requestFields(req);
+			this.logger.info({ ...fields, status: res.statusCode, ms }, `${fields.method} ${fields.route ?? "(no route)"} ${res.statusCode} ${ms ?? "?"} ms`);
+		},
+
+		/** moleculer-web logs a failure here before sending it, without its cause; sendError logs it with one. */
+		errorHandler(req: GatewayRequest, res: ServerResponse, err: ErrorLike) {
+			this.sendError(req, res, err);
+		},
+
+		/**
+		 * Every failure leaves as `{ name, message, code, type, data }` with a 4xx or
+		 * 5xx status. A 500's cause stays in the log, with its stack and the request's
+		 * id; a 503 tells the client when to try again.
+		 */
 		sendError(req: GatewayRequest, res: ServerResponse, err: ErrorLike) {
 			const clientError = toClientError(err);
-			if (clientError.code >= 500 && clientError.code !== 503) this.logger.error(`${req.method} ${req.url} failed`, err);
-			const retryAfter = (clientError.data as { retryAfter?: number } | undefined)?.retryAfter;
+			if (clientError.code === 500) this.logger.error({ ...this.requestFields(req), ...errorFields(err) }, "Request failed");
+			const retryAfter = (clientError.data as { retryAfter?: number } | null)?.retryAfter;
 			if (clientError.code === 429 && retryAfter) res.setHeader("Retry-After", String(retryAfter));
+			if (clientError.code === 503) res.setHeader("Retry-After", String(retryAfter ?? SERVICE_UNAVAILABLE_RETRY_SECONDS));
 			this.recordAccess(req, clientError.code);
 			return defaultSendError.call(this, req, res, clientError);
 		}

@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { type BrokerOptions, ServiceBroker, type ServiceSchema } from "moleculer";
 import brokerConfig from "../../moleculer.config";
 import ApiService from "../../services/api.service";
 import AuditService from "../../services/audit.service";
@@ -17,10 +17,11 @@ export interface TestCluster {
 
 /**
  * Starts the gateway, auth, audit and `services` in one in-process broker (no
- * transporter), the gateway listening on a free port.
+ * transporter), the gateway listening on a free port. `options` change the
+ * broker's (e.g. a logger that keeps what it writes).
  */
-export async function startCluster(services: ServiceSchema[] = []): Promise<TestCluster> {
-	const broker = new ServiceBroker({ ...brokerConfig, transporter: null, nodeID: `test-${process.pid}` });
+export async function startCluster(services: ServiceSchema[] = [], options: Partial<BrokerOptions> = {}): Promise<TestCluster> {
+	const broker = new ServiceBroker({ ...brokerConfig, transporter: null, nodeID: `test-${process.pid}`, ...options });
 	const api = broker.createService(ApiService as ServiceSchema);
 	for (const schema of [AuthService as ServiceSchema, AuditService as ServiceSchema, ...services]) broker.createService(schema);
 	await broker.start();

@@ -101,7 +101,7 @@ describe("services on separate nodes over NATS", () => {
 		expect(JSON.parse(line)).toMatchObject({ requestId, msg: expect.stringContaining(created.body.id), svc: "patients" });
 		// The gateway's access line: plain JSON, no terminal colours in it.
 		const access = await eventually(async () => gateway.output().split("\n").find(l => l.includes(requestId) && l.includes("POST /patients")), 5_000, "the access line");
-		expect(JSON.parse(access)).toMatchObject({ requestId, svc: "api", msg: expect.stringMatching(/^POST \/patients 201 [\d.]+ ms$/) });
+		expect(JSON.parse(access)).toMatchObject({ requestId, svc: "api", method: "POST", route: "/patients", status: 201, msg: expect.stringMatching(/^POST \/patients 201 [\d.]+ ms$/) });
 		expect(access).not.toContain("\u001b");
 	});
 
