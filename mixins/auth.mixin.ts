@@ -6,6 +6,7 @@ import { ForbiddenError, UnauthorizedError } from "../lib/errors";
 import { JWT_ALG } from "../lib/auth/keys";
 import { ACCESS_TOKEN_TTL_SECONDS, type AccessClaims, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/auth/tokens";
 import type { CallerIdentity, Role } from "../lib/roles";
+import { errorFields } from "../lib/log-fields";
 
 const { MoleculerRetryableError } = Errors;
 
@@ -160,7 +161,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 					return this.keySet;
 				} catch (err) {
 					if (this.keySet) return this.keySet;
-					this.logger.warn("Cannot fetch the token keys from the auth service", err);
+					this.logger.warn(errorFields(err), "Cannot fetch the token keys from the auth service");
 					throw new MoleculerRetryableError("Authentication is temporarily unavailable", 503, "SERVICE_NOT_AVAILABLE");
 				}
 			},

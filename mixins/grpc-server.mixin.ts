@@ -1,6 +1,7 @@
 import { Server, ServerCredentials, type ServerUnaryCall, type ServiceDefinition, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { toGrpcError } from "../lib/grpc-status";
+import { errorFields } from "../lib/log-fields";
 
 /** A unary RPC implemented by the Moleculer service: the request in, the response (or a thrown error) out. */
 export type UnaryHandler<TService> = (this: TService, request: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -40,7 +41,7 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 							response => callback(null, response),
 							err => {
 								const grpcError = toGrpcError(err);
-								if (grpcError.code === status.INTERNAL) this.logger.error(`gRPC ${method} failed`, err);
+								if (grpcError.code === status.INTERNAL) this.logger.error(errorFields(err), `gRPC ${method} failed`);
 								callback(grpcError);
 							}
 						);

@@ -12,6 +12,7 @@ import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } f
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
 import { dateOnly, instant, idParam, uuidRule } from "../lib/validation";
 import { formatZoned, zonedInstant } from "../lib/zoned-time";
+import { errorFields } from "../lib/log-fields";
 
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
 type Status = (typeof APPOINTMENT_STATUSES)[number];
@@ -439,7 +440,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 		this.charger = runPeriodically(
 			() => this.chargeFulfilled(),
 			config.billingReconcileIntervalMs,
-			err => this.logger.warn("Charging fulfilled appointments failed", err)
+			err => this.logger.warn(errorFields(err), "Charging fulfilled appointments failed")
 		);
 	},
 

@@ -30,6 +30,7 @@ import {
 	loginClient,
 	loginVerdict
 } from "../lib/auth/login-throttle";
+import { errorFields } from "../lib/log-fields";
 
 const { MoleculerClientError } = Errors;
 
@@ -477,7 +478,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		this.loginPruner = runPeriodically(
 			() => this.pruneLoginRecords(),
 			LOGIN_PRUNE_INTERVAL_MS,
-			err => this.logger.warn("Pruning old login attempts failed", err),
+			err => this.logger.warn(errorFields(err), "Pruning old login attempts failed"),
 			{ now: true }
 		);
 	},

@@ -19,6 +19,7 @@ import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { dateOnly, partialUpdate, idParam } from "../lib/validation";
 import { type Page, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
+import { errorFields } from "../lib/log-fields";
 
 export interface Patient extends Omit<NewPatient, "gender"> {
 	gender: Gender | null;
@@ -388,7 +389,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		this.reconciler = runPeriodically(
 			() => this.reconcileBillingAccounts(),
 			config.billingReconcileIntervalMs,
-			err => this.logger.warn("Billing reconciliation failed", err),
+			err => this.logger.warn(errorFields(err), "Billing reconciliation failed"),
 			{ now: true }
 		);
 	},
