@@ -1,4 +1,4 @@
-import { type BrokerOptions, Validators } from "moleculer";
+import { type BrokerOptions, MetricReporters, Validators } from "moleculer";
 import { config } from "./lib/config";
 import { stopEmbeddedPostgres } from "./lib/postgres";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
@@ -10,6 +10,19 @@ function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpo
 	if (type === "Jaeger") return { type, options: { endpoint } };
 	return type;
 }
+
+/**
+ * Moleculer's Prometheus reporter drops `host` when the port is 0 (any free
+ * port, as the tests ask) and then listens on every interface; this one keeps it.
+ */
+class PrometheusReporter extends MetricReporters.Prometheus {
+	constructor(options: NonNullable<ConstructorParameters<typeof MetricReporters.Prometheus>[0]>) {
+		// A copy: Moleculer's constructor edits the options it is given, which every broker of this config shares.
+		super({ ...options });
+		this.opts.host = options.host;
+	}
+}
+MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 
 /**
  * Broker options for every MedSync node. With TRANSPORTER unset, all services
@@ -50,7 +63,8 @@ const brokerConfig: BrokerOptions = {
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.
 	metrics: {
 		enabled: config.metricsPort !== undefined,
-		reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }]
+		// Registered above; Moleculer's typings name only its own reporters.
+		reporter: [{ type: "MedSyncPrometheus" as "Prometheus", options: { host: config.metricsHost, port: config.metricsPort, path: "/metrics" } }]
 	},
 	// Spans cost time on every call; they are made only when something receives them.
 	tracing: {

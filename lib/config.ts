@@ -1,3 +1,4 @@
+import net from "node:net";
 import path from "node:path";
 
 /**
@@ -7,6 +8,8 @@ import path from "node:path";
 export interface Config {
 	/** HTTP port of the API gateway. */
 	port: number;
+	/** Address the gateway listens on. */
+	host: string;
 	/** The gateway `npm run seed` and the REPL's `seed` load the demo data through. */
 	seedUrl: string;
 	/** Moleculer transporter URL (e.g. nats://127.0.0.1:4222); unset runs every service in one process. */
@@ -43,6 +46,8 @@ export interface Config {
 	trustProxy: boolean;
 	/** Port the billing service serves gRPC on. */
 	billingGrpcPort: number;
+	/** Address billing's gRPC server binds: 127.0.0.1 with every service in one process, else 0.0.0.0 (containers). */
+	billingGrpcHost: string;
 	/** Where clients reach billing's gRPC server, host:port. */
 	billingGrpcUrl: string;
 	/** Deadline of one call to billing, retries included. */
@@ -70,6 +75,8 @@ export interface Config {
 	logFormat: "json" | "pretty";
 	/** Port of this node's Prometheus endpoint (/metrics); undefined turns metrics off. */
 	metricsPort: number | undefined;
+	/** Address of the Prometheus endpoint: 127.0.0.1 with every service in one process, else 0.0.0.0. */
+	metricsHost: string;
 	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined turns tracing off. */
 	tracingExporter: "Console" | "Zipkin" | "Jaeger" | "Datadog" | "Event" | undefined;
 	/** Collector URL for the Zipkin or Jaeger exporter. */
@@ -107,6 +114,15 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
 	return value;
 }
 
+/** An address to listen on: an IP address or a host name. */
+function address(env: Env, name: string, fallback: string): string {
+	const value = text(env, name) ?? fallback;
+	if (net.isIP(value) === 0 && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(value)) {
+		throw new Error(`${name} must be an IP address or a host name, got "${value}"`);
+	}
+	return value;
+}
+
 function databasePrefix(env: Env): string {
 	const prefix = text(env, "DATABASE_PREFIX") ?? "medsync";
 	// The prefix becomes part of a database identifier, so keep it to what needs no quoting.
@@ -133,8 +149,11 @@ function currency(env: Env): string {
 }
 
 export function loadConfig(env: Env = process.env): Config {
+	// In one process nothing outside it needs the internal listeners; containers reach each other over the network.
+	const internalHost = text(env, "TRANSPORTER") ? "0.0.0.0" : "127.0.0.1";
 	return {
 		port: integer(env, "PORT", 4005),
+		host: address(env, "HOST", "0.0.0.0"),
 		seedUrl: text(env, "SEED_URL") ?? `http://127.0.0.1:${integer(env, "PORT", 4005)}`,
 		transporter: text(env, "TRANSPORTER"),
 		namespace: text(env, "NAMESPACE") ?? "medsync",
@@ -155,6 +174,7 @@ export function loadConfig(env: Env = process.env): Config {
 		sessionDays: integer(env, "AUTH_SESSION_DAYS", 7),
 		trustProxy: oneOf(env, "TRUST_PROXY", ["true", "false"], "false") === "true",
 		billingGrpcPort: integer(env, "BILLING_GRPC_PORT", 9001),
+		billingGrpcHost: address(env, "BILLING_GRPC_HOST", internalHost),
 		billingGrpcUrl: text(env, "BILLING_GRPC_URL") ?? "127.0.0.1:9001",
 		billingGrpcDeadlineMs: integer(env, "BILLING_GRPC_DEADLINE_MS", 2000),
 		billingReconcileIntervalMs: integer(env, "BILLING_RECONCILE_INTERVAL_MS", 30_000),
@@ -168,6 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? "",
 		logFormat: oneOf(env, "LOG_FORMAT", ["json", "pretty"], "json"),
 		metricsPort: text(env, "METRICS_PORT") === "off" ? undefined : integer(env, "METRICS_PORT", 3030),
+		metricsHost: address(env, "METRICS_HOST", internalHost),
 		tracingExporter: (() => {
 			const exporter = oneOf(env, "TRACING_EXPORTER", ["none", "Console", "Zipkin", "Jaeger", "Datadog", "Event"], "none");
 			return exporter === "none" ? undefined : exporter;

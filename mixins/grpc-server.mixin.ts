@@ -8,7 +8,8 @@ export type UnaryHandler<TService> = (this: TService, request: any) => Promise<u
 export interface GrpcServerOptions<TService> {
 	/** Generated service definition, e.g. `BillingServiceService` from proto/generated. */
 	definition: ServiceDefinition;
-	/** Read at start, so configuration and tests decide. */
+	/** Where to listen, read at start, so configuration and tests decide. */
+	host: () => string;
 	port: () => number;
 	handlers: Record<string, UnaryHandler<TService>>;
 	/** How long stop() lets calls in flight finish before cutting them off. */
@@ -48,11 +49,14 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 				])
 			);
 			server.addService(options.definition, implementation);
+			const host = options.host();
+			// An IPv6 address is bracketed in a gRPC address, as in a URL.
+			const bindHost = host.includes(":") ? `[${host}]` : host;
 			this.grpcPort = await new Promise<number>((resolve, reject) =>
-				server.bindAsync(`0.0.0.0:${options.port()}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+				server.bindAsync(`${bindHost}:${options.port()}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
 			);
 			this.grpcServer = server;
-			this.logger.info(`gRPC server listening on port ${this.grpcPort}`);
+			this.logger.info(`gRPC server listening on ${bindHost}:${this.grpcPort}`);
 		},
 
 		async stopped(this: Service & GrpcServerVars) {

@@ -161,6 +161,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 	mixins: [
 		GrpcServerMixin<BillingThis>({
 			definition: BillingServiceService,
+			host: () => config.billingGrpcHost,
 			port: () => config.billingGrpcPort,
 			handlers: {
 				async createBillingAccount(this: BillingThis, request: BillingRequest): Promise<BillingResponse> {

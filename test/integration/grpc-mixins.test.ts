@@ -44,6 +44,7 @@ beforeAll(async () => {
 		mixins: [
 			GrpcServerMixin({
 				definition: BillingServiceService,
+				host: () => "127.0.0.1",
 				port: () => 0,
 				drainMs: 3000,
 				handlers: {

@@ -55,6 +55,18 @@ describe("configuration", () => {
 		expect(() => loadConfig({ TRACING_EXPORTER: "Carrier-Pigeon" })).toThrow(/TRACING_EXPORTER/);
 	});
 
+	test("listener addresses: gRPC and metrics stay on loopback in one process, open to the network with a transporter", () => {
+		expect(loadConfig({})).toMatchObject({ host: "0.0.0.0", billingGrpcHost: "127.0.0.1", metricsHost: "127.0.0.1" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222" })).toMatchObject({ host: "0.0.0.0", billingGrpcHost: "0.0.0.0", metricsHost: "0.0.0.0" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", HOST: "10.0.0.5", BILLING_GRPC_HOST: "billing.internal", METRICS_HOST: "::1" })).toMatchObject({
+			host: "10.0.0.5",
+			billingGrpcHost: "billing.internal",
+			metricsHost: "::1"
+		});
+		expect(() => loadConfig({ HOST: "http://0.0.0.0" })).toThrow(/HOST must be an IP address or a host name/);
+		expect(() => loadConfig({ METRICS_HOST: "127.0.0.1:3030" })).toThrow(/METRICS_HOST/);
+	});
+
 	test("refuses values that would fail later in stranger ways", () => {
 		expect(() => loadConfig({ PORT: "http" })).toThrow(/PORT/);
 		expect(() => loadConfig({ DATABASE_PREFIX: "drop;table" })).toThrow(/DATABASE_PREFIX/);
