@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { config } from "./config";
@@ -33,7 +34,7 @@ export async function developmentSecretAsync(name: string, generate: () => Promi
 	const value = await generate();
 	if (kept === undefined) return store(file, value);
 	// Written beside it, then renamed over it: a reader sees the old file or the new one, never half of one.
-	const temporary = `${file}.${process.pid}.tmp`;
+	const temporary = temporaryBeside(file);
 	fs.writeFileSync(temporary, value, { mode: 0o600 });
 	fs.renameSync(temporary, file);
 	return { value, created: true, file };
@@ -43,14 +44,21 @@ function refuseInProduction(name: string): void {
 	if (config.production) throw new Error(`${name} must come from the environment in production (NODE_ENV=production)`);
 }
 
+/** Written whole beside it, then linked into place: a reader never sees half a file, and of two writers the first keeps it. */
 function store(file: string, value: string): DevelopmentSecret {
 	fs.mkdirSync(path.dirname(file), { recursive: true });
+	const temporary = temporaryBeside(file);
+	fs.writeFileSync(temporary, value, { mode: 0o600 });
 	try {
-		fs.writeFileSync(file, value, { mode: 0o600, flag: "wx" });
+		fs.linkSync(temporary, file);
 	} catch (err) {
 		// Another process on this machine created it first: use theirs.
 		if ((err as NodeJS.ErrnoException).code === "EEXIST") return { value: fs.readFileSync(file, "utf8"), created: false, file };
 		throw err;
+	} finally {
+		fs.rmSync(temporary, { force: true });
 	}
 	return { value, created: true, file };
 }
+
+const temporaryBeside = (file: string) => `${file}.${process.pid}-${crypto.randomBytes(4).toString("hex")}.tmp`;
