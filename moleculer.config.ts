@@ -2,6 +2,7 @@ import { type BrokerOptions, MetricReporters, Validators } from "moleculer";
 import { config } from "./lib/config";
 import { stopEmbeddedPostgres } from "./lib/postgres";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
+import { transporterOptions } from "./lib/transporter";
 
 type TracingExporters = NonNullable<Exclude<BrokerOptions["tracing"], boolean | undefined>["exporter"]>;
 
@@ -32,8 +33,7 @@ MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 const brokerConfig: BrokerOptions = {
 	namespace: config.namespace,
 	nodeID: null,
-	// A URL string selects and configures the transporter (nats://… → NATS).
-	transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
+	transporter: transporterOptions(config),
 	logger:
 		config.logFormat === "pretty"
 			? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } }

@@ -22,6 +22,14 @@ export interface Config {
 	seedUrl: string;
 	/** Moleculer transporter URL (e.g. nats://127.0.0.1:4222); unset runs every service in one process. */
 	transporter: string | undefined;
+	/** NATS credentials: a user and password, or a token. Anyone on the bus can call any action, so production sets one. */
+	natsUser: string | undefined;
+	natsPassword: string | undefined;
+	natsToken: string | undefined;
+	/** The CA of the NATS server's certificate, when it is a private one (TLS itself follows the server). */
+	natsTlsCa: string | undefined;
+	/** A client certificate and key, for a NATS server that verifies clients. */
+	natsTls: TlsIdentity | undefined;
 	/** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
 	namespace: string;
 	logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
@@ -202,6 +210,23 @@ function billingGrpcSecurity(env: Env): Pick<Config, "billingGrpcInsecure" | "bi
 	return settings;
 }
 
+function natsSecurity(env: Env): Pick<Config, "natsUser" | "natsPassword" | "natsToken" | "natsTlsCa" | "natsTls"> {
+	const settings = {
+		natsUser: text(env, "NATS_USER"),
+		natsPassword: text(env, "NATS_PASSWORD"),
+		natsToken: text(env, "NATS_TOKEN"),
+		natsTlsCa: pem(env, "NATS_TLS_CA", "certificate"),
+		natsTls: tlsIdentity(env, "NATS_TLS_CERT", "NATS_TLS_KEY")
+	};
+	if (!settings.natsUser !== !settings.natsPassword) throw new Error("NATS_USER and NATS_PASSWORD go together: set both or neither");
+	if (settings.natsToken && settings.natsUser) throw new Error("NATS_TOKEN and NATS_USER are two ways to authenticate: set one");
+	const transporter = text(env, "TRANSPORTER");
+	if (transporter && !/^nats:\/\//i.test(transporter) && Object.values(settings).some(Boolean)) {
+		throw new Error("NATS_USER, NATS_PASSWORD, NATS_TOKEN and NATS_TLS_* apply to a nats:// TRANSPORTER only");
+	}
+	return settings;
+}
+
 function databasePrefix(env: Env): string {
 	const prefix = text(env, "DATABASE_PREFIX") ?? "medsync";
 	// The prefix becomes part of a database identifier, so keep it to what needs no quoting.
@@ -235,6 +260,7 @@ export function loadConfig(env: Env = process.env): Config {
 		host: address(env, "HOST", "0.0.0.0"),
 		seedUrl: text(env, "SEED_URL") ?? `http://127.0.0.1:${integer(env, "PORT", 4005)}`,
 		transporter: text(env, "TRANSPORTER"),
+		...natsSecurity(env),
 		namespace: text(env, "NAMESPACE") ?? "medsync",
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
 		databaseUrl: text(env, "DATABASE_URL"),

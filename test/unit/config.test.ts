@@ -121,6 +121,17 @@ describe("configuration", () => {
 		expect(error).toBe("BILLING_GRPC_TLS_KEY does not hold a PEM private key");
 	});
 
+	test("NATS credentials: a user and password, or a token, for a nats:// transporter", () => {
+		expect(loadConfig({})).toMatchObject({ natsUser: undefined, natsPassword: undefined, natsToken: undefined, natsTlsCa: undefined, natsTls: undefined });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", NATS_USER: "medsync", NATS_PASSWORD: "s3cret" })).toMatchObject({ natsUser: "medsync", natsPassword: "s3cret" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", NATS_TOKEN: "t0ken" }).natsToken).toBe("t0ken");
+		expect(() => loadConfig({ NATS_USER: "medsync" })).toThrow(/NATS_USER and NATS_PASSWORD go together/);
+		expect(() => loadConfig({ NATS_PASSWORD: "s3cret" })).toThrow(/NATS_USER and NATS_PASSWORD go together/);
+		expect(() => loadConfig({ NATS_USER: "medsync", NATS_PASSWORD: "s3cret", NATS_TOKEN: "t0ken" })).toThrow(/NATS_TOKEN and NATS_USER/);
+		expect(() => loadConfig({ TRANSPORTER: "redis://cache:6379", NATS_TOKEN: "t0ken" })).toThrow(/apply to a nats:\/\/ TRANSPORTER only/);
+		expect(() => loadConfig({ NATS_TLS_KEY: "/nonexistent/key.pem" })).toThrow(/NATS_TLS_KEY must be PEM or the path of a PEM file/);
+	});
+
 	test("refuses values that would fail later in stranger ways", () => {
 		expect(() => loadConfig({ PORT: "http" })).toThrow(/PORT/);
 		expect(() => loadConfig({ DATABASE_PREFIX: "drop;table" })).toThrow(/DATABASE_PREFIX/);
