@@ -54,6 +54,15 @@ function brokerWith(name: string, env: Record<string, string>): ServiceBroker {
 	return broker;
 }
 
+/** Two nodes with `settings` start, find each other over the bus, and one calls the other's action. */
+async function expectNodesTalk(prefix: string, settings: Record<string, string>): Promise<void> {
+	const billing = brokerWith(`${prefix}-billing`, settings);
+	const gateway = brokerWith(`${prefix}-gateway`, settings);
+	await Promise.all([billing.start(), gateway.start()]);
+	await gateway.waitForServices([`${prefix}-billing`], 10_000);
+	expect(await gateway.call(`${prefix}-billing.whoami`)).toBe(billing.nodeID);
+}
+
 /** Starts a broker that must not get onto the bus; the error its connection ended with. */
 async function refusedConnection(broker: ServiceBroker): Promise<Error> {
 	const failed = new Promise<Error>(resolve => broker.localBus.once("$transporter.error", ({ error }: { error: Error }) => resolve(error)));
@@ -73,12 +82,7 @@ describe("NATS with a user and password", () => {
 	});
 
 	test("nodes with the credentials join and call each other's actions", async () => {
-		const credentials = { TRANSPORTER: url, NATS_USER: "medsync", NATS_PASSWORD: password };
-		const billing = brokerWith("pw-billing", credentials);
-		const gateway = brokerWith("pw-gateway", credentials);
-		await Promise.all([billing.start(), gateway.start()]);
-		await gateway.waitForServices(["pw-billing"], 10_000);
-		expect(await gateway.call("pw-billing.whoami")).toBe(billing.nodeID);
+		await expectNodesTalk("pw", { TRANSPORTER: url, NATS_USER: "medsync", NATS_PASSWORD: password });
 	});
 
 	test("a node without credentials, or with a wrong password, cannot connect", async () => {
@@ -115,18 +119,14 @@ describe("NATS over TLS with client certificates and a token", () => {
 	});
 
 	test("nodes with the CA, a client certificate and the token join and call each other's actions", async () => {
-		const settings = { TRANSPORTER: url, NATS_TOKEN: token, ...tls };
-		const billing = brokerWith("tls-billing", settings);
-		const gateway = brokerWith("tls-gateway", settings);
-		await Promise.all([billing.start(), gateway.start()]);
-		await gateway.waitForServices(["tls-billing"], 10_000);
-		expect(await gateway.call("tls-billing.whoami")).toBe(billing.nodeID);
+		await expectNodesTalk("tls", { TRANSPORTER: url, NATS_TOKEN: token, ...tls });
 	});
 
 	test("without the token, without a client certificate, or without trusting the server's CA, a node cannot connect", async () => {
 		expect((await refusedConnection(brokerWith("tls-no-token", { TRANSPORTER: url, ...tls }))).message).toMatch(/authorization violation/i);
 		const noClientCertificate = brokerWith("tls-no-cert", { TRANSPORTER: url, NATS_TOKEN: token, NATS_TLS_CA: tls.NATS_TLS_CA });
-		expect(await refusedConnection(noClientCertificate)).toBeInstanceOf(Error);
+		// Under TLS 1.3 the server drops the connection after the handshake, which the client sees as its connect timeout.
+		expect((await refusedConnection(noClientCertificate)).message).toMatch(/timeout|certificate/i);
 		const untrusting = brokerWith("tls-untrusting", { TRANSPORTER: url, NATS_TOKEN: token, NATS_TLS_CERT: tls.NATS_TLS_CERT, NATS_TLS_KEY: tls.NATS_TLS_KEY });
 		expect((await refusedConnection(untrusting)).message).toMatch(/certificate/i);
 	});
