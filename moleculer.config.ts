@@ -1,8 +1,9 @@
-import type { BrokerOptions } from "moleculer";
+import { type BrokerOptions, MetricReporters } from "moleculer";
 import { config } from "./lib/config";
 import { stopEmbeddedPostgres } from "./lib/postgres";
 import { replCommands } from "./lib/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
+import { transporterOptions } from "./lib/transporter";
 import { InputValidator } from "./lib/validator";
 
 type TracingExporters = NonNullable<Exclude<BrokerOptions["tracing"], boolean | undefined>["exporter"]>;
@@ -14,6 +15,19 @@ function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpo
 }
 
 /**
+ * Moleculer's Prometheus reporter drops `host` when the port is 0 (any free
+ * port, as the tests ask) and then listens on every interface; this one keeps it.
+ */
+class PrometheusReporter extends MetricReporters.Prometheus {
+	constructor(options: NonNullable<ConstructorParameters<typeof MetricReporters.Prometheus>[0]>) {
+		// A copy: Moleculer's constructor edits the options it is given, which every broker of this config shares.
+		super({ ...options });
+		this.opts.host = options.host;
+	}
+}
+MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
+
+/**
  * Broker options for every MedSync node. With TRANSPORTER unset, all services
  * share one process; with it set (e.g. nats://127.0.0.1:4222), each process is a
  * node that finds the others through the transporter, with no registry server.
@@ -21,8 +35,7 @@ function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpo
 const brokerConfig: BrokerOptions = {
 	namespace: config.namespace,
 	nodeID: null,
-	// A URL string selects and configures the transporter (nats://… → NATS).
-	transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
+	transporter: transporterOptions(config),
 	logger:
 		config.logFormat === "pretty"
 			? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } }
@@ -55,7 +68,8 @@ const brokerConfig: BrokerOptions = {
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.
 	metrics: {
 		enabled: config.metricsPort !== undefined,
-		reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }]
+		// Registered above; Moleculer's typings name only its own reporters.
+		reporter: [{ type: "MedSyncPrometheus" as "Prometheus", options: { host: config.metricsHost, port: config.metricsPort, path: "/metrics" } }]
 	},
 	// Spans cost time on every call; they are made only when something receives them.
 	tracing: {

@@ -1,4 +1,13 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
+
+/** A certificate (or chain) and its private key, PEM. */
+export interface TlsIdentity {
+	cert: string;
+	key: string;
+}
 
 /**
  * The one place that reads the environment. Every setting MedSync has is here,
@@ -7,10 +16,20 @@ import path from "node:path";
 export interface Config {
 	/** HTTP port of the API gateway. */
 	port: number;
+	/** Address the gateway listens on. */
+	host: string;
 	/** The gateway `npm run seed` and the REPL's `seed` load the demo data through. */
 	seedUrl: string;
 	/** Moleculer transporter URL (e.g. nats://127.0.0.1:4222); unset runs every service in one process. */
 	transporter: string | undefined;
+	/** NATS credentials: a user and password, or a token. Anyone on the bus can call any action, so production sets one. */
+	natsUser: string | undefined;
+	natsPassword: string | undefined;
+	natsToken: string | undefined;
+	/** The CA of the NATS server's certificate, when it is a private one (TLS itself follows the server). */
+	natsTlsCa: string | undefined;
+	/** A client certificate and key, for a NATS server that verifies clients. */
+	natsTls: TlsIdentity | undefined;
 	/** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
 	namespace: string;
 	logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
@@ -43,6 +62,20 @@ export interface Config {
 	trustProxy: boolean;
 	/** Port the billing service serves gRPC on. */
 	billingGrpcPort: number;
+	/** Address billing's gRPC server binds: 127.0.0.1 with every service in one process, else 0.0.0.0 (containers). */
+	billingGrpcHost: string;
+	/** Plaintext gRPC with no credential, for the original's clients: anyone who reaches the port can call every RPC. */
+	billingGrpcInsecure: boolean;
+	/** The service credential every gRPC call to billing carries (`authorization: Bearer <token>`); generated under dataDir in development. */
+	billingGrpcToken: string | undefined;
+	/** The CA that issued billing's certificate (clients trust it) and, with mutual TLS, the clients'; generated in development. */
+	billingGrpcTlsCa: string | undefined;
+	/** Billing's certificate and key; generated in development (for localhost and the configured hosts). */
+	billingGrpcTls: TlsIdentity | undefined;
+	/** Mutual TLS: billing also requires a client certificate issued by billingGrpcTlsCa. */
+	billingGrpcMtls: boolean;
+	/** The client's certificate and key for mutual TLS; generated in development. */
+	billingGrpcTlsClient: TlsIdentity | undefined;
 	/** Where clients reach billing's gRPC server, host:port. */
 	billingGrpcUrl: string;
 	/** Deadline of one call to billing, retries included. */
@@ -72,6 +105,8 @@ export interface Config {
 	logFormat: "json" | "pretty";
 	/** Port of this node's Prometheus endpoint (/metrics); undefined turns metrics off. */
 	metricsPort: number | undefined;
+	/** Address of the Prometheus endpoint: 127.0.0.1 with every service in one process, else 0.0.0.0. */
+	metricsHost: string;
 	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined turns tracing off. */
 	tracingExporter: "Console" | "Zipkin" | "Jaeger" | "Datadog" | "Event" | undefined;
 	/** Collector URL for the Zipkin or Jaeger exporter. */
@@ -115,6 +150,91 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
 	return value;
 }
 
+/** An address to listen on: an IP address or a host name. */
+function address(env: Env, name: string, fallback: string): string {
+	const value = text(env, name) ?? fallback;
+	if (net.isIP(value) === 0 && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(value)) {
+		throw new Error(`${name} must be an IP address or a host name, got "${value}"`);
+	}
+	return value;
+}
+
+/**
+ * A PEM setting: the PEM itself (`\n` escapes allowed, as in a .env file) or the
+ * path of a file holding it. Read and parsed now, so a bad one stops the start
+ * naming the setting; the message never quotes the value (it may be a key).
+ */
+function pem(env: Env, name: string, kind: "certificate" | "private key"): string | undefined {
+	const raw = text(env, name);
+	if (!raw) return undefined;
+	let value = raw.replace(/\\n/g, "\n");
+	if (!value.startsWith("-----BEGIN ")) {
+		try {
+			value = fs.readFileSync(raw, "utf8");
+		} catch (err) {
+			throw new Error(`${name} must be PEM or the path of a PEM file, and no file can be read there (${(err as NodeJS.ErrnoException).code})`, { cause: err });
+		}
+	}
+	try {
+		if (kind === "certificate") new crypto.X509Certificate(value);
+		else crypto.createPrivateKey(value);
+	} catch (err) {
+		throw new Error(`${name} does not hold a PEM ${kind}`, { cause: err });
+	}
+	return value.trim();
+}
+
+/** A certificate and its key, both set or neither. */
+function tlsIdentity(env: Env, certName: string, keyName: string): TlsIdentity | undefined {
+	const cert = pem(env, certName, "certificate");
+	const key = pem(env, keyName, "private key");
+	if (!cert !== !key) throw new Error(`${certName} and ${keyName} go together: set both or neither`);
+	return cert && key ? { cert, key } : undefined;
+}
+
+/** A shared secret sent in a header: long enough not to be guessed, and printable ASCII without spaces. */
+function token(env: Env, name: string): string | undefined {
+	const value = text(env, name);
+	if (value !== undefined && !/^[\x21-\x7e]{16,}$/.test(value)) {
+		throw new Error(`${name} must be at least 16 printable ASCII characters without spaces (e.g. openssl rand -hex 32)`);
+	}
+	return value;
+}
+
+function billingGrpcSecurity(env: Env): Pick<Config, "billingGrpcInsecure" | "billingGrpcToken" | "billingGrpcTlsCa" | "billingGrpcTls" | "billingGrpcMtls" | "billingGrpcTlsClient"> {
+	const settings = {
+		billingGrpcInsecure: oneOf(env, "BILLING_GRPC_INSECURE", ["true", "false"], "false") === "true",
+		billingGrpcToken: token(env, "BILLING_GRPC_TOKEN"),
+		billingGrpcTlsCa: pem(env, "BILLING_GRPC_TLS_CA", "certificate"),
+		billingGrpcTls: tlsIdentity(env, "BILLING_GRPC_TLS_CERT", "BILLING_GRPC_TLS_KEY"),
+		billingGrpcMtls: oneOf(env, "BILLING_GRPC_MTLS", ["true", "false"], "false") === "true",
+		billingGrpcTlsClient: tlsIdentity(env, "BILLING_GRPC_TLS_CLIENT_CERT", "BILLING_GRPC_TLS_CLIENT_KEY")
+	};
+	const { billingGrpcInsecure, ...secured } = settings;
+	// Plaintext with a token or certificates set is a contradiction; refusing it beats guessing which was meant.
+	if (billingGrpcInsecure && Object.values(secured).some(Boolean)) {
+		throw new Error("BILLING_GRPC_INSECURE=true turns TLS and the credential off: unset BILLING_GRPC_TOKEN, BILLING_GRPC_MTLS and BILLING_GRPC_TLS_*");
+	}
+	return settings;
+}
+
+function natsSecurity(env: Env): Pick<Config, "natsUser" | "natsPassword" | "natsToken" | "natsTlsCa" | "natsTls"> {
+	const settings = {
+		natsUser: text(env, "NATS_USER"),
+		natsPassword: text(env, "NATS_PASSWORD"),
+		natsToken: text(env, "NATS_TOKEN"),
+		natsTlsCa: pem(env, "NATS_TLS_CA", "certificate"),
+		natsTls: tlsIdentity(env, "NATS_TLS_CERT", "NATS_TLS_KEY")
+	};
+	if (!settings.natsUser !== !settings.natsPassword) throw new Error("NATS_USER and NATS_PASSWORD go together: set both or neither");
+	if (settings.natsToken && settings.natsUser) throw new Error("NATS_TOKEN and NATS_USER are two ways to authenticate: set one");
+	const transporter = text(env, "TRANSPORTER");
+	if (transporter && !/^nats:\/\//i.test(transporter) && Object.values(settings).some(Boolean)) {
+		throw new Error("NATS_USER, NATS_PASSWORD, NATS_TOKEN and NATS_TLS_* apply to a nats:// TRANSPORTER only");
+	}
+	return settings;
+}
+
 function databasePrefix(env: Env): string {
 	const prefix = text(env, "DATABASE_PREFIX") ?? "medsync";
 	// The prefix becomes part of a database identifier, so keep it to what needs no quoting.
@@ -141,10 +261,14 @@ function currency(env: Env): string {
 }
 
 export function loadConfig(env: Env = process.env): Config {
+	// In one process nothing outside it needs the internal listeners; containers reach each other over the network.
+	const internalHost = text(env, "TRANSPORTER") ? "0.0.0.0" : "127.0.0.1";
 	return {
 		port: integer(env, "PORT", 4005),
+		host: address(env, "HOST", "0.0.0.0"),
 		seedUrl: text(env, "SEED_URL") ?? `http://127.0.0.1:${integer(env, "PORT", 4005)}`,
 		transporter: text(env, "TRANSPORTER"),
+		...natsSecurity(env),
 		namespace: text(env, "NAMESPACE") ?? "medsync",
 		logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, "info"),
 		databaseUrl: text(env, "DATABASE_URL"),
@@ -163,6 +287,8 @@ export function loadConfig(env: Env = process.env): Config {
 		sessionDays: integer(env, "AUTH_SESSION_DAYS", 7),
 		trustProxy: oneOf(env, "TRUST_PROXY", ["true", "false"], "false") === "true",
 		billingGrpcPort: integer(env, "BILLING_GRPC_PORT", 9001),
+		billingGrpcHost: address(env, "BILLING_GRPC_HOST", internalHost),
+		...billingGrpcSecurity(env),
 		billingGrpcUrl: text(env, "BILLING_GRPC_URL") ?? "127.0.0.1:9001",
 		billingGrpcDeadlineMs: integer(env, "BILLING_GRPC_DEADLINE_MS", 2000),
 		billingReconcileIntervalMs: integer(env, "BILLING_RECONCILE_INTERVAL_MS", 30_000),
@@ -176,6 +302,7 @@ export function loadConfig(env: Env = process.env): Config {
 		kafkaGroupPrefix: text(env, "KAFKA_GROUP_PREFIX") ?? "",
 		logFormat: oneOf(env, "LOG_FORMAT", ["json", "pretty"], "json"),
 		metricsPort: text(env, "METRICS_PORT") === "off" ? undefined : integer(env, "METRICS_PORT", 3030),
+		metricsHost: address(env, "METRICS_HOST", internalHost),
 		tracingExporter: (() => {
 			const exporter = oneOf(env, "TRACING_EXPORTER", ["none", "Console", "Zipkin", "Jaeger", "Datadog", "Event"], "none");
 			return exporter === "none" ? undefined : exporter;

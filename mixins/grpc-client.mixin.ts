@@ -1,8 +1,9 @@
-import { type CallOptions, type Client, type ClientUnaryCall, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
+import { type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { type GrpcClientSecurity, channelCredentials } from "../lib/grpc-security";
 import { registerHealthCheck } from "./health.mixin";
 
-type ClientConstructor<C extends Client> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
+type ClientConstructor<C extends Client> = new (address: string, creds: ChannelCredentials, options?: object) => C;
 
 /** A generated client method, e.g. `client.createBillingAccount`. */
 type UnaryMethod<Req, Res> = (
@@ -19,6 +20,8 @@ export interface GrpcClientOptions<C extends Client> {
 	client: ClientConstructor<C>;
 	/** host:port, read at start. */
 	address: () => string;
+	/** TLS and the service token (lib/grpc-security.ts), read at start. */
+	security: () => Promise<GrpcClientSecurity>;
 }
 
 export interface GrpcClientVars {
@@ -64,9 +67,11 @@ export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>)
 			});
 		},
 
-		started(this: Service & GrpcClientVars) {
+		async started(this: Service & GrpcClientVars) {
+			const security = await options.security();
+			if (security.plaintext) this.logger.warn(`gRPC calls to ${options.name} go in plaintext with no credential (${security.optIn})`);
 			this.grpcClients ??= {};
-			this.grpcClients[options.name] = new options.client(options.address(), credentials.createInsecure());
+			this.grpcClients[options.name] = new options.client(options.address(), channelCredentials(security));
 		},
 
 		stopped(this: Service & GrpcClientVars) {

@@ -1,5 +1,6 @@
-import { Server, ServerCredentials, type ServerUnaryCall, type ServiceDefinition, type sendUnaryData, status } from "@grpc/grpc-js";
+import { Server, type ServerUnaryCall, type ServiceDefinition, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/grpc-security";
 import { toGrpcError } from "../lib/grpc-status";
 import { errorFields } from "../lib/log-fields";
 
@@ -9,8 +10,11 @@ export type UnaryHandler<TService> = (this: TService, request: any) => Promise<u
 export interface GrpcServerOptions<TService> {
 	/** Generated service definition, e.g. `BillingServiceService` from proto/generated. */
 	definition: ServiceDefinition;
-	/** Read at start, so configuration and tests decide. */
+	/** Where to listen, read at start, so configuration and tests decide. */
+	host: () => string;
 	port: () => number;
+	/** TLS and the token every call must carry (lib/grpc-security.ts), read at start. */
+	security: () => Promise<GrpcServerSecurity>;
 	handlers: Record<string, UnaryHandler<TService>>;
 	/** How long stop() lets calls in flight finish before cutting them off. */
 	drainMs?: number;
@@ -24,19 +28,27 @@ interface GrpcServerVars {
 
 /**
  * Serves a gRPC service from a Moleculer service: the server starts and stops
- * with it, and stopping drains calls in flight. Errors thrown by handlers become
- * proper gRPC statuses (lib/grpc-status.ts).
+ * with it, and stopping drains calls in flight. Over TLS, every call must carry
+ * the service token, else it is answered UNAUTHENTICATED before any handler
+ * runs. Errors thrown by handlers become proper gRPC statuses (lib/grpc-status.ts).
  */
 export function GrpcServerMixin<TService extends Service>(options: GrpcServerOptions<TService>): Partial<ServiceSchema> {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcServerVars> = {
 		name: "grpc-server",
 
 		async started(this: Service & GrpcServerVars) {
+			const security = await options.security();
+			const authorized = security.plaintext ? () => true : bearerCheck(security.token);
 			const server = new Server();
 			const implementation = Object.fromEntries(
 				Object.entries(options.handlers).map(([method, handler]) => [
 					method,
 					(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+						if (!authorized(call.metadata)) {
+							this.logger.warn(`gRPC ${method} refused: no valid service credential (peer ${call.getPeer()})`);
+							callback({ code: status.UNAUTHENTICATED, details: "A valid service credential is required" });
+							return;
+						}
 						handler.call(this as unknown as TService, call.request).then(
 							response => callback(null, response),
 							err => {
@@ -49,11 +61,20 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 				])
 			);
 			server.addService(options.definition, implementation);
+			const host = options.host();
+			// An IPv6 address is bracketed in a gRPC address, as in a URL.
+			const bindHost = host.includes(":") ? `[${host}]` : host;
 			this.grpcPort = await new Promise<number>((resolve, reject) =>
-				server.bindAsync(`0.0.0.0:${options.port()}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+				server.bindAsync(`${bindHost}:${options.port()}`, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)))
 			);
 			this.grpcServer = server;
-			this.logger.info(`gRPC server listening on port ${this.grpcPort}`);
+			if (security.plaintext) {
+				this.logger.warn(
+					`gRPC server on ${bindHost}:${this.grpcPort} takes plaintext calls with no credential (${security.optIn}): anyone who reaches the port can call every RPC`
+				);
+			} else {
+				this.logger.info(`gRPC server listening on ${bindHost}:${this.grpcPort} (TLS${security.tls.clientCa ? ", client certificates required" : ""}, service token required)`);
+			}
 		},
 
 		async stopped(this: Service & GrpcServerVars) {

@@ -55,7 +55,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 
 	settings: {
 		port: config.port,
-		ip: "0.0.0.0",
+		ip: config.host,
 		cors: {
 			origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
 			methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

@@ -6,6 +6,7 @@ import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { GrpcServerMixin } from "../mixins/grpc-server.mixin";
 import { billingMigrations } from "../migrations/billing";
 import { config } from "../lib/config";
+import { billingServerSecurity } from "../lib/grpc-security";
 import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
@@ -161,7 +162,9 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 	mixins: [
 		GrpcServerMixin<BillingThis>({
 			definition: BillingServiceService,
+			host: () => config.billingGrpcHost,
 			port: () => config.billingGrpcPort,
+			security: () => billingServerSecurity(),
 			handlers: {
 				async createBillingAccount(this: BillingThis, request: BillingRequest): Promise<BillingResponse> {
 					const account = await this.broker.call<BillingAccount, BillingRequest>("billing.openAccount", request);

@@ -7,6 +7,7 @@ import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/config";
+import { billingClientSecurity } from "../lib/grpc-security";
 import { todayIn } from "../lib/dates";
 import { ConflictError, NotFoundError, violatedUniqueConstraint } from "../lib/errors";
 import { formatMrn } from "../lib/mrn";
@@ -124,7 +125,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			},
 			patientMigrations
 		),
-		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl }),
+		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl, security: () => billingClientSecurity() }),
 		KafkaMixin()
 	],
 

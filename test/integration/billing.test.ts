@@ -1,6 +1,7 @@
-import crypto from "node:crypto";
+import crypto, { X509Certificate } from "node:crypto";
+import fs from "node:fs";
 import path from "node:path";
-import { type Client as GrpcClient, type ServiceError, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
+import { type ChannelCredentials, type Client as GrpcClient, type ServiceError, credentials, loadPackageDefinition, status } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import type { ServiceSchema } from "moleculer";
 import { Client } from "pg";
@@ -8,6 +9,7 @@ import BillingService from "../../services/billing.service";
 import PatientsService from "../../services/patients.service";
 import { config } from "../../lib/config";
 import { databaseName, withDatabase } from "../../lib/postgres";
+import { type GrpcClientSecurity, billingClientSecurity, billingServerSecurity, channelCredentials } from "../../lib/grpc-security";
 import { unaryCall } from "../../mixins/grpc-client.mixin";
 import { BillingServiceClient } from "../../proto/generated/billing_service";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
@@ -18,6 +20,8 @@ let adminToken: string;
 let receptionist: TestUser;
 let doctor: TestUser;
 let grpc: BillingServiceClient;
+/** What the patients service connects with: the development CA and service token, generated under DATA_DIR. */
+let security: GrpcClientSecurity & { plaintext?: false };
 
 const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
 	request(cluster.baseUrl, method, path, body, { ...bearer(adminToken), ...headers });
@@ -49,7 +53,8 @@ beforeAll(async () => {
 	adminToken = await adminLogin(cluster.baseUrl);
 	receptionist = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
 	doctor = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
-	grpc = new BillingServiceClient(config.billingGrpcUrl, credentials.createInsecure());
+	security = (await billingClientSecurity()) as typeof security;
+	grpc = new BillingServiceClient(config.billingGrpcUrl, channelCredentials(security));
 });
 
 afterAll(async () => {
@@ -110,7 +115,7 @@ describe("BillingService over gRPC on a real port", () => {
 	test("a client loaded dynamically from the .proto file, not the generated code, works too", async () => {
 		const definition = loadSync(path.resolve(__dirname, "../../proto/billing_service.proto"), { keepCase: true, longs: String });
 		const { BillingService: DynamicClient } = loadPackageDefinition(definition) as any;
-		const client: GrpcClient & Record<string, any> = new DynamicClient(config.billingGrpcUrl, credentials.createInsecure());
+		const client: GrpcClient & Record<string, any> = new DynamicClient(config.billingGrpcUrl, channelCredentials(security));
 		const invoke = (method: string, req: object) =>
 			new Promise<any>((resolve, reject) => client[method](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
 		const patientId = crypto.randomUUID();
@@ -118,6 +123,55 @@ describe("BillingService over gRPC on a real port", () => {
 		expect(created.status).toBe("ACTIVE");
 		expect(await invoke("GetBillingAccount", { accountId: created.accountId })).toMatchObject({ accountId: created.accountId, patientId, name: "Dyn" });
 		client.close();
+	});
+});
+
+describe("the gRPC port's authentication", () => {
+	const getWith = async (creds: ChannelCredentials) => {
+		const client = new BillingServiceClient(config.billingGrpcUrl, creds);
+		try {
+			return await unaryCall(client, client.getBillingAccount, { accountId: crypto.randomUUID() }, 300);
+		} finally {
+			client.close();
+		}
+	};
+
+	test("billing serves TLS and requires the service token: none or a wrong one is UNAUTHENTICATED; plaintext gets no answer", async () => {
+		const tlsOnly = credentials.createSsl(Buffer.from(security.tls.ca));
+		expect((await rpcError(getWith(tlsOnly))).code).toBe(status.UNAUTHENTICATED);
+		const wrongToken = channelCredentials({ ...security, token: crypto.randomBytes(32).toString("base64url") });
+		expect((await rpcError(getWith(wrongToken))).code).toBe(status.UNAUTHENTICATED);
+		expect((await rpcError(getWith(credentials.createInsecure()))).code).toBe(status.UNAVAILABLE);
+		// The right token over TLS reaches the handler: an unknown account is NOT_FOUND, not refused.
+		expect((await rpcError(getWith(channelCredentials(security)))).code).toBe(status.NOT_FOUND);
+	});
+
+	test("development: the token, CA and certificate are generated once under DATA_DIR (0600), the certificate for the configured host", async () => {
+		const server = await billingServerSecurity();
+		if (server.plaintext) throw new Error("expected TLS");
+		expect(server.token).toBe(security.token);
+		const cert = new X509Certificate(server.tls.cert);
+		expect(cert.checkIssued(new X509Certificate(security.tls.ca))).toBe(true);
+		expect(cert.checkIP(new URL(`grpc://${config.billingGrpcUrl}`).hostname)).toBe("127.0.0.1");
+		expect(cert.checkHost("localhost")).toBe("localhost");
+		for (const file of ["ca.pem", "server.pem", "token"]) {
+			expect(fs.statSync(path.join(config.dataDir, "billing-grpc", file)).mode & 0o777).toBe(0o600);
+		}
+	});
+
+	test("production: start-up fails naming the missing setting", async () => {
+		const production = { ...config, production: true };
+		await expect(billingServerSecurity(production)).rejects.toThrow(/^BILLING_GRPC_TOKEN must be set in production/);
+		await expect(billingServerSecurity({ ...production, billingGrpcToken: security.token })).rejects.toThrow(
+			/^BILLING_GRPC_TLS_CERT and BILLING_GRPC_TLS_KEY must be set in production/
+		);
+		await expect(billingClientSecurity({ ...production, billingGrpcToken: security.token })).rejects.toThrow(/^BILLING_GRPC_TLS_CA must be set in production/);
+		const given = { ...production, billingGrpcToken: security.token, billingGrpcTlsCa: security.tls.ca, billingGrpcMtls: true };
+		await expect(billingClientSecurity(given)).rejects.toThrow(/^BILLING_GRPC_TLS_CLIENT_CERT and BILLING_GRPC_TLS_CLIENT_KEY must be set/);
+		await expect(billingServerSecurity({ ...given, billingGrpcTlsCa: undefined, billingGrpcTls: { cert: "c", key: "k" } })).rejects.toThrow(
+			/^BILLING_GRPC_TLS_CA must be set in production/
+		);
+		expect(await billingServerSecurity({ ...production, billingGrpcInsecure: true })).toEqual({ plaintext: true, optIn: "BILLING_GRPC_INSECURE=true" });
 	});
 });
 

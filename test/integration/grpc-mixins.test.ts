@@ -1,14 +1,20 @@
-import { type ServiceError, status } from "@grpc/grpc-js";
+import crypto from "node:crypto";
+import { type ChannelCredentials, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
 import { Errors, ServiceBroker, type Service, type ServiceSchema } from "moleculer";
+import type { TlsIdentity } from "../../lib/config";
+import { developmentCa, developmentCertificate } from "../../lib/dev-certificates";
 import { ConflictError, NotFoundError } from "../../lib/errors";
+import { type GrpcClientSecurity, type GrpcServerSecurity, channelCredentials } from "../../lib/grpc-security";
 import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../../mixins/grpc-client.mixin";
 import { GrpcServerMixin } from "../../mixins/grpc-server.mixin";
 import { type BillingAccountRequest, BillingServiceClient, BillingServiceService } from "../../proto/generated/billing_service";
 
 /**
- * The gRPC mixins on their own, over a real port: a stand-in BillingService whose
+ * The gRPC mixins on their own, over real ports: a stand-in BillingService whose
  * handlers fail on demand (by the account id they are asked for), served by one
- * Moleculer service and called by another through the client mixin.
+ * Moleculer service and called by another through the client mixin; and the
+ * same service behind mutual TLS, and in plaintext, for the security checks.
+ * Certificates come from the development PKI (lib/dev-certificates.ts).
  */
 const FAILURES: Record<string, () => Error> = {
 	"not-found": () => new NotFoundError("Billing account", "x"),
@@ -19,9 +25,19 @@ const FAILURES: Record<string, () => Error> = {
 	bug: () => new TypeError("Cannot read properties of undefined (reading 'secret')")
 };
 
+const TOKEN = crypto.randomBytes(24).toString("hex");
+const PKI = "grpc-mixins-test";
+
 let broker: ServiceBroker;
 let client: Service & GrpcClientVars;
 let serverService: Service & { grpcPort: number };
+let mtlsService: Service & { grpcPort: number };
+let plaintextService: Service & { grpcPort: number };
+let ca: TlsIdentity;
+let clientIdentity: TlsIdentity;
+/** Calls that reached a handler: a refused call must never get there. */
+let handled = 0;
+const plaintextWarnings: string[] = [];
 
 const get = (accountId: string, deadlineMs = 2000) => {
 	const billing = client.grpcClients.stub as BillingServiceClient;
@@ -37,17 +53,19 @@ async function failure(promise: Promise<unknown>): Promise<ServiceError> {
 	throw new Error("expected a failure");
 }
 
-beforeAll(async () => {
-	broker = new ServiceBroker({ logger: false });
-	serverService = broker.createService({
-		name: "stub-billing",
+function stubServer(name: string, security: () => Promise<GrpcServerSecurity>) {
+	return broker.createService({
+		name,
 		mixins: [
 			GrpcServerMixin({
 				definition: BillingServiceService,
+				host: () => "127.0.0.1",
 				port: () => 0,
 				drainMs: 3000,
+				security,
 				handlers: {
 					async getBillingAccount(request: BillingAccountRequest) {
+						handled++;
 						if (request.accountId.startsWith("slow")) await new Promise(r => setTimeout(r, 500));
 						const fail = FAILURES[request.accountId];
 						if (fail) throw fail();
@@ -57,15 +75,97 @@ beforeAll(async () => {
 			})
 		]
 	} as ServiceSchema) as Service & { grpcPort: number };
+}
+
+/** One GetBillingAccount to `service` on a channel of its own with `creds`. */
+async function getWith(service: { grpcPort: number }, creds: ChannelCredentials, deadlineMs = 500) {
+	const stub = new BillingServiceClient(`127.0.0.1:${service.grpcPort}`, creds);
+	try {
+		return await unaryCall<BillingAccountRequest, unknown>(stub, stub.getBillingAccount, { accountId: "acc-auth" }, deadlineMs);
+	} finally {
+		stub.close();
+	}
+}
+
+beforeAll(async () => {
+	ca = await developmentCa(PKI);
+	const serverIdentity = await developmentCertificate(PKI, "server", { server: ["localhost", "127.0.0.1"] });
+	clientIdentity = await developmentCertificate(PKI, "client", { client: "test-client" });
+	broker = new ServiceBroker({ logger: false });
+	serverService = stubServer("stub-billing", async () => ({ token: TOKEN, tls: serverIdentity }));
+	mtlsService = stubServer("stub-billing-mtls", async () => ({ token: TOKEN, tls: { ...serverIdentity, clientCa: ca.cert } }));
+	plaintextService = stubServer("stub-billing-plaintext", async () => ({ plaintext: true, optIn: "TEST_PLAINTEXT=true" }));
+	jest.spyOn(plaintextService.logger, "warn").mockImplementation((...args: unknown[]) => void plaintextWarnings.push(args.join(" ")));
 	await broker.start();
+	const security: GrpcClientSecurity = { token: TOKEN, tls: { ca: ca.cert } };
 	client = broker.createService({
 		name: "stub-client",
-		mixins: [GrpcClientMixin({ name: "stub", client: BillingServiceClient, address: () => `127.0.0.1:${serverService.grpcPort}` })]
+		mixins: [GrpcClientMixin({ name: "stub", client: BillingServiceClient, address: () => `127.0.0.1:${serverService.grpcPort}`, security: async () => security })]
 	} as ServiceSchema) as Service & GrpcClientVars;
 	await broker.waitForServices(["stub-client"]);
 });
 
 afterAll(() => broker.stop());
+
+describe("the gRPC server's authentication", () => {
+	const tlsOnly = () => credentials.createSsl(Buffer.from(ca.cert));
+	const withToken = (token: string, identity?: TlsIdentity) => channelCredentials({ token, tls: { ca: ca.cert, ...identity } });
+
+	async function refused(promise: Promise<unknown>): Promise<ServiceError> {
+		const before = handled;
+		const err = await failure(promise);
+		expect(handled).toBe(before);
+		return err;
+	}
+
+	test("the right token over TLS: the call goes through", async () => {
+		expect(await getWith(serverService, withToken(TOKEN))).toMatchObject({ accountId: "acc-auth" });
+	});
+
+	test("TLS without a token: UNAUTHENTICATED, and no handler runs", async () => {
+		const err = await refused(getWith(serverService, tlsOnly()));
+		expect(err.code).toBe(status.UNAUTHENTICATED);
+	});
+
+	test("a wrong token, or the right one without its Bearer scheme: UNAUTHENTICATED", async () => {
+		for (const wrong of [crypto.randomBytes(24).toString("hex"), TOKEN.slice(0, -1), `${TOKEN}x`]) {
+			expect((await refused(getWith(serverService, withToken(wrong)))).code).toBe(status.UNAUTHENTICATED);
+		}
+		const bare = credentials.combineChannelCredentials(
+			tlsOnly(),
+			credentials.createFromMetadataGenerator((_call, callback) => {
+				const metadata = new Metadata();
+				metadata.set("authorization", TOKEN);
+				callback(null, metadata);
+			})
+		);
+		expect((await refused(getWith(serverService, bare))).code).toBe(status.UNAUTHENTICATED);
+	});
+
+	test("plaintext is refused when TLS is required: the connection never carries a call", async () => {
+		const err = await refused(getWith(serverService, credentials.createInsecure(), 300));
+		expect(err.code).toBe(status.UNAVAILABLE);
+	});
+
+	test("a server certificate from another CA is not trusted by the client", async () => {
+		const otherCa = await developmentCa(`${PKI}-other`);
+		const err = await refused(getWith(serverService, channelCredentials({ token: TOKEN, tls: { ca: otherCa.cert } }), 300));
+		expect(err.code).toBe(status.UNAVAILABLE);
+	});
+
+	test("mutual TLS: a client certificate from the CA and the token go through; without the certificate, no call", async () => {
+		expect(await getWith(mtlsService, withToken(TOKEN, clientIdentity))).toMatchObject({ accountId: "acc-auth" });
+		expect((await refused(getWith(mtlsService, withToken(TOKEN), 300))).code).toBe(status.UNAVAILABLE);
+		// The certificate does not replace the token.
+		const certificateOnly = credentials.createSsl(Buffer.from(ca.cert), Buffer.from(clientIdentity.key), Buffer.from(clientIdentity.cert));
+		expect((await refused(getWith(mtlsService, certificateOnly))).code).toBe(status.UNAUTHENTICATED);
+	});
+
+	test("the plaintext opt-in serves a client with no credential, and says so at start", async () => {
+		expect(await getWith(plaintextService, credentials.createInsecure())).toMatchObject({ accountId: "acc-auth" });
+		expect(plaintextWarnings).toEqual([expect.stringMatching(/plaintext calls with no credential \(TEST_PLAINTEXT=true\)/)]);
+	});
+});
 
 describe("the gRPC mixins", () => {
 	test("a call round-trips", async () => {

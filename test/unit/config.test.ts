@@ -1,5 +1,8 @@
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { loadConfig } from "../../lib/config";
+import { developmentCa } from "../../lib/dev-certificates";
 
 describe("configuration", () => {
 	test("defaults run everything in one process on port 4005 with an embedded database", () => {
@@ -53,6 +56,80 @@ describe("configuration", () => {
 			tracingEndpoint: "http://zipkin:9411"
 		});
 		expect(() => loadConfig({ TRACING_EXPORTER: "Carrier-Pigeon" })).toThrow(/TRACING_EXPORTER/);
+	});
+
+	test("listener addresses: gRPC and metrics stay on loopback in one process, open to the network with a transporter", () => {
+		expect(loadConfig({})).toMatchObject({ host: "0.0.0.0", billingGrpcHost: "127.0.0.1", metricsHost: "127.0.0.1" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222" })).toMatchObject({ host: "0.0.0.0", billingGrpcHost: "0.0.0.0", metricsHost: "0.0.0.0" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", HOST: "10.0.0.5", BILLING_GRPC_HOST: "billing.internal", METRICS_HOST: "::1" })).toMatchObject({
+			host: "10.0.0.5",
+			billingGrpcHost: "billing.internal",
+			metricsHost: "::1"
+		});
+		expect(() => loadConfig({ HOST: "http://0.0.0.0" })).toThrow(/HOST must be an IP address or a host name/);
+		expect(() => loadConfig({ METRICS_HOST: "127.0.0.1:3030" })).toThrow(/METRICS_HOST/);
+	});
+
+	test("billing's gRPC security: TLS and a token by default, certificates as PEM or files, plaintext only when asked for alone", async () => {
+		expect(loadConfig({})).toMatchObject({
+			billingGrpcInsecure: false,
+			billingGrpcToken: undefined,
+			billingGrpcTlsCa: undefined,
+			billingGrpcTls: undefined,
+			billingGrpcMtls: false,
+			billingGrpcTlsClient: undefined
+		});
+		const { cert, key } = await developmentCa("config-test");
+		const keyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "medsync-config-")), "billing.key");
+		fs.writeFileSync(keyFile, key);
+		const escaped = (pem: string) => pem.trim().replace(/\n/g, "\\n");
+		const token = "0123456789abcdef0123456789abcdef";
+		expect(
+			loadConfig({
+				BILLING_GRPC_TOKEN: token,
+				BILLING_GRPC_TLS_CA: cert,
+				BILLING_GRPC_TLS_CERT: escaped(cert),
+				BILLING_GRPC_TLS_KEY: keyFile,
+				BILLING_GRPC_MTLS: "true",
+				BILLING_GRPC_TLS_CLIENT_CERT: cert,
+				BILLING_GRPC_TLS_CLIENT_KEY: key
+			})
+		).toMatchObject({
+			billingGrpcToken: token,
+			billingGrpcTlsCa: cert.trim(),
+			billingGrpcTls: { cert: cert.trim(), key: key.trim() },
+			billingGrpcMtls: true,
+			billingGrpcTlsClient: { cert: cert.trim(), key: key.trim() }
+		});
+		expect(loadConfig({ BILLING_GRPC_INSECURE: "true" }).billingGrpcInsecure).toBe(true);
+
+		expect(() => loadConfig({ BILLING_GRPC_INSECURE: "true", BILLING_GRPC_TOKEN: token })).toThrow(/BILLING_GRPC_INSECURE=true turns TLS and the credential off/);
+		expect(() => loadConfig({ BILLING_GRPC_INSECURE: "yes" })).toThrow(/BILLING_GRPC_INSECURE must be one of true, false/);
+		expect(() => loadConfig({ BILLING_GRPC_TOKEN: "short" })).toThrow(/BILLING_GRPC_TOKEN must be at least 16/);
+		expect(() => loadConfig({ BILLING_GRPC_TLS_CERT: cert })).toThrow(/BILLING_GRPC_TLS_CERT and BILLING_GRPC_TLS_KEY go together/);
+		expect(() => loadConfig({ BILLING_GRPC_TLS_CA: "/nonexistent/ca.pem" })).toThrow(/BILLING_GRPC_TLS_CA must be PEM or the path of a PEM file.*ENOENT/);
+		expect(() => loadConfig({ BILLING_GRPC_TLS_CA: key })).toThrow(/BILLING_GRPC_TLS_CA does not hold a PEM certificate/);
+		// A bad key is named, never quoted.
+		const broken = key.replace(/\n[A-Za-z0-9+/]{8}/, "\n!!!!!!!!");
+		const error = (() => {
+			try {
+				loadConfig({ BILLING_GRPC_TLS_CERT: cert, BILLING_GRPC_TLS_KEY: broken });
+			} catch (err) {
+				return (err as Error).message;
+			}
+		})();
+		expect(error).toBe("BILLING_GRPC_TLS_KEY does not hold a PEM private key");
+	});
+
+	test("NATS credentials: a user and password, or a token, for a nats:// transporter", () => {
+		expect(loadConfig({})).toMatchObject({ natsUser: undefined, natsPassword: undefined, natsToken: undefined, natsTlsCa: undefined, natsTls: undefined });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", NATS_USER: "medsync", NATS_PASSWORD: "s3cret" })).toMatchObject({ natsUser: "medsync", natsPassword: "s3cret" });
+		expect(loadConfig({ TRANSPORTER: "nats://nats:4222", NATS_TOKEN: "t0ken" }).natsToken).toBe("t0ken");
+		expect(() => loadConfig({ NATS_USER: "medsync" })).toThrow(/NATS_USER and NATS_PASSWORD go together/);
+		expect(() => loadConfig({ NATS_PASSWORD: "s3cret" })).toThrow(/NATS_USER and NATS_PASSWORD go together/);
+		expect(() => loadConfig({ NATS_USER: "medsync", NATS_PASSWORD: "s3cret", NATS_TOKEN: "t0ken" })).toThrow(/NATS_TOKEN and NATS_USER/);
+		expect(() => loadConfig({ TRANSPORTER: "redis://cache:6379", NATS_TOKEN: "t0ken" })).toThrow(/apply to a nats:\/\/ TRANSPORTER only/);
+		expect(() => loadConfig({ NATS_TLS_KEY: "/nonexistent/key.pem" })).toThrow(/NATS_TLS_KEY must be PEM or the path of a PEM file/);
 	});
 
 	test("refuses values that would fail later in stranger ways", () => {
