@@ -12,6 +12,7 @@ import { config } from "../lib/config";
 import { errorFields } from "../lib/log-fields";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/request-guards";
+import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/security-headers";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
 
 interface GatewayAlias {
@@ -32,10 +33,13 @@ const DOCS_PAGE = `<!doctype html>
 <body>
 <div id="swagger-ui"></div>
 <script src="/docs/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true, tryItOutEnabled: false });</script>
+<script src="/docs/init.js"></script>
 </body>
 </html>
 `;
+
+/** In a file of its own, not inline: the page's Content-Security-Policy runs no inline script. */
+const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", persistAuthorization: true, tryItOutEnabled: false });\n`;
 
 interface RequestLogFields {
 	method: string;
@@ -56,23 +60,30 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	settings: {
 		port: config.port,
 		ip: config.host,
-		cors: {
-			origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
-			methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-			allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key"],
-			exposedHeaders: ["Location", "X-Request-Id"],
-			maxAge: 3600
-		},
+		// No origins (production's default): no CORS headers at all, so browsers keep other sites out.
+		cors: config.corsOrigins.length
+			? {
+					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
+					methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key"],
+					exposedHeaders: ["Location", "X-Request-Id"],
+					maxAge: 3600
+				}
+			: undefined,
 		routes: [
 			{
 				// Swagger UI, from the swagger-ui-dist package: no CDN.
 				path: "/docs",
 				mappingPolicy: "restrict",
-				use: [serveStatic(swaggerUiPath(), { index: false }) as never],
+				use: [docsSecurityHeaders, serveStatic(swaggerUiPath(), { index: false }) as never],
 				aliases: {
 					"GET /"(_req: IncomingMessage, res: ServerResponse) {
 						res.setHeader("Content-Type", "text/html; charset=utf-8");
 						res.end(DOCS_PAGE);
+					},
+					"GET /init.js"(_req: IncomingMessage, res: ServerResponse) {
+						res.setHeader("Content-Type", "text/javascript; charset=utf-8");
+						res.end(DOCS_INIT);
 					}
 				}
 			},
@@ -111,8 +122,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					json: { strict: true, limit: config.bodyLimit, type: JSON_MEDIA_TYPES },
 					urlencoded: false
 				},
-				// After the body parser: a body must be JSON, and no key may reach a prototype when the params are merged.
-				use: [requireJsonBody, refusePrototypeKeys],
+				// After the body parser: the security headers; a body must be JSON; no key may reach a prototype when the params are merged.
+				use: [apiSecurityHeaders, requireJsonBody, refusePrototypeKeys],
 				logging: true
 			}
 		],
@@ -218,6 +229,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		 */
 		sendError(req: GatewayRequest, res: ServerResponse, err: ErrorLike) {
 			const clientError = toClientError(err);
+			// An error may come before the route's middlewares ran (a body the parser refused, a path no route serves).
+			if (!res.headersSent) apiSecurityHeaders(req, res, () => {});
 			if (clientError.code === 500) this.logger.error({ ...this.requestFields(req), ...errorFields(err) }, "Request failed");
 			const retryAfter = (clientError.data as { retryAfter?: number } | null)?.retryAfter;
 			if (clientError.code === 429 && retryAfter) res.setHeader("Retry-After", String(retryAfter));

@@ -160,3 +160,38 @@ describe("every error body", () => {
 		expect(res.body.message).toBe("The VIEWER role may not DELETE /patients/:id");
 	});
 });
+
+describe("security headers", () => {
+	function expectApiHeaders(headers: Headers) {
+		expect(headers.get("x-content-type-options")).toBe("nosniff");
+		expect(headers.get("cache-control")).toBe("no-store");
+		expect(headers.get("referrer-policy")).toBe("no-referrer");
+		expect(headers.get("x-frame-options")).toBe("DENY");
+		expect(headers.get("content-security-policy")).toBe("default-src 'none';frame-ancestors 'none'");
+	}
+
+	test("on answers carrying patient data, and on every kind of error", async () => {
+		const created = await api("POST", "/patients", { name: "Header Check", email: "header.check@example.org", address: "x", dateOfBirth: "1990-01-01" });
+		expectApiHeaders(created.headers);
+		expectApiHeaders((await api("GET", `/patients/${created.body.id}`)).headers);
+		expectApiHeaders((await request(cluster.baseUrl, "GET", "/patients")).headers);
+		expectApiHeaders((await api("GET", "/no/such/route")).headers);
+		expectApiHeaders((await api("POST", "/patients", "{")).headers);
+		expectApiHeaders((await api("POST", "/patients", { name: "x".repeat(200 * 1024) })).headers);
+		expectApiHeaders((await request(cluster.baseUrl, "GET", "/health")).headers);
+	});
+
+	test("HSTS only over TLS: here behind a proxy that says it terminated TLS (TRUST_PROXY)", async () => {
+		expect((await api("GET", "/patients")).headers.get("strict-transport-security")).toBeNull();
+		const overTls = await api("GET", "/patients", undefined, { "x-forwarded-proto": "https" });
+		expect(overTls.headers.get("strict-transport-security")).toBe("max-age=31536000; includeSubDomains");
+	});
+
+	test("the docs page may load its own scripts and styles, and nothing else", async () => {
+		const page = await fetch(`${cluster.baseUrl}/docs`);
+		expect(page.headers.get("content-security-policy")).toContain("default-src 'self'");
+		expect(page.headers.get("x-frame-options")).toBe("DENY");
+		expect(await page.text()).not.toMatch(/<script>[^<]/);
+		expect((await fetch(`${cluster.baseUrl}/docs/init.js`)).status).toBe(200);
+	});
+});
