@@ -43,13 +43,13 @@ export interface Config {
 	embeddedPostgresPort: number;
 	/** Largest accepted JSON request body, in body-parser notation. */
 	bodyLimit: string;
-	/** Allowed CORS origins; "*" allows any. */
+	/** Allowed CORS origins; "*" allows any; empty allows none (the production default). */
 	corsOrigins: string[];
 	/** IANA timezone of the clinic: what "today" means for register dates and birth dates. */
 	clinicTimezone: string;
 	/** In production, secrets must come from the environment; nothing is generated. */
 	production: boolean;
-	/** Whether anyone may sign up (as VIEWER), or only an admin creates accounts. */
+	/** Whether anyone may sign up (as VIEWER), or only an admin creates accounts (the production default). */
 	authSignup: "open" | "closed";
 	/** PKCS#8 PEM of the Ed25519 key that signs access tokens; generated under dataDir in development. */
 	jwtPrivateKey: string | undefined;
@@ -263,6 +263,7 @@ function currency(env: Env): string {
 export function loadConfig(env: Env = process.env): Config {
 	// In one process nothing outside it needs the internal listeners; containers reach each other over the network.
 	const internalHost = text(env, "TRANSPORTER") ? "0.0.0.0" : "127.0.0.1";
+	const production = env.NODE_ENV === "production";
 	return {
 		port: integer(env, "PORT", 4005),
 		host: address(env, "HOST", "0.0.0.0"),
@@ -277,10 +278,11 @@ export function loadConfig(env: Env = process.env): Config {
 		dataDir: path.resolve(text(env, "DATA_DIR") ?? ".data"),
 		embeddedPostgresPort: integer(env, "EMBEDDED_POSTGRES_PORT", 54329),
 		bodyLimit: text(env, "BODY_LIMIT") ?? "100kb",
-		corsOrigins: list(env, "CORS_ORIGINS") ?? ["*"],
+		// Production opens nothing it was not told to: no origin may call from a browser, nobody may sign up.
+		corsOrigins: list(env, "CORS_ORIGINS") ?? (production ? [] : ["*"]),
 		clinicTimezone: timezone(env),
-		production: env.NODE_ENV === "production",
-		authSignup: oneOf(env, "AUTH_SIGNUP", ["open", "closed"], "open"),
+		production,
+		authSignup: oneOf(env, "AUTH_SIGNUP", ["open", "closed"], production ? "closed" : "open"),
 		jwtPrivateKey: text(env, "AUTH_JWT_PRIVATE_KEY")?.replace(/\\n/g, "\n"),
 		adminEmail: text(env, "ADMIN_EMAIL") ?? "admin@medsync.local",
 		adminPassword: text(env, "ADMIN_PASSWORD"),

@@ -145,4 +145,13 @@ describe("configuration", () => {
 		expect(() => loadConfig({ AUDIT_JOURNAL_MAX_AGE_SECONDS: "0" })).toThrow(/AUDIT_JOURNAL_MAX_AGE_SECONDS must be at least 1/);
 		expect(() => loadConfig({ AUDIT_JOURNAL_MAX_AGE_SECONDS: "1m" })).toThrow(/AUDIT_JOURNAL_MAX_AGE_SECONDS/);
 	});
+
+	test("production opens nothing it was not told to: no CORS origin, sign-up closed", () => {
+		expect(loadConfig({ NODE_ENV: "production" })).toMatchObject({ production: true, corsOrigins: [], authSignup: "closed" });
+		expect(loadConfig({ NODE_ENV: "production", CORS_ORIGINS: "https://portal.clinic.example", AUTH_SIGNUP: "open" })).toMatchObject({
+			corsOrigins: ["https://portal.clinic.example"],
+			authSignup: "open"
+		});
+		expect(loadConfig({})).toMatchObject({ production: false, corsOrigins: ["*"], authSignup: "open" });
+	});
 });
