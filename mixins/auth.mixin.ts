@@ -60,12 +60,17 @@ function bearerToken(req: IncomingMessage): string | undefined {
 	return match?.[1];
 }
 
-/** The client's address; X-Forwarded-For only when TRUST_PROXY says a proxy sets it. */
+/**
+ * The client's address. Behind a proxy (TRUST_PROXY), the last entry of
+ * X-Forwarded-For: the one our proxy appended. Entries before it are whatever
+ * the client sent, so trusting the first would let a client pick its address
+ * (and dodge the login throttle, or pose as a known client).
+ */
 export function clientIp(req: IncomingMessage): string | undefined {
 	if (config.trustProxy) {
 		const forwarded = req.headers["x-forwarded-for"];
-		const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-		if (first) return first;
+		const last = (Array.isArray(forwarded) ? forwarded.join(",") : forwarded)?.split(",").at(-1)?.trim();
+		if (last) return last;
 	}
 	return req.socket.remoteAddress ?? undefined;
 }

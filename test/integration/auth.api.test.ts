@@ -19,8 +19,8 @@ let users: Record<"ADMIN" | "RECEPTIONIST" | "DOCTOR" | "VIEWER", TestUser>;
 const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
 	request(cluster.baseUrl, method, path, body, headers);
 
-/** A fresh client address for each use, so login throttling by IP never spills between tests. */
-const fromIp = () => ({ "x-forwarded-for": `198.51.100.${crypto.randomInt(1, 254)}, 10.0.0.1` });
+/** A fresh client address for each use (the last entry: what our proxy appended), so login throttling by IP never spills between tests. */
+const fromIp = () => ({ "x-forwarded-for": `10.0.0.1, 198.51.100.${crypto.randomInt(1, 254)}` });
 
 const uniqueEmail = (tag: string) => `${tag}.${crypto.randomBytes(4).toString("hex")}@test.medsync.local`;
 const goodPassword = () => `Clinic-${crypto.randomBytes(9).toString("base64url")}`;
@@ -281,6 +281,12 @@ describe("login throttling", () => {
 		expect(sixth.status).toBe(429);
 		expect(sixth.headers.get("retry-after")).not.toBeNull();
 		expectRetryAfter([sixth], 15 * 60);
+	});
+
+	test("a client cannot pick its address: X-Forwarded-For entries before the proxy's own are ignored", async () => {
+		const user = await createUser(cluster.baseUrl, adminToken, "VIEWER");
+		for (let i = 0; i < 5; i++) expect((await login(user.email, `wrong-${i}`, client(`192.0.2.${i}, 203.0.113.9`))).status).toBe(401);
+		expect((await login(user.email, user.password, client("192.0.2.200, 203.0.113.9"))).status).toBe(429);
 	});
 
 	test("40 parallel wrong passwords for one email from one client: exactly 5 are checked, 35 are 429", async () => {
