@@ -50,6 +50,9 @@ async function main(): Promise<void> {
 		TRANSPORTER: transporter,
 		KAFKA_BROKERS: kafkaBrokers,
 		DATABASE_URL: databaseUrl,
+		// Every node runs on this machine: its internal listeners need not face the network.
+		BILLING_GRPC_HOST: process.env.BILLING_GRPC_HOST ?? "127.0.0.1",
+		METRICS_HOST: process.env.METRICS_HOST ?? "127.0.0.1",
 		SERVICEDIR: path.join(PROJECT_ROOT, "dist/services")
 	};
 

@@ -17,7 +17,7 @@ import { type TestCluster, adminLogin, request, startCluster } from "../helpers/
  * FUZZ_SEED replays.
  */
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 12);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 100);
 const REQUEST_TIMEOUT_MS = 5_000;
 
 interface Operation {
