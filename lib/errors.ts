@@ -16,20 +16,6 @@ export class ConflictError extends Errors.MoleculerClientError {
 	}
 }
 
-interface UniqueViolation {
-	name?: string;
-	code?: string;
-	constraint?: string;
-	parent?: { constraint?: string };
-}
-
-/** The constraint a unique violation names (as Sequelize wraps it, or straight from pg), or undefined for any other error. */
-export function violatedUniqueConstraint(err: unknown): string | undefined {
-	const e = err as UniqueViolation | undefined;
-	if (e?.name === "SequelizeUniqueConstraintError") return e.parent?.constraint;
-	return e?.code === "23505" ? e.constraint : undefined;
-}
-
 /** 401: no credentials, or ones that do not hold (bad password, invalid or revoked token). */
 export class UnauthorizedError extends Errors.MoleculerClientError {
 	constructor(message: string) {

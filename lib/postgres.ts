@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
 import { config } from "./config";
+import { isDuplicateDatabase } from "./db-errors";
 import { canConnect } from "./postgres-probe";
 import { developmentSecret } from "./secrets";
 
@@ -54,9 +55,7 @@ export async function ensureDatabase(serverUrl: string, database: string): Promi
 		if (found.rowCount) return;
 		await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
 	} catch (err) {
-		// 42P04 duplicate_database, 23505 when two creates race on the catalog's unique index.
-		const code = (err as { code?: string }).code;
-		if (code !== "42P04" && code !== "23505") throw err;
+		if (!isDuplicateDatabase(err)) throw err;
 	} finally {
 		await client.end();
 	}
