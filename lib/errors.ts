@@ -40,6 +40,19 @@ export class TooManyRequestsError extends Errors.MoleculerClientError {
 	}
 }
 
+/**
+ * 503: the service cannot reach its database now; the same request may succeed
+ * shortly (the gateway sends Retry-After). The driver's error stays the cause,
+ * for the service's log; it never travels to another node or a client.
+ */
+export class DatabaseUnavailableError extends Errors.MoleculerRetryableError {
+	constructor(cause: unknown) {
+		super("The database is unreachable", 503, "DATABASE_UNAVAILABLE");
+		this.name = "DatabaseUnavailableError";
+		this.cause = cause;
+	}
+}
+
 /** 422 for rules that span fields (a range, "one of these"), shaped like the validator's own errors. */
 export function invalidFields(problems: { field: string; message: string }[]): Errors.ValidationError {
 	return new Errors.ValidationError(
