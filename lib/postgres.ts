@@ -10,6 +10,13 @@ import { developmentSecret } from "./secrets";
 
 type Log = (message: string) => void;
 
+/**
+ * How long pg tries to connect before giving up. A live server answers in
+ * milliseconds; one that is gone refuses at once, but a host cut off never
+ * answers, and a request must not wait on it for the OS's TCP timeout.
+ */
+export const CONNECT_TIMEOUT_MS = 1000;
+
 interface EmbeddedServer {
 	url: string;
 	stop(): Promise<void>;
@@ -48,7 +55,7 @@ export function withDatabase(serverUrl: string, database: string): string {
 
 /** Creates `database` on the server unless it exists; safe when several nodes start at once. */
 export async function ensureDatabase(serverUrl: string, database: string): Promise<void> {
-	const client = new Client({ connectionString: serverUrl });
+	const client = new Client({ connectionString: serverUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
 	await client.connect();
 	try {
 		const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);
