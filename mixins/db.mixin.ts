@@ -90,7 +90,7 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 		methods: {
 			/** Replaces moleculer-db's connect: database and schema first, then the adapter. */
 			async connect(this: Service & DbVars) {
-				const server = await postgresServerUrl(message => this.logger.info(message));
+				const server = await postgresServerUrl(this.logger);
 				const database = databaseName(service);
 				await ensureDatabase(server, database);
 				const url = withDatabase(server, database);

@@ -56,6 +56,22 @@ export async function startPostgresServer(): Promise<PostgresServer> {
 	};
 }
 
+/** Pids of the processes working in `dataDir`: PostgreSQL's postmaster and every backend make it their working directory. */
+export function processesIn(dataDir: string): number[] {
+	const target = fs.realpathSync(dataDir);
+	return fs
+		.readdirSync("/proc")
+		.filter(entry => /^\d+$/.test(entry))
+		.filter(pid => {
+			try {
+				return fs.readlinkSync(`/proc/${pid}/cwd`) === target;
+			} catch {
+				return false; // gone meanwhile, or not ours to read
+			}
+		})
+		.map(Number);
+}
+
 export interface TcpServer {
 	port: number;
 	/** Closes the server and every connection it holds. */
