@@ -1,5 +1,6 @@
 import { type BrokerOptions, MetricReporters } from "moleculer";
 import { config } from "./lib/config";
+import { DatabaseUnavailableMiddleware } from "./lib/db-errors";
 import { stopEmbeddedPostgres } from "./lib/postgres";
 import { replCommands } from "./lib/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
@@ -62,7 +63,8 @@ const brokerConfig: BrokerOptions = {
 		messages: { objectStrict: "Unknown field(s): {actual}. Allowed: {expected}." }
 	}),
 	errorHandler: null,
-	middlewares: [RequestContextMiddleware],
+	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id.
+	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware],
 	// MedSync's commands in the REPL of `npm run repl` and of `npm run dev` (moleculer-runner --repl).
 	replOptions: { customCommands: replCommands },
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { isDataRefusal } from "./db-errors";
 import { instant, uuidRule } from "./validation";
 
 /** One access to patient data, as the audit trail keeps it. */
@@ -88,7 +89,7 @@ export function refusedForContent(err: unknown): boolean {
 	const { code, retryable } = (err ?? {}) as { code?: unknown; retryable?: unknown };
 	if (retryable === true) return false;
 	if (typeof code === "number") return code >= 400 && code < 500;
-	return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
+	return isDataRefusal(code);
 }
 
 /** A refusal's reason, for the set-aside file and the log: a validation error names the fields in its data, its message is generic. */

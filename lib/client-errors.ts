@@ -52,8 +52,8 @@ export function toClientError(err: ErrorLike): Errors.MoleculerError {
 
 	// A path no routed action serves: the same 404 as any unknown path, without the action's name.
 	if (err.type === "SERVICE_NOT_FOUND") return named("NotFoundError", "Not found", 404, "NOT_FOUND");
-	if (err.type === "SERVICE_NOT_AVAILABLE" || err.type === "REQUEST_TIMEOUT") {
-		// A service node is down or slow: say so, without naming the cluster's nodes.
+	if (err.type === "SERVICE_NOT_AVAILABLE" || err.type === "REQUEST_TIMEOUT" || err.type === "DATABASE_UNAVAILABLE") {
+		// A service node, or its database, is down or slow: say so, without naming the cluster's nodes.
 		return named("ServiceUnavailableError", "The service is temporarily unavailable. Try again shortly.", 503, "SERVICE_UNAVAILABLE");
 	}
 	const code = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;

@@ -16,20 +16,6 @@ export class ConflictError extends Errors.MoleculerClientError {
 	}
 }
 
-interface UniqueViolation {
-	name?: string;
-	code?: string;
-	constraint?: string;
-	parent?: { constraint?: string };
-}
-
-/** The constraint a unique violation names (as Sequelize wraps it, or straight from pg), or undefined for any other error. */
-export function violatedUniqueConstraint(err: unknown): string | undefined {
-	const e = err as UniqueViolation | undefined;
-	if (e?.name === "SequelizeUniqueConstraintError") return e.parent?.constraint;
-	return e?.code === "23505" ? e.constraint : undefined;
-}
-
 /** 401: no credentials, or ones that do not hold (bad password, invalid or revoked token). */
 export class UnauthorizedError extends Errors.MoleculerClientError {
 	constructor(message: string) {
@@ -51,6 +37,19 @@ export class TooManyRequestsError extends Errors.MoleculerClientError {
 	constructor(message: string, retryAfterSeconds: number) {
 		super(message, 429, "TOO_MANY_REQUESTS", { retryAfter: retryAfterSeconds });
 		this.name = "TooManyRequestsError";
+	}
+}
+
+/**
+ * 503: the service cannot reach its database now; the same request may succeed
+ * shortly (the gateway sends Retry-After). The driver's error stays the cause,
+ * for the service's log; it never travels to another node or a client.
+ */
+export class DatabaseUnavailableError extends Errors.MoleculerRetryableError {
+	constructor(cause: unknown) {
+		super("The database is unreachable", 503, "DATABASE_UNAVAILABLE");
+		this.name = "DatabaseUnavailableError";
+		this.cause = cause;
 	}
 }
 

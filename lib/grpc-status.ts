@@ -1,5 +1,6 @@
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { Metadata } from "@grpc/grpc-js";
+import { isDatabaseUnavailable } from "./db-errors";
 
 interface ErrorLike {
 	name?: string;
@@ -7,9 +8,6 @@ interface ErrorLike {
 	code?: number | string;
 	type?: string;
 }
-
-/** Errors that mean "the database (or a peer) cannot be reached now": worth a retry. */
-const UNAVAILABLE_ERRORS = new Set(["SequelizeConnectionError", "SequelizeConnectionRefusedError", "SequelizeConnectionAcquireTimeoutError", "SequelizeHostNotReachableError"]);
 
 /**
  * The gRPC status for an error thrown by an action. Client mistakes keep their
@@ -19,7 +17,7 @@ const UNAVAILABLE_ERRORS = new Set(["SequelizeConnectionError", "SequelizeConnec
 export function toGrpcError(err: unknown): Partial<ServiceError> {
 	const e = (err ?? {}) as ErrorLike;
 	const grpcError = (code: status, details: string): Partial<ServiceError> => ({ code, details, message: details, metadata: new Metadata() });
-	if (e.name && UNAVAILABLE_ERRORS.has(e.name)) return grpcError(status.UNAVAILABLE, "The service cannot reach its database; try again");
+	if (isDatabaseUnavailable(err)) return grpcError(status.UNAVAILABLE, "The service cannot reach its database; try again");
 	// Moleculer reports a missing peer service as a 404; to a gRPC client that is a transient outage.
 	if (e.type === "SERVICE_NOT_AVAILABLE" || e.type === "SERVICE_NOT_FOUND" || e.type === "REQUEST_TIMEOUT") {
 		return grpcError(status.UNAVAILABLE, "A service behind this call is unavailable; try again");

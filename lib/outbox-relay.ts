@@ -1,4 +1,5 @@
 import { Client } from "pg";
+import { CONNECT_TIMEOUT_MS } from "./postgres";
 
 /** A pending outbox row, as the relay hands it to `send`. */
 export interface OutboxRow {
@@ -57,16 +58,35 @@ export class OutboxRelay {
 	constructor(private readonly options: OutboxRelayOptions) {}
 
 	async start(): Promise<void> {
-		const client = new Client({ connectionString: this.options.databaseUrl });
-		client.on("notification", () => this.wake());
-		client.on("error", err => this.options.logger.warn(`Outbox relay connection: ${err.message}`));
-		await client.connect();
-		// Marking events sent need not wait for the disk: if a crash loses the mark, the events go again, and consumers skip repeats.
-		await client.query("SET synchronous_commit = off");
-		await client.query("LISTEN outbox");
-		this.client = client;
+		this.client = await this.connect();
 		this.timer = setInterval(() => this.wake(), POLL_MS);
 		this.wake();
+	}
+
+	private async connect(): Promise<Client> {
+		const client = new Client({ connectionString: this.options.databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+		client.on("notification", () => this.wake());
+		// A lost connection (the database restarted or went away) is replaced at the next wake; its advisory lock went with it.
+		const lost = () => {
+			if (this.client !== client) return;
+			this.client = undefined;
+			this.leader = false;
+		};
+		client.on("error", err => {
+			this.options.logger.warn(`Outbox relay connection: ${err.message}`);
+			lost();
+		});
+		client.on("end", lost);
+		try {
+			await client.connect();
+			// Marking events sent need not wait for the disk: if a crash loses the mark, the events go again, and consumers skip repeats.
+			await client.query("SET synchronous_commit = off");
+			await client.query("LISTEN outbox");
+		} catch (err) {
+			await client.end().catch(() => {});
+			throw err;
+		}
+		return client;
 	}
 
 	/** Lets the batch in hand finish, then closes the connection (which releases the lock). */
@@ -79,7 +99,7 @@ export class OutboxRelay {
 	}
 
 	wake(): void {
-		if (this.stopped || !this.client) return;
+		if (this.stopped) return;
 		if (this.running) {
 			this.again = true;
 			return;
@@ -97,8 +117,10 @@ export class OutboxRelay {
 	}
 
 	private async drain(): Promise<void> {
+		if (this.stopped) return;
+		// Reconnecting here, at the poll's pace, while the database is away.
+		this.client ??= await this.connect();
 		const client = this.client;
-		if (this.stopped || !client) return;
 		if (!this.leader) {
 			const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK}) AS locked`);
 			this.leader = rows[0].locked;

@@ -41,7 +41,7 @@ async function main(): Promise<void> {
 	}
 
 	// One PostgreSQL for all: DATABASE_URL, or the embedded server, started here and shared.
-	const databaseUrl = await postgresServerUrl(log);
+	const databaseUrl = await postgresServerUrl({ info: log, warn: log });
 
 	let stopping = false;
 	const children = new Map<string, ChildProcess>();

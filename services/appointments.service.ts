@@ -7,6 +7,7 @@ import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/config";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
+import { violatedExclusionConstraint } from "../lib/db-errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, withinAvailability } from "../lib/scheduling";
@@ -380,9 +381,9 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 					return work(transaction);
 				});
 			} catch (err) {
-				const cause = (err as { parent?: { code?: string; constraint?: string } }).parent;
-				if (cause?.code === "23P01") {
-					const who = cause.constraint === "appointments_patient_no_overlap" ? "patient" : "doctor";
+				const constraint = violatedExclusionConstraint(err);
+				if (constraint) {
+					const who = constraint === "appointments_patient_no_overlap" ? "patient" : "doctor";
 					throw new ConflictError(`The ${who} already has an appointment at that time`, { field: who === "patient" ? "patientId" : "doctorId" });
 				}
 				throw err;

@@ -6,7 +6,8 @@ import { DataTypes, type Model, QueryTypes, type Transaction, col, fn, where } f
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { authMigrations } from "../migrations/auth";
 import { config } from "../lib/config";
-import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, violatedUniqueConstraint } from "../lib/errors";
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError } from "../lib/errors";
+import { violatedUniqueConstraint } from "../lib/db-errors";
 import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
 import { idParam } from "../lib/validation";
 import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";

@@ -4,7 +4,8 @@ import { DataTypes, type Model, Op, type WhereOptions, col, fn, where } from "se
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { doctorMigrations } from "../migrations/doctors";
 import { todayIn } from "../lib/dates";
-import { ConflictError, NotFoundError, invalidFields, violatedUniqueConstraint } from "../lib/errors";
+import { ConflictError, NotFoundError, invalidFields } from "../lib/errors";
+import { violatedUniqueConstraint } from "../lib/db-errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, availabilityProblem, freeSlots } from "../lib/scheduling";

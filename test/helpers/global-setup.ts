@@ -72,5 +72,5 @@ export default async function globalSetup(): Promise<void> {
 	// Required only now: lib/config reads DATA_DIR and EMBEDDED_POSTGRES_PORT when first loaded.
 	// eslint-disable-next-line @typescript-eslint/no-require-imports
 	const { postgresServerUrl } = require("../../lib/postgres") as typeof import("../../lib/postgres");
-	process.env.DATABASE_URL = await postgresServerUrl(message => console.log(message));
+	process.env.DATABASE_URL = await postgresServerUrl(console);
 }

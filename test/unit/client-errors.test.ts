@@ -1,6 +1,6 @@
 import { Errors } from "moleculer";
 import { toClientError } from "../../lib/client-errors";
-import { NotFoundError } from "../../lib/errors";
+import { DatabaseUnavailableError, NotFoundError } from "../../lib/errors";
 
 describe("errors as the client sees them", () => {
 	test("body-parser failures become 400 and 413 with their own types", () => {
@@ -34,6 +34,17 @@ describe("errors as the client sees them", () => {
 	test("an unavailable or timed-out service is 503", () => {
 		expect(toClientError(new Errors.ServiceNotAvailableError({ action: "patients.get" }))).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 		expect(toClientError(new Errors.RequestTimeoutError({ action: "patients.get" }))).toMatchObject({ code: 503 });
+	});
+
+	test("a service that cannot reach its database is 503, here and as the error arrives over NATS", () => {
+		const lost = new DatabaseUnavailableError(Object.assign(new Error("connect ECONNREFUSED 10.0.0.5:5432"), { code: "ECONNREFUSED" }));
+		// Moleculer's transit carries name, message, code, type, retryable and data; never the cause.
+		const serialised = { name: lost.name, message: lost.message, code: lost.code, type: lost.type, retryable: lost.retryable, data: lost.data };
+		for (const err of [lost, serialised]) {
+			const client = toClientError(err);
+			expect(client).toMatchObject({ code: 503, name: "ServiceUnavailableError", type: "SERVICE_UNAVAILABLE", data: null });
+			expect(JSON.stringify(client)).not.toMatch(/ECONNREFUSED|10\.0\.0\.5/);
+		}
 	});
 
 	test("anything unexpected is a 500 that reveals nothing", () => {

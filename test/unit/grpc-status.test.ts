@@ -15,6 +15,8 @@ describe("gRPC statuses for action errors", () => {
 
 	test("a database out of reach or a missing peer is UNAVAILABLE, worth a retry", () => {
 		expect(toGrpcError(Object.assign(new Error("connect ECONNREFUSED"), { name: "SequelizeConnectionRefusedError" })).code).toBe(status.UNAVAILABLE);
+		// queryRows hands pg's own errors on, unwrapped by Sequelize.
+		expect(toGrpcError(new Error("Connection terminated unexpectedly")).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.ServiceNotAvailableError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.RequestTimeoutError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.MoleculerRetryableError("down", 503)).code).toBe(status.UNAVAILABLE);

@@ -1,0 +1,123 @@
+import type { ActionSchema, Context, Middleware } from "moleculer";
+import { DatabaseUnavailableError } from "./errors";
+import { errorFields } from "./log-fields";
+
+/**
+ * What a PostgreSQL error means, the one place that reads pg's and Sequelize's
+ * errors: both drivers' shapes, and the SQLSTATE codes behind them.
+ */
+
+interface DriverError {
+	name?: unknown;
+	message?: unknown;
+	code?: unknown;
+	constraint?: string;
+	/** Sequelize keeps the driver's error as `parent` (and `original`). */
+	parent?: DriverError;
+	original?: DriverError;
+	cause?: unknown;
+}
+
+/** Socket errors of a server that refuses, resets or cannot be reached (a stopped container's name no longer resolves). */
+const UNREACHABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * SQLSTATEs of a server that is going or not there yet: 57P01 admin_shutdown,
+ * 57P02 crash_shutdown, 57P03 cannot_connect_now (starting, stopping, recovering),
+ * and 53300 too_many_connections, a refused connection like the others.
+ * Class 08 (connection exception) is matched whole.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+
+/** pg's own errors for a connection that broke or never came (without a code). */
+const LOST_CONNECTION_MESSAGES = new Set([
+	"Connection terminated unexpectedly",
+	"Connection terminated",
+	"timeout expired",
+	"Client has encountered a connection error and is not queryable",
+	"Client was closed and is not queryable"
+]);
+
+/**
+ * Sequelize's connection errors that a retry can cure. Not its access-denied
+ * or invalid-connection errors: a wrong password or URL is a fault to fix, not
+ * an outage to wait out.
+ */
+const UNAVAILABLE_SEQUELIZE_ERRORS = new Set([
+	"SequelizeConnectionError",
+	"SequelizeConnectionRefusedError",
+	"SequelizeConnectionTimedOutError",
+	"SequelizeHostNotFoundError",
+	"SequelizeHostNotReachableError",
+	"SequelizeConnectionAcquireTimeoutError"
+]);
+
+const MAX_DEPTH = 4;
+
+/**
+ * True when `err` says the database cannot be reached now (refused, lost, shutting
+ * down, starting, or no pooled connection free in time), so that the same request
+ * may succeed on a retry. Looks through Sequelize's wrapping and error causes.
+ */
+export function isDatabaseUnavailable(err: unknown, depth = MAX_DEPTH): boolean {
+	if (!err || typeof err !== "object" || depth < 0) return false;
+	const e = err as DriverError;
+	if (typeof e.name === "string" && UNAVAILABLE_SEQUELIZE_ERRORS.has(e.name)) return true;
+	if (typeof e.code === "string" && (UNREACHABLE_SOCKET_CODES.has(e.code) || UNAVAILABLE_SQLSTATES.has(e.code) || /^08[0-9A-Z]{3}$/.test(e.code))) return true;
+	if (typeof e.message === "string" && LOST_CONNECTION_MESSAGES.has(e.message)) return true;
+	return [e.parent, e.original, e.cause].some(inner => inner !== err && isDatabaseUnavailable(inner, depth - 1));
+}
+
+/** The constraint a unique violation names (as Sequelize wraps it, or straight from pg), or undefined for any other error. */
+export function violatedUniqueConstraint(err: unknown): string | undefined {
+	const e = err as DriverError | undefined;
+	if (e?.name === "SequelizeUniqueConstraintError") return e.parent?.constraint;
+	return e?.code === "23505" ? e.constraint : undefined;
+}
+
+/** The exclusion constraint a conflicting row violates (23P01, as Sequelize wraps it), or undefined for any other error. */
+export function violatedExclusionConstraint(err: unknown): string | undefined {
+	const cause = (err as DriverError | undefined)?.parent;
+	return cause?.code === "23P01" ? cause.constraint : undefined;
+}
+
+/** True for a SQLSTATE of PostgreSQL refusing the data itself: class 22 (data exception) or 23 (integrity constraint violation). */
+export function isDataRefusal(sqlState: unknown): boolean {
+	return typeof sqlState === "string" && /^2[23][0-9A-Z]{3}$/.test(sqlState);
+}
+
+/** True when CREATE DATABASE failed because the database exists (42P04), or another node's create won the race (23505). */
+export function isDuplicateDatabase(err: unknown): boolean {
+	const code = (err as DriverError | undefined)?.code;
+	return code === "42P04" || code === "23505";
+}
+
+/** While the database stays away, one warning per this long: under load, a line per request would flood the log. */
+const WARN_EVERY_MS = 10_000;
+
+/**
+ * Turns an action's "database unreachable" failure, however the action met it
+ * (the ORM, queryRows, a pg client of its own), into a retryable 503
+ * (DatabaseUnavailableError), which the gateway answers as SERVICE_UNAVAILABLE
+ * with Retry-After. It wraps every local action of every service, so it runs
+ * where the database is used, before an error is serialised for another node:
+ * a gateway across NATS receives the 503 itself.
+ */
+export function DatabaseUnavailableMiddleware(): Middleware {
+	let lastWarning = 0;
+	let unwarned = 0;
+	const localAction = (next: (ctx: Context) => Promise<unknown>, action: ActionSchema) => (ctx: Context) =>
+		next(ctx).catch((err: unknown) => {
+			if (err instanceof DatabaseUnavailableError || !isDatabaseUnavailable(err)) throw err;
+			if (Date.now() - lastWarning >= WARN_EVERY_MS) {
+				action.service?.logger.warn(
+					{ ...errorFields(err), action: action.name, alsoFailedSinceLastWarning: unwarned },
+					"The database is unreachable; answering 503"
+				);
+				lastWarning = Date.now();
+				unwarned = 0;
+			} else unwarned++;
+			throw new DatabaseUnavailableError(err);
+		});
+	return { name: "DatabaseUnavailable", localAction } as unknown as Middleware;
+}
