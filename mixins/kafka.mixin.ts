@@ -1,6 +1,7 @@
 import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/config";
+import { isDatabaseUnavailable } from "../lib/db-errors";
 import { OrderedWork } from "../lib/ordered-work";
 import { registerHealthCheck } from "./health.mixin";
 
@@ -136,11 +137,16 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 				} catch (err) {
 					return this.kafkaDeadLetter(message, err);
 				}
+				let failures = 0;
 				for (let attempt = 1; ; attempt++) {
 					try {
 						return await definition.handler.call(this, payload, message);
 					} catch (err) {
-						if (attempt >= config.kafkaMaxAttempts) return this.kafkaDeadLetter(message, err);
+						// Unhandled, so uncommitted: the message comes again after the restart (handlers skip a repeat).
+						if (this.kafkaStopping) throw err;
+						// A database out of reach is no fault of the message: it waits for the database, using up none of
+						// its attempts, instead of being dead-lettered during an outage.
+						if (!isDatabaseUnavailable(err) && ++failures >= config.kafkaMaxAttempts) return this.kafkaDeadLetter(message, err);
 						await sleep(Math.min(5000, 100 * 2 ** (attempt - 1)));
 					}
 				}
