@@ -17,8 +17,7 @@ import { developmentSecret } from "../lib/secrets";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import {
-	ATTEMPT_POLL_FIRST_MS,
-	ATTEMPT_POLL_MAX_MS,
+	ATTEMPT_RECHECK_MS,
 	EMAIL_WINDOW_SECONDS,
 	IN_FLIGHT_WAIT_MS,
 	IP_WINDOW_SECONDS,
@@ -26,6 +25,7 @@ import {
 	LOGIN_PRUNE_INTERVAL_MS,
 	LOGIN_RECORDS_KEPT_SECONDS,
 	type LoginCounts,
+	LoginsInProgress,
 	PAIR_WINDOW_SECONDS,
 	PENDING_STALE_SECONDS,
 	loginClient,
@@ -61,6 +61,7 @@ interface AuthMethods {
 	toUser(row: Model): User;
 	issueTokens(user: User, sessionId: string, transaction: Transaction): Promise<TokenPair>;
 	createUser(email: string, password: string, role: Role): Promise<User>;
+	logIn(email: string, client: string, password: string): Promise<TokenPair>;
 	reserveLoginAttempt(email: string, client: string): Promise<string>;
 	settleLoginFailure(attempt: string): Promise<void>;
 	pruneLoginRecords(): Promise<void>;
@@ -73,6 +74,7 @@ interface AuthVars extends DbVars {
 	/** An argon2id hash of a random password: verified against when the email is unknown, so both paths take as long. */
 	decoyHash: string;
 	loginPruner: PeriodicJob;
+	loginsInProgress: LoginsInProgress;
 }
 
 type AuthThis = Service<ServiceSettingSchema> & AuthVars & AuthMethods;
@@ -143,37 +145,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<TokenPair> {
 				const email = ctx.params.email.toLowerCase();
 				const client = loginClient(ctx.meta.ip);
-				const attempt = await this.reserveLoginAttempt(email, client);
-				let user: User | undefined;
+				if (!this.loginsInProgress.enter(client)) throw new TooManyRequestsError(THROTTLED, 1);
 				try {
-					const row = await this.adapter.model.findOne({ where: where(fn("lower", col("email")), email) });
-					// The decoy keeps an unknown email as slow as a wrong password.
-					const ok = await verifyPassword(row ? (row.get("passwordHash") as string) : this.decoyHash, ctx.params.password);
-					if (row && ok && row.get("active")) user = this.toUser(row);
+					return await this.logIn(email, client, ctx.params.password);
 				} finally {
-					// Also on an error: the attempt stays a failure. Settling only tells attempts waiting on it.
-					if (!user) await this.settleLoginFailure(attempt);
+					this.loginsInProgress.leave(client);
 				}
-				if (!user) throw new UnauthorizedError(BAD_CREDENTIALS);
-				return this.adapter.db.transaction(async transaction => {
-					// The reservation goes, and so do this client's earlier typos: it has proved the password.
-					// Other clients' failures stay, and so do attempts still being checked.
-					await this.adapter.db.query("DELETE FROM login_failures WHERE email = $1 AND ip = $2 AND (id = $3 OR NOT pending)", {
-						bind: [email, client, attempt],
-						transaction
-					});
-					await this.adapter.db.query(
-						`INSERT INTO known_login_clients (user_id, ip) VALUES ($1, $2)
-						 ON CONFLICT (user_id, ip) DO UPDATE SET last_login_at = now()`,
-						{ bind: [user.id, client], transaction }
-					);
-					const sessionId = crypto.randomUUID();
-					await this.adapter.db.query(
-						`INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + make_interval(days => $3))`,
-						{ bind: [sessionId, user.id, config.sessionDays], transaction }
-					);
-					return this.issueTokens(user, sessionId, transaction);
-				});
 			}
 		},
 
@@ -369,6 +346,41 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			}
 		},
 
+		/** Checks a password, within the throttle's limits; the session's tokens, or 401 (429 when throttled). */
+		async logIn(this: AuthThis, email: string, client: string, password: string): Promise<TokenPair> {
+			const attempt = await this.reserveLoginAttempt(email, client);
+			let user: User | undefined;
+			try {
+				const row = await this.adapter.model.findOne({ where: where(fn("lower", col("email")), email) });
+				// The decoy keeps an unknown email as slow as a wrong password.
+				const ok = await verifyPassword(row ? (row.get("passwordHash") as string) : this.decoyHash, password);
+				if (row && ok && row.get("active")) user = this.toUser(row);
+			} finally {
+				// Also on an error: the attempt stays a failure.
+				if (!user) await this.settleLoginFailure(attempt);
+			}
+			if (!user) throw new UnauthorizedError(BAD_CREDENTIALS);
+			return this.adapter.db.transaction(async transaction => {
+				// The reservation goes, and so do this client's earlier typos: it has proved the password.
+				// Other clients' failures stay, and so do attempts still being checked.
+				await this.adapter.db.query("DELETE FROM login_failures WHERE email = $1 AND ip = $2 AND (id = $3 OR NOT pending)", {
+					bind: [email, client, attempt],
+					transaction
+				});
+				await this.adapter.db.query(
+					`INSERT INTO known_login_clients (user_id, ip) VALUES ($1, $2)
+					 ON CONFLICT (user_id, ip) DO UPDATE SET last_login_at = now()`,
+					{ bind: [user.id, client], transaction }
+				);
+				const sessionId = crypto.randomUUID();
+				await this.adapter.db.query(
+					`INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + make_interval(days => $3))`,
+					{ bind: [sessionId, user.id, config.sessionDays], transaction }
+				);
+				return this.issueTokens(user, sessionId, transaction);
+			});
+		},
+
 		/**
 		 * Counts, checks and records a login attempt in one transaction, serialised
 		 * per email and per client by advisory locks, before its password is checked:
@@ -377,7 +389,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 		 */
 		async reserveLoginAttempt(this: AuthThis, email: string, client: string): Promise<string> {
 			const deadline = Date.now() + IN_FLIGHT_WAIT_MS;
-			for (let pause = ATTEMPT_POLL_FIRST_MS; ; pause = Math.min(pause * 2, ATTEMPT_POLL_MAX_MS)) {
+			for (;;) {
 				const outcome = await this.adapter.db.transaction(async transaction => {
 					// Every attempt takes the email's lock, then the client's: one order, so no deadlock.
 					await this.adapter.db.query(
@@ -423,8 +435,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				if (outcome.kind === "reserved") return outcome.id;
 				if (outcome.kind === "refuse") throw new TooManyRequestsError(THROTTLED, outcome.retryAfter);
 				// Attempts in flight settle within a hash's time; past the wait, they are as good as failures.
-				if (Date.now() + pause > deadline) throw new TooManyRequestsError(THROTTLED, 1);
-				await new Promise(resolve => setTimeout(resolve, pause));
+				if (Date.now() >= deadline) throw new TooManyRequestsError(THROTTLED, 1);
+				await this.loginsInProgress.nextEnd(client, Math.min(ATTEMPT_RECHECK_MS, deadline - Date.now()));
 			}
 		},
 
@@ -470,6 +482,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				if (!(err instanceof ConflictError)) throw err;
 			}
 		}
+	},
+
+	created(this: AuthThis) {
+		this.loginsInProgress = new LoginsInProgress();
 	},
 
 	async started(this: AuthThis) {

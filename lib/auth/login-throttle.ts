@@ -1,3 +1,5 @@
+import { EventEmitter } from "node:events";
+
 /**
  * The login throttling rule (OWASP ASVS 4.0.3 V2.2.1, 5.0 V6.3.1), as numbers and
  * one pure decision; auth.service counts the attempts and applies it atomically.
@@ -54,14 +56,22 @@ export const PENDING_STALE_SECONDS = 60;
 
 /**
  * An attempt over the limit only because of attempts still being checked waits up
- * to this long for them to settle (parallel right passwords then all pass), polling
- * from ATTEMPT_POLL_FIRST_MS, doubling to ATTEMPT_POLL_MAX_MS (about a password
- * hash's time: a longer step only adds to the wait). Half the broker's
- * request timeout, so the wait and the check itself fit in it.
+ * to this long for them to settle (parallel right passwords then all pass): it
+ * checks again when one of its client's logins on this node ends, or after
+ * ATTEMPT_RECHECK_MS (for attempts on other nodes). Half the broker's request
+ * timeout, so the wait and the check itself fit in it.
  */
 export const IN_FLIGHT_WAIT_MS = 5_000;
-export const ATTEMPT_POLL_FIRST_MS = 20;
-export const ATTEMPT_POLL_MAX_MS = 50;
+export const ATTEMPT_RECHECK_MS = 100;
+
+/**
+ * Logins one client may have in progress on one node; more are 429 at once,
+ * before any database work. Each holds a pooled connection while it counts
+ * under the locks: without a cap, one client's flood of parallel attempts
+ * would hold the whole pool, and every user's login would wait or fail. Just
+ * above IP_LIMIT, so that limit is still what a client's parallel failures meet.
+ */
+export const MAX_LOGINS_IN_PROGRESS_PER_CLIENT = IP_LIMIT + 2;
 
 /** Rows older than every window count for nothing and are pruned this often. */
 export const LOGIN_RECORDS_KEPT_SECONDS = Math.max(PAIR_WINDOW_SECONDS, IP_WINDOW_SECONDS, EMAIL_WINDOW_SECONDS);
@@ -74,6 +84,44 @@ export const LOGIN_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
  */
 export function loginClient(ip: string | undefined): string {
 	return (ip ?? "").slice(0, 64);
+}
+
+/**
+ * The logins in progress on this node, by client: a gate that refuses a client
+ * past MAX_LOGINS_IN_PROGRESS_PER_CLIENT, and a signal for attempts waiting on
+ * those in flight, so that they check again when one ends instead of polling.
+ */
+export class LoginsInProgress {
+	private readonly counts = new Map<string, number>();
+	private readonly ended = new EventEmitter().setMaxListeners(0);
+
+	/** False when the client already has the most logins in progress it may. */
+	enter(client: string): boolean {
+		const count = this.counts.get(client) ?? 0;
+		if (count >= MAX_LOGINS_IN_PROGRESS_PER_CLIENT) return false;
+		this.counts.set(client, count + 1);
+		return true;
+	}
+
+	leave(client: string): void {
+		const count = (this.counts.get(client) ?? 1) - 1;
+		if (count > 0) this.counts.set(client, count);
+		else this.counts.delete(client);
+		this.ended.emit(client);
+	}
+
+	/** Resolves when one of the client's logins ends, or after `ms`. */
+	nextEnd(client: string, ms: number): Promise<void> {
+		return new Promise(resolve => {
+			const done = () => {
+				clearTimeout(timer);
+				this.ended.off(client, done);
+				resolve();
+			};
+			const timer = setTimeout(done, ms);
+			this.ended.once(client, done);
+		});
+	}
 }
 
 /** What the attempts table says about one login, each within its window. "Attempts" include pending ones. */

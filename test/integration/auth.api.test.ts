@@ -327,6 +327,17 @@ describe("login throttling", () => {
 		expect((await login(user.email, user.password, client("203.0.113.5"))).status).toBe(200);
 	});
 
+	test("a flood of 300 parallel attempts from one client holds no one else up: only 401s and 429s, and another user logs in meanwhile", async () => {
+		const [target, bystander] = await Promise.all([createUser(cluster.baseUrl, adminToken, "VIEWER"), createUser(cluster.baseUrl, adminToken, "DOCTOR")]);
+		const from = client("203.0.113.66");
+		const flood = Promise.all(Array.from({ length: 300 }, (_, i) => login(i % 2 ? target.email : uniqueEmail("flood"), "wrong-password", from)));
+		const meanwhile = await login(bystander.email, bystander.password, client("198.51.100.66"));
+		const answers = await flood;
+		expect(meanwhile.status).toBe(200);
+		expect(Object.keys(tally(answers)).sort()).toEqual(["401", "429"]);
+		expect(tally(answers)[401]).toBeLessThanOrEqual(30);
+	});
+
 	test("parallel logins with the right password from one client all succeed: attempts in flight are waited for, not refused", async () => {
 		const user = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
 		const from = client("203.0.113.6");

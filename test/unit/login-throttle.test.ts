@@ -3,6 +3,8 @@ import {
 	EMAIL_FREE_FAILURES,
 	IP_LIMIT,
 	type LoginCounts,
+	LoginsInProgress,
+	MAX_LOGINS_IN_PROGRESS_PER_CLIENT,
 	PAIR_LIMIT,
 	emailBackoffSeconds,
 	loginClient,
@@ -63,5 +65,30 @@ describe("login throttling rule", () => {
 		expect(loginClient("203.0.113.5")).toBe("203.0.113.5");
 		expect(loginClient(undefined)).toBe("");
 		expect(loginClient("x".repeat(500))).toHaveLength(64);
+	});
+});
+
+describe("logins in progress on a node", () => {
+	test("a client past its limit is refused; a login that ends makes room, for that client only", () => {
+		const logins = new LoginsInProgress();
+		for (let i = 0; i < MAX_LOGINS_IN_PROGRESS_PER_CLIENT; i++) expect(logins.enter("a")).toBe(true);
+		expect(logins.enter("a")).toBe(false);
+		expect(logins.enter("b")).toBe(true);
+		logins.leave("a");
+		expect(logins.enter("a")).toBe(true);
+	});
+
+	test("an attempt waiting on those in flight wakes when one of its client's logins ends, not another client's", async () => {
+		const logins = new LoginsInProgress();
+		logins.enter("a");
+		logins.enter("b");
+		let woken = false;
+		const waiting = logins.nextEnd("a", 60_000).then(() => (woken = true));
+		logins.leave("b");
+		await new Promise(resolve => setImmediate(resolve));
+		expect(woken).toBe(false);
+		logins.leave("a");
+		await waiting;
+		expect(woken).toBe(true);
 	});
 });
