@@ -161,17 +161,22 @@ export function superviseEmbeddedServer(server: Postmaster, start: () => Promise
 				watch();
 				return;
 			} catch (err) {
+				forgetExited();
 				logger.warn(`The embedded PostgreSQL did not restart (attempt ${attempt}: ${(err as Error).message}); trying again`);
 			}
 		}
+	};
+
+	// The package's stop() waits for its postmaster's exit: one that has exited (killed, or a start that failed) would hang it.
+	const forgetExited = () => {
+		if (server.process && (server.process.exitCode !== null || server.process.signalCode !== null)) server.process = undefined;
 	};
 
 	const watch = () => {
 		const postmaster = server.process;
 		postmaster?.once("exit", (code, signal) => {
 			if (stopping.signal.aborted) return;
-			// The package's stop() would wait for this process's exit, which has happened.
-			server.process = undefined;
+			forgetExited();
 			logger.warn(`The embedded PostgreSQL (pid ${postmaster.pid}) exited unexpectedly (${signal ?? `code ${code}`}); restarting it`);
 			restarting = restart()
 				.catch(() => {}) // aborted: an intended stop came first
@@ -186,6 +191,7 @@ export function superviseEmbeddedServer(server: Postmaster, start: () => Promise
 		stopping.abort();
 		// A start in flight finishes first, so that the server it starts is stopped too.
 		await restarting;
+		forgetExited();
 		await stop();
 	};
 	return () => server.stop();

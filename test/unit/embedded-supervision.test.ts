@@ -18,7 +18,12 @@ class StandInServer {
 
 	async start(): Promise<void> {
 		this.starts++;
-		if (this.failingStarts-- > 0) throw new Error("pre-existing shared memory block is still in use");
+		if (this.failingStarts-- > 0) {
+			// As the package does: the failed postmaster's child stays in `process`, exited.
+			this.process = spawn("true", [], { stdio: "ignore" });
+			await once(this.process, "exit");
+			throw new Error("pre-existing shared memory block is still in use");
+		}
 		this.process = spawn("sleep", ["600"], { stdio: "ignore" });
 		await once(this.process, "spawn");
 	}
@@ -89,5 +94,18 @@ describe("supervising the embedded PostgreSQL", () => {
 		await sleep(1500);
 		expect(server.starts).toBe(1);
 		expect(server.process).toBeUndefined();
+	});
+
+	test("a stop while restarts fail returns, and nothing is started after it", async () => {
+		const server = new StandInServer();
+		await server.start();
+		const { warnings, stop } = supervised(server);
+		server.failingStarts = 100;
+		server.process!.kill("SIGKILL");
+		await eventually(async () => (warnings.some(w => w.includes("did not restart")) ? true : undefined), 10_000, "a failed restart");
+		await stop();
+		const starts = server.starts;
+		await sleep(1500);
+		expect(server.starts).toBe(starts);
 	});
 });
