@@ -42,6 +42,9 @@ const BODY_PARSER_ERRORS: Record<string, { name: string; type: string; message: 
 	"charset.unsupported": { name: "UnsupportedMediaTypeError", type: "UNSUPPORTED_CHARSET", message: "Unsupported charset." }
 };
 
+/** Moleculer's and MedSync's types for a node or a database that cannot answer now (a timeout is Moleculer's 504). */
+const UNAVAILABLE_TYPES = new Set(["SERVICE_NOT_AVAILABLE", "REQUEST_TIMEOUT", "REQUEST_REJECTED", "DATABASE_UNAVAILABLE"]);
+
 /**
  * Maps any error to the one the client sees: the status it deserves and the
  * common body fields. Internal details of a 5xx never reach the client.
@@ -52,8 +55,8 @@ export function toClientError(err: ErrorLike): Errors.MoleculerError {
 
 	// A path no routed action serves: the same 404 as any unknown path, without the action's name.
 	if (err.type === "SERVICE_NOT_FOUND") return named("NotFoundError", "Not found", 404, "NOT_FOUND");
-	if (err.type === "SERVICE_NOT_AVAILABLE" || err.type === "REQUEST_TIMEOUT" || err.type === "DATABASE_UNAVAILABLE") {
-		// A service node, or its database, is down or slow: say so, without naming the cluster's nodes.
+	if (err.code === 503 || UNAVAILABLE_TYPES.has(err.type ?? "")) {
+		// A service node, or its database, is down, gone mid-request or slow: say so, without naming the cluster's nodes.
 		return named("ServiceUnavailableError", "The service is temporarily unavailable. Try again shortly.", 503, "SERVICE_UNAVAILABLE");
 	}
 	const code = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;

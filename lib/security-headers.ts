@@ -15,7 +15,8 @@ const HSTS = "max-age=31536000; includeSubDomains";
  */
 function servedOverTls(req: IncomingMessage): boolean {
 	if ((req.socket as TLSSocket).encrypted) return true;
-	return config.trustProxy && String(req.headers["x-forwarded-proto"] ?? "").split(",")[0].trim() === "https";
+	// The proxy's own entry is the last, as for X-Forwarded-For (clientIp): any before it is the client's claim.
+	return config.trustProxy && String(req.headers["x-forwarded-proto"] ?? "").split(",").at(-1)?.trim() === "https";
 }
 
 /**

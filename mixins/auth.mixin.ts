@@ -201,7 +201,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 
 		async started(this: AuthThis) {
 			const refresh = () =>
-				this.loadRevocations().catch(err => this.logger.warn("Cannot read revocations from the auth service; retrying", err.message));
+				this.loadRevocations().catch(err => this.logger.warn(errorFields(err), "Cannot read revocations from the auth service; retrying"));
 			// Requests wait for the first load (auth may start after the gateway), but never longer than the call timeout.
 			this.revocationsLoaded = this.broker
 				.waitForServices(["auth"], 30_000)

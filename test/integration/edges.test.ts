@@ -185,6 +185,9 @@ describe("security headers", () => {
 		expect((await api("GET", "/patients")).headers.get("strict-transport-security")).toBeNull();
 		const overTls = await api("GET", "/patients", undefined, { "x-forwarded-proto": "https" });
 		expect(overTls.headers.get("strict-transport-security")).toBe("max-age=31536000; includeSubDomains");
+		// The proxy's entry is the last; an earlier one is the client's claim.
+		const claimed = await api("GET", "/patients", undefined, { "x-forwarded-proto": "https, http" });
+		expect(claimed.headers.get("strict-transport-security")).toBeNull();
 	});
 
 	test("the docs page may load its own scripts and styles, and nothing else", async () => {

@@ -34,6 +34,8 @@ describe("errors as the client sees them", () => {
 	test("an unavailable or timed-out service is 503", () => {
 		expect(toClientError(new Errors.ServiceNotAvailableError({ action: "patients.get" }))).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 		expect(toClientError(new Errors.RequestTimeoutError({ action: "patients.get" }))).toMatchObject({ code: 503 });
+		// The node serving the call left mid-request.
+		expect(toClientError(new Errors.RequestRejectedError({ action: "patients.get", nodeID: "node-1" }))).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE", data: null });
 	});
 
 	test("a service that cannot reach its database is 503, here and as the error arrives over NATS", () => {
