@@ -79,16 +79,16 @@ const LOGGED_REFUSALS = 5;
 
 /**
  * Whether a failed shipment was refused for what it holds, so that sending it
- * again cannot succeed: a client error from the store (a 4xx, such as a
- * validation error) or PostgreSQL refusing the data (SQLSTATE class 22, data
- * exception, or 23, integrity constraint violation). Anything else (the store
- * away or slow, a lost connection) may pass on a retry; Moleculer marks those
- * retryable, its 404 for a service not there included.
+ * again cannot succeed: the store found it malformed or invalid (400, 422) or
+ * PostgreSQL refused the data (SQLSTATE class 22, data exception, or 23,
+ * integrity constraint violation). Anything else may pass on a retry: the store
+ * away or slow, a lost connection, and a refusal of the call rather than of
+ * its records (a 401 or 403 one day), which must not set the whole trail aside.
  */
 export function refusedForContent(err: unknown): boolean {
 	const { code, retryable } = (err ?? {}) as { code?: unknown; retryable?: unknown };
 	if (retryable === true) return false;
-	if (typeof code === "number") return code >= 400 && code < 500;
+	if (typeof code === "number") return code === 400 || code === 422;
 	return isDataRefusal(code);
 }
 
@@ -109,12 +109,17 @@ function refusalsIn(answer: unknown, size: number): Refusal[] {
 		.map(r => ({ index: r.index, reason: String(r.reason ?? "refused").slice(0, 500) }));
 }
 
-/** The JSON lines of `file` from byte `from`. A line cut short by a crash mid-write is cut off the file, with what follows it. */
-function readJsonLines<T>(file: string, from = 0): { value: T; bytes: number }[] {
-	if (!fs.existsSync(file)) return [];
+/**
+ * The JSON lines of `file` from byte `from`. A line that does not parse (one
+ * cut short by a crash mid-write, or damage) ends the file: it and what follows
+ * it move to `<file>.damaged`, kept for an operator, and `damagedBytes` says how much.
+ */
+function readJsonLines<T>(file: string, from = 0): { lines: { value: T; bytes: number }[]; damagedBytes: number } {
+	if (!fs.existsSync(file)) return { lines: [], damagedBytes: 0 };
+	const content = fs.readFileSync(file);
 	const lines: { value: T; bytes: number }[] = [];
 	let position = from;
-	for (const line of fs.readFileSync(file).subarray(from).toString("utf8").split("\n")) {
+	for (const line of content.subarray(from).toString("utf8").split("\n")) {
 		const bytes = Buffer.byteLength(line) + 1;
 		if (!line) {
 			position += bytes;
@@ -124,18 +129,20 @@ function readJsonLines<T>(file: string, from = 0): { value: T; bytes: number }[]
 			lines.push({ value: JSON.parse(line) as T, bytes });
 			position += bytes;
 		} catch {
+			const damaged = content.subarray(position);
+			appendDurably(`${file}.damaged`, damaged);
 			fs.truncateSync(file, position);
-			break;
+			return { lines, damagedBytes: damaged.length };
 		}
 	}
-	return lines;
+	return { lines, damagedBytes: 0 };
 }
 
 /** Writes `text` at the end of `file` and flushes it to disk before returning. */
-function appendDurably(file: string, text: string): void {
+function appendDurably(file: string, text: string | Buffer): void {
 	const fd = fs.openSync(file, "a", 0o600);
 	try {
-		fs.writeSync(fd, text);
+		fs.writeSync(fd, typeof text === "string" ? Buffer.from(text) : text);
 		fs.fdatasyncSync(fd);
 	} finally {
 		fs.closeSync(fd);
@@ -203,10 +210,15 @@ export class AuditJournal {
 		const offsetFile = `${this.file}.offset`;
 		const size = fs.existsSync(this.file) ? fs.statSync(this.file).size : 0;
 		this.offset = Math.min(size, fs.existsSync(offsetFile) ? Number(fs.readFileSync(offsetFile, "utf8")) || 0 : 0);
-		for (const { value: record, bytes } of readJsonLines<AuditRecord>(this.file, this.offset)) {
+		const journal = readJsonLines<AuditRecord>(this.file, this.offset);
+		for (const { value: record, bytes } of journal.lines) {
 			this.queue.push({ record, bytes, since: Date.parse(String((record as Partial<AuditRecord> | null)?.at)) || Date.now() });
 		}
-		this.setAside = readJsonLines<SetAsideRecord>(this.setAsideFile).map(line => line.value);
+		const setAside = readJsonLines<SetAsideRecord>(this.setAsideFile);
+		this.setAside = setAside.lines.map(line => line.value);
+		for (const [file, { damagedBytes }] of [[this.file, journal], [this.setAsideFile, setAside]] as const) {
+			if (damagedBytes) this.logger.warn(`Audit journal: ${damagedBytes} byte(s) of ${file} did not parse; kept in ${file}.damaged`);
+		}
 		this.fd = fs.openSync(this.file, "a", 0o600);
 		// Page cache survives a process crash; this bounds what a power cut could take.
 		this.syncTimer = setInterval(() => this.sync(), 1000);
