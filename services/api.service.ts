@@ -128,6 +128,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			}
 		],
 		log4XXResponses: false,
+		// No line before a request (with its URL, query included): the access line after it says all (logResponse).
 		logRequest: null,
 		logRequestParams: null,
 		logResponseData: null
@@ -192,9 +193,6 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	},
 
 	methods: {
-		/** moleculer-web's line before each request: the access line after it says all (logResponse). */
-		logRequest() {},
-
 		/**
 		 * What a log line may say about a request: the method and the route's
 		 * template (`/patients/:id`), never the URL's query or the body, which hold

@@ -2,7 +2,7 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { DataTypes, Op, type WhereOptions } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
-import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
+import { AUDIT_RECORD_RULE, AUDIT_TEXT_MAX, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
 import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { timeBound, uuidRule } from "../lib/validation";
@@ -37,14 +37,14 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 					id: { type: DataTypes.UUID, primaryKey: true },
 					at: { type: DataTypes.DATE, allowNull: false },
 					userId: { type: DataTypes.UUID },
-					role: { type: DataTypes.STRING(16) },
-					action: { type: DataTypes.STRING(100), allowNull: false },
-					resource: { type: DataTypes.STRING(32), allowNull: false },
+					role: { type: DataTypes.STRING(AUDIT_TEXT_MAX.role) },
+					action: { type: DataTypes.STRING(AUDIT_TEXT_MAX.action), allowNull: false },
+					resource: { type: DataTypes.STRING(AUDIT_TEXT_MAX.resource), allowNull: false },
 					patientId: { type: DataTypes.UUID },
 					outcome: { type: DataTypes.STRING(16), allowNull: false },
 					status: { type: DataTypes.SMALLINT, allowNull: false },
-					ip: { type: DataTypes.STRING(64) },
-					requestId: { type: DataTypes.STRING(100) }
+					ip: { type: DataTypes.STRING(AUDIT_TEXT_MAX.ip) },
+					requestId: { type: DataTypes.STRING(AUDIT_TEXT_MAX.requestId) }
 				},
 				options: { tableName: "audit_events", underscored: true, timestamps: false }
 			},
