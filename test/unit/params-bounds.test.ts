@@ -15,7 +15,8 @@ type Rule = Record<string, unknown>;
  * Unbounded input is a class of 500s (a page of 1e20 became an OFFSET overflow,
  * a date in year -271821 a timestamp PostgreSQL cannot hold). Every rule of
  * every action's params must bound what it takes: numbers by min and max,
- * strings by a length, format or pattern, arrays by a length; no bare `date`.
+ * strings by a length, a pattern or a check of their shape, arrays by a
+ * length; no bare `date`.
  */
 function unbounded(rule: Rule | string, field: string): string[] {
 	if (typeof rule === "string") return rule.split("|")[0] === "string" || rule.startsWith("number") ? [`${field} (${rule})`] : [];
@@ -27,7 +28,8 @@ function unbounded(rule: Rule | string, field: string): string[] {
 			break;
 		case "string":
 		case "email":
-			if (rule.max === undefined && rule.format === undefined && rule.pattern === undefined) problems.push(`${field}: a string needs max, a format or a pattern`);
+			// A custom check (an id, a date, an instant) takes only its own shape; `format` alone checks nothing.
+			if (rule.max === undefined && rule.pattern === undefined && rule.custom === undefined) problems.push(`${field}: a string needs max, a pattern or a custom check`);
 			break;
 		case "array":
 			if (rule.max === undefined) problems.push(`${field}: an array needs max`);
