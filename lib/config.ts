@@ -232,6 +232,11 @@ function natsSecurity(env: Env): Pick<Config, "natsUser" | "natsPassword" | "nat
 	if (transporter && !/^nats:\/\//i.test(transporter) && Object.values(settings).some(Boolean)) {
 		throw new Error("NATS_USER, NATS_PASSWORD, NATS_TOKEN and NATS_TLS_* apply to a nats:// TRANSPORTER only");
 	}
+	// Whoever reaches the bus can call any action: production does not run on one that anyone may join.
+	const urlUser = transporter && /^nats:\/\/[^/@,]+@/i.test(transporter);
+	if (env.NODE_ENV === "production" && transporter && /^nats:\/\//i.test(transporter) && !settings.natsUser && !settings.natsToken && !urlUser) {
+		throw new Error("In production (NODE_ENV=production) a nats:// TRANSPORTER needs credentials: set NATS_USER and NATS_PASSWORD, or NATS_TOKEN");
+	}
 	return settings;
 }
 

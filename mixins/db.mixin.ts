@@ -37,13 +37,14 @@ export interface DbVars {
 
 /**
  * How long a statement may wait for one of the pool's connections (Sequelize's
- * default is 60 s). A wait is legitimate under load: requests queue for the ten
- * connections, each held for a statement or a short transaction, so a queue
- * clears in milliseconds (the benchmark's reads at 64 connections have a p99
- * under 150 ms, queueing included): 3 s is twenty times that. Waiting longer
- * means the connections are stuck on a server that went away without closing
- * them; the request is then answered 503 well inside Moleculer's 10 s request
- * timeout, and the next one tries a new connection.
+ * default is 60 s). A wait is legitimate under load: requests queue for the
+ * pool's connections, each held for a statement or a short transaction, so a
+ * queue clears in milliseconds (the benchmark's reads at 64 connections have a
+ * p99 under 150 ms, queueing included): 3 s is twenty times that. Waiting longer
+ * means the connections are stuck, on a server that went away without closing
+ * them: the request is then answered 503 well inside Moleculer's 10 s request
+ * timeout. Connections stuck mid-statement on a host cut off stay stuck until
+ * TCP keepalive gives them up (minutes); new ones fail within CONNECT_TIMEOUT_MS.
  */
 const ACQUIRE_TIMEOUT_MS = 3000;
 
@@ -63,7 +64,8 @@ function sequelizeOptions(databaseUrl: string) {
 		// The schema belongs to the versioned migrations; the adapter must never sync it.
 		noSync: true,
 		// A server that is gone refuses at once, or (a host cut off) never answers: pg gives up on connecting after this.
-		dialectOptions: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS },
+		// Keepalive lets TCP find a connection whose server vanished without a word, which nothing else would.
+		dialectOptions: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 },
 		// A new backend starts with cold caches and costs tens of ms; connections opened in a burst stay for the next one.
 		pool: { max: config.databasePoolMax, min: 1, idle: 300_000, acquire: ACQUIRE_TIMEOUT_MS }
 	};

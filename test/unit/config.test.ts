@@ -154,4 +154,12 @@ describe("configuration", () => {
 		});
 		expect(loadConfig({})).toMatchObject({ production: false, corsOrigins: ["*"], authSignup: "open" });
 	});
+
+	test("production refuses a NATS bus without credentials", () => {
+		expect(() => loadConfig({ NODE_ENV: "production", TRANSPORTER: "nats://nats:4222" })).toThrow(/NATS_USER and NATS_PASSWORD, or NATS_TOKEN/);
+		expect(loadConfig({ NODE_ENV: "production", TRANSPORTER: "nats://nats:4222", NATS_USER: "medsync", NATS_PASSWORD: "secret" }).natsUser).toBe("medsync");
+		expect(loadConfig({ NODE_ENV: "production", TRANSPORTER: "nats://nats:4222", NATS_TOKEN: "a-long-token" }).natsToken).toBe("a-long-token");
+		expect(() => loadConfig({ NODE_ENV: "production", TRANSPORTER: "nats://medsync:secret@nats:4222" })).not.toThrow();
+		expect(() => loadConfig({ TRANSPORTER: "nats://nats:4222" })).not.toThrow();
+	});
 });
