@@ -1,6 +1,6 @@
 import type { ActionSchema, Context, Middleware } from "moleculer";
 import { DatabaseUnavailableError } from "./errors";
-import { errorFields } from "./log-fields";
+import { errorFields, throttledLog } from "./log-fields";
 
 /**
  * What a PostgreSQL error means, the one place that reads pg's and Sequelize's
@@ -104,19 +104,13 @@ const WARN_EVERY_MS = 10_000;
  * a gateway across NATS receives the 503 itself.
  */
 export function DatabaseUnavailableMiddleware(): Middleware {
-	let lastWarning = 0;
-	let unwarned = 0;
+	const warn = throttledLog(WARN_EVERY_MS);
 	const localAction = (next: (ctx: Context) => Promise<unknown>, action: ActionSchema) => (ctx: Context) =>
 		next(ctx).catch((err: unknown) => {
 			if (err instanceof DatabaseUnavailableError || !isDatabaseUnavailable(err)) throw err;
-			if (Date.now() - lastWarning >= WARN_EVERY_MS) {
-				action.service?.logger.warn(
-					{ ...errorFields(err), action: action.name, alsoFailedSinceLastWarning: unwarned },
-					"The database is unreachable; answering 503"
-				);
-				lastWarning = Date.now();
-				unwarned = 0;
-			} else unwarned++;
+			warn(unlogged =>
+				action.service?.logger.warn({ ...errorFields(err), action: action.name, alsoFailedSinceLastWarning: unlogged }, "The database is unreachable; answering 503")
+			);
 			throw new DatabaseUnavailableError(err);
 		});
 	return { name: "DatabaseUnavailable", localAction } as unknown as Middleware;

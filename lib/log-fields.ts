@@ -31,3 +31,22 @@ function loggedError(err: unknown, depth: number): LoggedError {
 		...(err.cause !== undefined && depth > 0 && { cause: loggedError(err.cause, depth - 1) })
 	};
 }
+
+/**
+ * A log line that a flood could repeat (a database down under load, anyone
+ * knocking on a port) at most once per `intervalMs`: `write` runs for the
+ * first occurrence in each interval, told how many went unlogged before it.
+ */
+export function throttledLog(intervalMs: number): (write: (unlogged: number) => void) => void {
+	let last = -Infinity;
+	let unlogged = 0;
+	return write => {
+		if (Date.now() - last < intervalMs) {
+			unlogged++;
+			return;
+		}
+		write(unlogged);
+		last = Date.now();
+		unlogged = 0;
+	};
+}

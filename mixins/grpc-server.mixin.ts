@@ -2,7 +2,7 @@ import { Server, type ServerUnaryCall, type ServiceDefinition, type sendUnaryDat
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/grpc-security";
 import { toGrpcError } from "../lib/grpc-status";
-import { errorFields } from "../lib/log-fields";
+import { errorFields, throttledLog } from "../lib/log-fields";
 
 /** A unary RPC implemented by the Moleculer service: the request in, the response (or a thrown error) out. */
 export type UnaryHandler<TService> = (this: TService, request: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -39,13 +39,17 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 		async started(this: Service & GrpcServerVars) {
 			const security = await options.security();
 			const authorized = security.plaintext ? () => true : bearerCheck(security.token);
+			// Anyone who reaches the port can knock: a line per 10 s, with a count, not one per knock.
+			const warnRefused = throttledLog(10_000);
 			const server = new Server();
 			const implementation = Object.fromEntries(
 				Object.entries(options.handlers).map(([method, handler]) => [
 					method,
 					(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
 						if (!authorized(call.metadata)) {
-							this.logger.warn(`gRPC ${method} refused: no valid service credential (peer ${call.getPeer()})`);
+							warnRefused(unlogged =>
+								this.logger.warn(`gRPC ${method} refused: no valid service credential (peer ${call.getPeer()}; ${unlogged} more refused since the last such line)`)
+							);
 							callback({ code: status.UNAUTHENTICATED, details: "A valid service credential is required" });
 							return;
 						}
