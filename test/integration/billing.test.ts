@@ -13,6 +13,7 @@ import { type GrpcClientSecurity, billingClientSecurity, billingServerSecurity, 
 import { unaryCall } from "../../mixins/grpc-client.mixin";
 import { BillingServiceClient } from "../../proto/generated/billing_service";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { getAccountOnce } from "../helpers/grpc";
 import { eventually } from "../helpers/node-process";
 
 let cluster: TestCluster;
@@ -127,14 +128,7 @@ describe("BillingService over gRPC on a real port", () => {
 });
 
 describe("the gRPC port's authentication", () => {
-	const getWith = async (creds: ChannelCredentials) => {
-		const client = new BillingServiceClient(config.billingGrpcUrl, creds);
-		try {
-			return await unaryCall(client, client.getBillingAccount, { accountId: crypto.randomUUID() }, 300);
-		} finally {
-			client.close();
-		}
-	};
+	const getWith = (creds: ChannelCredentials) => getAccountOnce(config.billingGrpcUrl, creds, crypto.randomUUID());
 
 	test("billing serves TLS and requires the service token: none or a wrong one is UNAUTHENTICATED; plaintext gets no answer", async () => {
 		const tlsOnly = credentials.createSsl(Buffer.from(security.tls.ca));

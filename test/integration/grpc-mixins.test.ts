@@ -8,6 +8,7 @@ import { type GrpcClientSecurity, type GrpcServerSecurity, channelCredentials } 
 import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../../mixins/grpc-client.mixin";
 import { GrpcServerMixin } from "../../mixins/grpc-server.mixin";
 import { type BillingAccountRequest, BillingServiceClient, BillingServiceService } from "../../proto/generated/billing_service";
+import { getAccountOnce } from "../helpers/grpc";
 
 /**
  * The gRPC mixins on their own, over real ports: a stand-in BillingService whose
@@ -78,14 +79,7 @@ function stubServer(name: string, security: () => Promise<GrpcServerSecurity>) {
 }
 
 /** One GetBillingAccount to `service` on a channel of its own with `creds`. */
-async function getWith(service: { grpcPort: number }, creds: ChannelCredentials, deadlineMs = 500) {
-	const stub = new BillingServiceClient(`127.0.0.1:${service.grpcPort}`, creds);
-	try {
-		return await unaryCall<BillingAccountRequest, unknown>(stub, stub.getBillingAccount, { accountId: "acc-auth" }, deadlineMs);
-	} finally {
-		stub.close();
-	}
-}
+const getWith = (service: { grpcPort: number }, creds: ChannelCredentials) => getAccountOnce(`127.0.0.1:${service.grpcPort}`, creds, "acc-auth");
 
 beforeAll(async () => {
 	ca = await developmentCa(PKI);
@@ -143,19 +137,19 @@ describe("the gRPC server's authentication", () => {
 	});
 
 	test("plaintext is refused when TLS is required: the connection never carries a call", async () => {
-		const err = await refused(getWith(serverService, credentials.createInsecure(), 300));
+		const err = await refused(getWith(serverService, credentials.createInsecure()));
 		expect(err.code).toBe(status.UNAVAILABLE);
 	});
 
 	test("a server certificate from another CA is not trusted by the client", async () => {
 		const otherCa = await developmentCa(`${PKI}-other`);
-		const err = await refused(getWith(serverService, channelCredentials({ token: TOKEN, tls: { ca: otherCa.cert } }), 300));
+		const err = await refused(getWith(serverService, channelCredentials({ token: TOKEN, tls: { ca: otherCa.cert } })));
 		expect(err.code).toBe(status.UNAVAILABLE);
 	});
 
 	test("mutual TLS: a client certificate from the CA and the token go through; without the certificate, no call", async () => {
 		expect(await getWith(mtlsService, withToken(TOKEN, clientIdentity))).toMatchObject({ accountId: "acc-auth" });
-		expect((await refused(getWith(mtlsService, withToken(TOKEN), 300))).code).toBe(status.UNAVAILABLE);
+		expect((await refused(getWith(mtlsService, withToken(TOKEN)))).code).toBe(status.UNAVAILABLE);
 		// The certificate does not replace the token.
 		const certificateOnly = credentials.createSsl(Buffer.from(ca.cert), Buffer.from(clientIdentity.key), Buffer.from(clientIdentity.cert));
 		expect((await refused(getWith(mtlsService, certificateOnly))).code).toBe(status.UNAUTHENTICATED);
@@ -180,7 +174,7 @@ describe("the gRPC mixins", () => {
 		["peer-missing", status.UNAVAILABLE],
 		["bug", status.INTERNAL]
 	])("a handler's %s error arrives as status %i, never UNKNOWN", async (accountId, code) => {
-		const err = await failure(get(accountId, 300));
+		const err = await failure(get(accountId));
 		expect(err.code).toBe(code);
 		expect(err.code).not.toBe(status.UNKNOWN);
 		expect(err.details).not.toMatch(/secret/);
@@ -199,6 +193,6 @@ describe("the gRPC mixins", () => {
 		await new Promise(r => setTimeout(r, 100));
 		await broker.destroyService(serverService);
 		await expect(inFlight).resolves.toMatchObject({ accountId: "slow-1" });
-		expect((await failure(get("acc-2", 300))).code).toBe(status.UNAVAILABLE);
+		expect((await failure(get("acc-2"))).code).toBe(status.UNAVAILABLE);
 	});
 });

@@ -23,8 +23,12 @@ const brokers: ServiceBroker[] = [];
 const namespace = `test-${crypto.randomBytes(4).toString("hex")}`;
 
 afterAll(async () => {
-	await Promise.all(brokers.map(broker => broker.stop()));
-	for (const server of servers) server.kill();
+	try {
+		// Some never started (refused by the server): their stop may fail too.
+		await Promise.allSettled(brokers.map(broker => broker.stop()));
+	} finally {
+		for (const server of servers) server.kill();
+	}
 });
 
 /** A nats-server on a free loopback port with `args`; its nats:// URL once it listens. */
