@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import ipaddr from "ipaddr.js";
 
 /**
  * The login throttling rule (OWASP ASVS 4.0.3 V2.2.1, 5.0 V6.3.1), as numbers and
@@ -79,11 +80,18 @@ export const LOGIN_PRUNE_INTERVAL_MS = 10 * 60 * 1000;
 
 /**
  * The client key of a login: its address, or '' for calls over the broker (they
- * share one key). Cut to the column's 64 characters: behind TRUST_PROXY it comes
- * from a header, and an over-long value must be throttled, not a database error.
+ * share one key). An IPv6 client is its /64, the block one subscriber gets, or
+ * it would have more keys than any limit can count; an IPv4 address mapped into
+ * IPv6 is that IPv4 address. What does not parse (behind TRUST_PROXY it comes
+ * from a header) is cut to the column's 64 characters: throttled, not a
+ * database error.
  */
 export function loginClient(ip: string | undefined): string {
-	return (ip ?? "").slice(0, 64);
+	const text = (ip ?? "").trim();
+	if (!ipaddr.isValid(text)) return text.slice(0, 64);
+	const address = ipaddr.process(text);
+	if (address.kind() === "ipv4") return address.toString();
+	return `${ipaddr.IPv6.networkAddressFromCIDR(`${address.toString()}/64`).toString()}/64`;
 }
 
 /**

@@ -65,6 +65,10 @@ describe("login throttling rule", () => {
 		expect(loginClient("203.0.113.5")).toBe("203.0.113.5");
 		expect(loginClient(undefined)).toBe("");
 		expect(loginClient("x".repeat(500))).toHaveLength(64);
+		// One IPv6 subscriber holds a /64: every address in it is one client.
+		expect(loginClient("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).toBe("2001:db8:1:2::/64");
+		expect(loginClient("2001:db8:1:2::9")).toBe("2001:db8:1:2::/64");
+		expect(loginClient("::ffff:203.0.113.5")).toBe("203.0.113.5");
 	});
 });
 
