@@ -1,5 +1,5 @@
 /** Past this page an offset stops being a list and starts being an overflow (a bigint OFFSET, or 1e20 as text). */
-export const MAX_PAGE = 1_000_000;
+const MAX_PAGE = 1_000_000;
 
 /** Query params for a paginated list: `page` from 1 to MAX_PAGE, `pageSize` up to 100. */
 export function pagingParams(defaultPageSize = 20) {

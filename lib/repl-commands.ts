@@ -4,7 +4,7 @@ import { seedConfigured } from "./seed";
 type ReplCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["customCommands"]>[number];
 
 /** Asks every gateway node for `action`'s answer, by node id: each gateway keeps its own audit journal. */
-export async function askEveryGateway(broker: ServiceBroker, action: string): Promise<Record<string, unknown>> {
+async function askEveryGateway(broker: ServiceBroker, action: string): Promise<Record<string, unknown>> {
 	const nodes = broker.registry
 		.getServiceList({ onlyAvailable: true })
 		.filter(service => service.name === "api" && service.nodeID)

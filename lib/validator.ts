@@ -89,7 +89,7 @@ function textProblems(value: unknown, path: string, problems: FieldProblem[]): v
 }
 
 /** The problems that fastest-validator does not see in `params`, checked against `schema` (an action's params). */
-export function inputProblems(schema: Schema, params: unknown): FieldProblem[] {
+function inputProblems(schema: Schema, params: unknown): FieldProblem[] {
 	const problems: FieldProblem[] = [];
 	textProblems(params, "", problems);
 	if (schema.$$root) ruleProblems(schema as Record<string, unknown>, params, "", problems);
