@@ -97,7 +97,7 @@ const WARN_EVERY_MS = 10_000;
 
 /**
  * Turns an action's "database unreachable" failure, however the action met it
- * (the ORM, queryRows, a pg client of its own), into a retryable 503
+ * (the ORM, this.db, a pg client of its own), into a retryable 503
  * (DatabaseUnavailableError), which the gateway answers as SERVICE_UNAVAILABLE
  * with Retry-After. It wraps every local action of every service, so it runs
  * where the database is used, before an error is serialised for another node:

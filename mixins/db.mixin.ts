@@ -1,13 +1,12 @@
 import type { Service, ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
 import SqlAdapter from "moleculer-db-adapter-sequelize";
-import type { ClientBase } from "pg";
 import type { Model, ModelAttributes, ModelOptions, ModelStatic, Sequelize } from "sequelize";
 import { config } from "../lib/config";
 import { type Migration, migrate } from "../lib/migrations";
 import { CONNECT_TIMEOUT_MS, databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
 import { HealthMixin, registerHealthCheck } from "./health.mixin";
-import { prepared } from "../lib/sql";
+import { ACQUIRE_TIMEOUT_MS, Database } from "../lib/database";
 
 export interface ModelDefinition {
 	name: string;
@@ -25,28 +24,10 @@ export interface DbVars {
 		opts: unknown[];
 		connect(): Promise<void>;
 	};
-	/**
-	 * Runs a parameterised statement on one of the pool's connections and returns
-	 * its rows as PostgreSQL gives them, without the ORM's work per query: for
-	 * the hot paths, where that work was most of the cost. Each connection
-	 * prepares a statement once and then only binds it, so the text must carry
-	 * no values (they go in `values`): the set of texts stays small and fixed.
-	 */
-	queryRows<T>(statement: { text: string; values: unknown[] }): Promise<T[]>;
+	/** The service's database: its one way to PostgreSQL (lib/database.ts), open once the service has started. */
+	db: Database;
 }
 
-/**
- * How long a statement may wait for one of the pool's connections (Sequelize's
- * default is 60 s). A wait is legitimate under load: requests queue for the
- * pool's connections, each held for a statement or a short transaction, so a
- * queue clears in milliseconds (the benchmark's reads at 64 connections have a
- * p99 under 150 ms, queueing included): 3 s is twenty times that. Waiting longer
- * means the connections are stuck, on a server that went away without closing
- * them: the request is then answered 503 well inside Moleculer's 10 s request
- * timeout. Connections stuck mid-statement on a host cut off stay stuck until
- * TCP keepalive gives them up (minutes); new ones fail within CONNECT_TIMEOUT_MS.
- */
-const ACQUIRE_TIMEOUT_MS = 3000;
 
 /** moleculer-db's generic CRUD actions, which each service replaces with its own validated ones. */
 const GENERIC_ACTIONS = ["find", "count", "list", "create", "insert", "get", "update", "remove"] as const;
@@ -85,8 +66,8 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 		actions: Object.fromEntries(GENERIC_ACTIONS.map(name => [name, false])),
 		created(this: Service & DbVars) {
 			registerHealthCheck(this, "database", async () => {
-				if (!this.adapter.db) throw new Error("not connected yet");
-				await this.adapter.db.query("SELECT 1");
+				if (!this.db) throw new Error("not connected yet");
+				await this.db.query({ text: "SELECT 1", values: [] });
 			});
 		},
 		methods: {
@@ -101,18 +82,11 @@ export function DbMixin(service: string, model: ModelDefinition, migrations: rea
 				this.databaseUrl = url;
 				this.adapter.opts = [sequelizeOptions(url)];
 				await this.adapter.connect();
-			},
-
-			async queryRows<T>(this: Service & DbVars, statement: { text: string; values: unknown[] }): Promise<T[]> {
-				const pool = this.adapter.db.connectionManager;
-				// "write": the primary; queryRows serves writes as well as reads.
-				const connection = (await pool.getConnection({ type: "write" })) as ClientBase;
-				try {
-					return (await connection.query(prepared(statement))).rows as T[];
-				} finally {
-					pool.releaseConnection(connection);
-				}
+				this.db = new Database(url);
 			}
+		},
+		async stopped(this: Service & DbVars) {
+			await this.db?.end();
 		}
 	} as unknown as Partial<ServiceSchema>;
 }

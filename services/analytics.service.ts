@@ -51,7 +51,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 					const day = todayIn(config.clinicTimezone, new Date(event.occurredAt));
 					// A redelivered event was counted the first time. Every registration of a day updates one row:
 					// a single statement holds that row's lock for the least time.
-					await this.queryRows({
+					await this.db.query({
 						text: onFirstDelivery(
 							"INSERT INTO registrations_daily (day, count) SELECT $2::date, 1 FROM first_delivery ON CONFLICT (day) DO UPDATE SET count = registrations_daily.count + 1"
 						),

@@ -74,7 +74,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 				});
 				// The whole batch as one JSON parameter: one short statement however many records, and nothing for the ORM to build.
 				if (good.length) {
-					await this.queryRows({
+					await this.db.query({
 						text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id)
 							SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId"
 							FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, at timestamptz, "userId" uuid, role text, action text, resource text,

@@ -225,7 +225,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				/** Opens the account if the gRPC call has not: one account per patient, whichever arrives first. */
 				async handler(this: BillingThis, event: PatientEvent) {
 					if (event.eventType !== "PATIENT_CREATED") return;
-					const [opened] = await this.queryRows<{ id: string }>({
+					const [opened] = await this.db.query<{ id: string }>({
 						text: onFirstDelivery(
 							`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
 							 ON CONFLICT (patient_id) DO NOTHING RETURNING id`
@@ -444,7 +444,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 
 		/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
 		async openAccount(this: BillingThis, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
-			const [inserted] = await this.queryRows<AccountRecord>({
+			const [inserted] = await this.db.query<AccountRecord>({
 				text: `INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
 				 ON CONFLICT (patient_id) DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
 				values: [crypto.randomUUID(), input.patientId, input.name, input.email, config.billingCurrency]

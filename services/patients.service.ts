@@ -149,7 +149,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const id = crypto.randomUUID();
 				// The patient and its PATIENT_CREATED event go in one statement: they commit together, or neither does.
 				const [record] = await this.uniqueEmail(
-					this.queryRows<PatientRecord>(
+					this.db.query<PatientRecord>(
 						insertPatientWithEvent(
 							{
 								...input,
@@ -187,7 +187,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
 			async handler(ctx: Context<PatientFilter>): Promise<Page<Patient>> {
-				const rows = await this.queryRows<PatientRecord & { total: number }>(patientPage(ctx.params));
+				const rows = await this.db.query<PatientRecord & { total: number }>(patientPage(ctx.params));
 				return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, ctx.params);
 			}
 		},
@@ -199,7 +199,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }>): Promise<Patient> {
 				// A malformed id names no patient: that is a 404, not a validation error.
-				const [record] = isUuid(ctx.params.id) ? await this.queryRows<PatientRecord>(patientById(ctx.params.id)) : [];
+				const [record] = isUuid(ctx.params.id) ? await this.db.query<PatientRecord>(patientById(ctx.params.id)) : [];
 				if (!record) throw new NotFoundError("Patient", ctx.params.id);
 				return patientFrom(record);
 			}
@@ -347,7 +347,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 
 		/** Both the gRPC answer and billing's event bring the id: whichever comes second finds it set and writes nothing. */
 		async recordBillingAccount(this: PatientsThis, patientId: string, accountId: string): Promise<void> {
-			await this.queryRows({ text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] });
+			await this.db.query({ text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] });
 		},
 
 		/** Opens the accounts that failed calls left missing, oldest first; stops at the first failure (billing still away). */
@@ -360,7 +360,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 
 		/** A serial a failed registration leaves unused is a gap in the MRNs, never a duplicate. */
 		async nextMrn(this: PatientsThis): Promise<string> {
-			const [{ serial }] = await this.queryRows<{ serial: string }>({ text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] });
+			const [{ serial }] = await this.db.query<{ serial: string }>({ text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] });
 			return formatMrn(BigInt(serial));
 		},
 

@@ -15,7 +15,7 @@ describe("gRPC statuses for action errors", () => {
 
 	test("a database out of reach or a missing peer is UNAVAILABLE, worth a retry", () => {
 		expect(toGrpcError(Object.assign(new Error("connect ECONNREFUSED"), { name: "SequelizeConnectionRefusedError" })).code).toBe(status.UNAVAILABLE);
-		// queryRows hands pg's own errors on, unwrapped by Sequelize.
+		// The service's database (this.db) hands pg's own errors on, unwrapped.
 		expect(toGrpcError(new Error("Connection terminated unexpectedly")).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.ServiceNotAvailableError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.RequestTimeoutError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
