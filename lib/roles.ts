@@ -43,14 +43,3 @@ export interface CallerIdentity {
 
 /** Resources whose every access is written to the audit trail. */
 export type AuditedResource = "patient" | "billing";
-
-declare module "moleculer" {
-	interface ActionSchema {
-		/** Roles that may call this action through the gateway. An action with neither `roles` nor `public` is refused. */
-		roles?: readonly Role[];
-		/** Reachable through the gateway without a token (signup, login, refresh, JWKS). */
-		public?: boolean;
-		/** Every call through the gateway, allowed or denied, is written to the audit trail. */
-		audit?: AuditedResource;
-	}
-}

@@ -7,6 +7,7 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { config } from "../lib/config";
 import { AUDIT_TEXT_MAX, type AuditRecord, AuditJournal } from "../lib/audit-journal";
 import type { GatewayRequest } from "./auth.mixin";
+import type { MixinSchema } from "../types/mixin";
 
 interface AuditVars {
 	auditJournal: AuditJournal;
@@ -41,7 +42,7 @@ function stringOrNull(value: unknown): string | null {
  * audit service refuses are set aside beside it; the `auditSetAside` and
  * `auditReplaySetAside` actions (not routed) list and replay them.
  */
-export function AuditTrailMixin(): Partial<ServiceSchema> {
+export function AuditTrailMixin(): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, AuditMethods, AuditVars> = {
 		name: "audit-trail-mixin",
 
@@ -141,5 +142,5 @@ export function AuditTrailMixin(): Partial<ServiceSchema> {
 			await this.auditJournal?.close();
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }

@@ -5,26 +5,20 @@ import { config } from "../lib/config";
 import { ForbiddenError, UnauthorizedError } from "../lib/errors";
 import { JWT_ALG } from "../lib/auth/keys";
 import { ACCESS_TOKEN_TTL_SECONDS, type AccessClaims, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/auth/tokens";
-import type { CallerIdentity, Role } from "../lib/roles";
+import type { Role } from "../lib/roles";
+import type { AuthenticatedUser, RequestMeta } from "../lib/http";
 import { errorFields } from "../lib/log-fields";
+import type { MixinSchema } from "../types/mixin";
 
 const { MoleculerRetryableError } = Errors;
 
 export interface GatewayRequest extends IncomingMessage {
 	$action?: ActionSchema;
 	$params?: Record<string, unknown>;
-	$ctx?: Context<unknown, GatewayMeta>;
+	$ctx?: Context<unknown, RequestMeta>;
 	/** The matched route, e.g. `/patients/:id`: what a log line or a message may name instead of the URL. */
 	$alias?: { method: string; path: string; fullPath?: string };
 }
-
-export interface GatewayMeta {
-	user?: AuthenticatedUser | null;
-	ip?: string;
-	idempotencyKey?: string;
-}
-
-export type AuthenticatedUser = CallerIdentity & { issuedAt: number; expiresAt: number };
 
 interface AuthVars {
 	keySet?: JWTVerifyGetKey;
@@ -81,7 +75,7 @@ export function clientIp(req: IncomingMessage): string | undefined {
  * over the broker); sessions revoked and users cut off are learned from auth's
  * `auth.revoked` broadcasts, and re-read every minute in case one was missed.
  */
-export function AuthMixin(): Partial<ServiceSchema> {
+export function AuthMixin(): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {
 		name: "auth-mixin",
 
@@ -93,7 +87,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 
 		methods: {
 			/** moleculer-web hook: the caller as `ctx.meta.user`, or 401. Public actions need no token. */
-			async authenticate(this: AuthThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+			async authenticate(this: AuthThis, ctx: Context<unknown, RequestMeta>, _route: unknown, req: GatewayRequest) {
 				ctx.meta.ip = clientIp(req);
 				if (req.$action?.public) return null;
 				const token = bearerToken(req);
@@ -111,7 +105,7 @@ export function AuthMixin(): Partial<ServiceSchema> {
 			},
 
 			/** moleculer-web hook: the action's declared roles must include the caller's; no declaration, no access. */
-			authorize(this: AuthThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+			authorize(this: AuthThis, ctx: Context<unknown, RequestMeta>, _route: unknown, req: GatewayRequest) {
 				const action = req.$action;
 				if (!action || action.public) return;
 				const role = ctx.meta.user?.role;
@@ -215,5 +209,5 @@ export function AuthMixin(): Partial<ServiceSchema> {
 			clearInterval(this.revocationTimer);
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }

@@ -2,6 +2,7 @@ import { type CallOptions, type ChannelCredentials, type Client, type ClientUnar
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcClientSecurity, channelCredentials } from "../lib/grpc-security";
 import { registerHealthCheck } from "./health.mixin";
+import type { MixinSchema } from "../types/mixin";
 
 type ClientConstructor<C extends Client> = new (address: string, creds: ChannelCredentials, options?: object) => C;
 
@@ -55,7 +56,7 @@ export async function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Re
  * Gives a Moleculer service a gRPC client (`this.grpcClients[name]`): one channel,
  * opened at start and closed at stop. Call it with `unaryCall`.
  */
-export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>): Partial<ServiceSchema> {
+export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcClientVars> = {
 		name: "grpc-client",
 
@@ -79,5 +80,5 @@ export function GrpcClientMixin<C extends Client>(options: GrpcClientOptions<C>)
 			delete this.grpcClients?.[options.name];
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }

@@ -3,6 +3,7 @@ import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/grpc-security";
 import { toGrpcError } from "../lib/grpc-status";
 import { errorFields, throttledLog } from "../lib/log-fields";
+import type { MixinSchema } from "../types/mixin";
 
 /** A unary RPC implemented by the Moleculer service: the request in, the response (or a thrown error) out. */
 export type UnaryHandler<TService> = (this: TService, request: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -32,7 +33,7 @@ interface GrpcServerVars {
  * the service token, else it is answered UNAUTHENTICATED before any handler
  * runs. Errors thrown by handlers become proper gRPC statuses (lib/grpc-status.ts).
  */
-export function GrpcServerMixin<TService extends Service>(options: GrpcServerOptions<TService>): Partial<ServiceSchema> {
+export function GrpcServerMixin<TService extends Service>(options: GrpcServerOptions<TService>): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcServerVars> = {
 		name: "grpc-server",
 
@@ -97,5 +98,5 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 			});
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }

@@ -1,4 +1,5 @@
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { MixinSchema } from "../types/mixin";
 
 export type HealthCheck = () => Promise<void>;
 
@@ -24,7 +25,7 @@ function withTimeout(check: HealthCheck): Promise<void> {
  * database, Kafka, a gRPC peer) and reports each as "up" or the reason it is down.
  * The gateway's /ready asks every service for it.
  */
-export function HealthMixin(): Partial<ServiceSchema> {
+export function HealthMixin(): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, HealthVars> = {
 		name: "health",
 		actions: {
@@ -47,5 +48,5 @@ export function HealthMixin(): Partial<ServiceSchema> {
 			}
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }

@@ -4,6 +4,7 @@ import { config } from "../lib/config";
 import { isDatabaseUnavailable } from "../lib/db-errors";
 import { OrderedWork } from "../lib/ordered-work";
 import { registerHealthCheck } from "./health.mixin";
+import type { MixinSchema } from "../types/mixin";
 
 /** A message as a handler sees it, whether it came from Kafka or over the service broker. */
 export interface KafkaMessage {
@@ -39,13 +40,6 @@ export interface KafkaSchema {
 	consumers?: KafkaConsumerDefinition<any, any>[];
 	/** Topics this service produces to, created at start if missing. */
 	produces?: (() => string)[];
-}
-
-declare module "moleculer" {
-	interface ServiceSchema {
-		/** Kafka topics this service consumes and produces (mixins/kafka.mixin.ts). */
-		kafka?: KafkaSchema;
-	}
 }
 
 interface KafkaVars {
@@ -100,7 +94,7 @@ function stringHeaders(headers: Map<Buffer, Buffer>): Record<string, string> {
  * Without KAFKA_BROKERS, messages travel over the service broker instead
  * (`outbox.message`, one delivery per consuming service) to the same handlers.
  */
-export function KafkaMixin(): Partial<ServiceSchema> {
+export function KafkaMixin(): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, KafkaMethods, KafkaVars> = {
 		name: "kafka",
 
@@ -287,7 +281,7 @@ export function KafkaMixin(): Partial<ServiceSchema> {
 			this.kafkaProducer = undefined;
 		}
 	};
-	return schema as unknown as Partial<ServiceSchema>;
+	return schema;
 }
 
 /** Creates the topics that do not exist yet, with KAFKA_PARTITIONS partitions; retries while the broker is away. */
