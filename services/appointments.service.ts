@@ -14,6 +14,7 @@ import { type AvailabilityWindow, type Interval, withinAvailability } from "../l
 import { dateOnly, instant, idParam, uuidRule } from "../lib/validation";
 import { formatZoned, zonedInstant } from "../lib/zoned-time";
 import { errorFields } from "../lib/log-fields";
+import { type RequestMeta, created } from "../lib/http";
 
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
 type Status = (typeof APPOINTMENT_STATUSES)[number];
@@ -70,11 +71,6 @@ interface WhenInput {
 	date?: string;
 	startTime?: string;
 	durationMinutes?: number;
-}
-
-interface Meta {
-	$statusCode?: number;
-	$location?: string;
 }
 
 interface AppointmentMethods {
@@ -142,7 +138,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 			audit: "patient",
 			rest: "POST /",
 			params: { $$strict: true, patientId: idParam, doctorId: idParam, ...whenParams, reason: reasonParam },
-			async handler(ctx: Context<WhenInput & { patientId: string; doctorId: string; reason?: string }, Meta>): Promise<Appointment> {
+			async handler(ctx: Context<WhenInput & { patientId: string; doctorId: string; reason?: string }, RequestMeta>): Promise<Appointment> {
 				const { patientId, doctorId } = ctx.params;
 				// Both must exist; one 422 names every one that does not.
 				const [patient, doctor] = await Promise.allSettled([
@@ -170,8 +166,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 					)
 				);
 				const appointment = this.toAppointment(row);
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/appointments/${appointment.id}`;
+				created(ctx, `/appointments/${appointment.id}`, appointment);
 				await ctx.emit("appointment.booked", appointment);
 				return appointment;
 			}

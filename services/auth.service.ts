@@ -12,7 +12,7 @@ import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
 import { idParam } from "../lib/validation";
 import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";
 import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
-import { ADMIN_ONLY, type CallerIdentity, EVERYONE, ROLES, type Role } from "../lib/roles";
+import { ADMIN_ONLY, EVERYONE, ROLES, type Role } from "../lib/roles";
 import { developmentSecret } from "../lib/secrets";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
@@ -32,6 +32,7 @@ import {
 	loginVerdict
 } from "../lib/auth/login-throttle";
 import { errorFields } from "../lib/log-fields";
+import { type RequestMeta, created, noContent } from "../lib/http";
 
 const { MoleculerClientError } = Errors;
 
@@ -48,13 +49,6 @@ interface TokenPair {
 	refreshToken: string;
 	expiresIn: number;
 	tokenType: "Bearer";
-}
-
-interface CallerMeta {
-	user?: CallerIdentity & { issuedAt: number; expiresAt: number };
-	ip?: string;
-	$statusCode?: number;
-	$location?: string;
 }
 
 interface AuthMethods {
@@ -127,14 +121,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /signup",
 			public: true,
 			params: { $$strict: true, email: emailParam, password: passwordParam },
-			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<Omit<User, "active" | "createdAt">> {
+			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<Omit<User, "active" | "createdAt">> {
 				if (config.authSignup === "closed") {
 					throw new MoleculerClientError("Sign-up is closed; ask an administrator for an account", 403, "SIGNUP_CLOSED");
 				}
 				const user = await this.createUser(ctx.params.email, ctx.params.password, "VIEWER");
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = "/auth/me";
-				return { id: user.id, email: user.email, role: user.role };
+				return created(ctx, "/auth/me", { id: user.id, email: user.email, role: user.role });
 			}
 		},
 
@@ -142,7 +134,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /login",
 			public: true,
 			params: { $$strict: true, email: emailParam, password: loginPasswordParam },
-			async handler(ctx: Context<{ email: string; password: string }, CallerMeta>): Promise<TokenPair> {
+			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<TokenPair> {
 				const email = ctx.params.email.toLowerCase();
 				const client = loginClient(ctx.meta.ip);
 				if (!this.loginsInProgress.enter(client)) throw new TooManyRequestsError(THROTTLED, 1);
@@ -196,9 +188,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /logout",
 			roles: EVERYONE,
 			params: { $$strict: true },
-			async handler(ctx: Context<Record<string, never>, CallerMeta>): Promise<void> {
+			async handler(ctx: Context<Record<string, never>, RequestMeta>): Promise<void> {
 				await this.revokeSession(ctx.meta.user!.sessionId, "logout");
-				ctx.meta.$statusCode = 204;
+				noContent(ctx);
 			}
 		},
 
@@ -206,7 +198,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /validate",
 			roles: EVERYONE,
 			params: { $$strict: true },
-			handler(ctx: Context<Record<string, never>, CallerMeta>) {
+			handler(ctx: Context<Record<string, never>, RequestMeta>) {
 				const user = ctx.meta.user!;
 				return { sub: user.id, email: user.email, role: user.role, sid: user.sessionId, iat: user.issuedAt, exp: user.expiresAt };
 			}
@@ -216,7 +208,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /me",
 			roles: EVERYONE,
 			params: { $$strict: true },
-			async handler(ctx: Context<Record<string, never>, CallerMeta>): Promise<User> {
+			async handler(ctx: Context<Record<string, never>, RequestMeta>): Promise<User> {
 				const row = await this.adapter.model.findByPk(ctx.meta.user!.id);
 				if (!row) throw new NotFoundError("User", ctx.meta.user!.id);
 				return this.toUser(row);
@@ -227,11 +219,9 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /users",
 			roles: ADMIN_ONLY,
 			params: { $$strict: true, email: emailParam, password: passwordParam, role: { type: "enum", values: ROLES } },
-			async handler(ctx: Context<{ email: string; password: string; role: Role }, CallerMeta>): Promise<User> {
+			async handler(ctx: Context<{ email: string; password: string; role: Role }, RequestMeta>): Promise<User> {
 				const user = await this.createUser(ctx.params.email, ctx.params.password, ctx.params.role);
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/auth/users/${user.id}`;
-				return user;
+				return created(ctx, `/auth/users/${user.id}`, user);
 			}
 		},
 

@@ -9,7 +9,7 @@ import { config } from "../lib/config";
 import { billingServerSecurity } from "../lib/grpc-security";
 import { ConflictError, ForbiddenError, NotFoundError } from "../lib/errors";
 import { type Page, type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
-import { BILLING_ADMINS, BILLING_CLERKS, type CallerIdentity } from "../lib/roles";
+import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/roles";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
 import { idParam, uuidRule } from "../lib/validation";
@@ -22,6 +22,7 @@ import {
 	BillingServiceService,
 	type UpdateBillingRequest
 } from "../proto/generated/billing_service";
+import { type RequestMeta, created } from "../lib/http";
 
 export const ACCOUNT_STATUSES = ["ACTIVE", "INACTIVE", "SUSPENDED"] as const;
 export const TRANSACTION_TYPES = ["CHARGE", "PAYMENT", "ADJUSTMENT", "REFUND"] as const;
@@ -63,13 +64,6 @@ interface AccountChanges {
 	name?: string;
 	email?: string;
 	status?: AccountStatus;
-}
-
-interface BillingMeta {
-	user?: CallerIdentity | null;
-	idempotencyKey?: string;
-	$statusCode?: number;
-	$location?: string;
 }
 
 interface AppointmentCharge {
@@ -367,7 +361,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 				reference: { type: "string", trim: true, max: 100, optional: true }
 			},
 			async handler(
-				ctx: Context<Omit<NewTransaction, "id"> & { id: string }, BillingMeta>
+				ctx: Context<Omit<NewTransaction, "id"> & { id: string }, RequestMeta>
 			): Promise<LedgerTransaction & { balance: number; patientId: string }> {
 				const { id: accountId, ...input } = ctx.params;
 				// Clerks post payments; everything else moves money the clinic's way and needs an admin.
@@ -376,9 +370,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 					throw new ForbiddenError(`The ${caller.role} role may not post a ${input.type}`);
 				}
 				const result = await this.postEntry(accountId, input, ctx.meta.idempotencyKey);
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/billing/accounts/${accountId}/transactions`;
-				return result;
+				return created(ctx, `/billing/accounts/${accountId}/transactions`, result);
 			}
 		}
 	},

@@ -11,6 +11,7 @@ import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/roles";
 import { type AvailabilityWindow, type Interval, availabilityProblem, freeSlots } from "../lib/scheduling";
 import { dateOnly, partialUpdate, idParam } from "../lib/validation";
 import { WEEKDAYS, dayCount, formatZoned, isTimeZone } from "../lib/zoned-time";
+import { type RequestMeta, created, noContent } from "../lib/http";
 
 export interface Doctor {
 	id: string;
@@ -122,11 +123,9 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "POST /",
 			params: { $$strict: true, ...doctorFields },
-			async handler(ctx: Context<DoctorInput, { $statusCode?: number; $location?: string }>): Promise<Doctor> {
+			async handler(ctx: Context<DoctorInput, RequestMeta>): Promise<Doctor> {
 				const doctor = await this.saveDoctor(() => this.adapter.model.create({ ...ctx.params }));
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/doctors/${doctor.id}`;
-				return doctor;
+				return created(ctx, `/doctors/${doctor.id}`, doctor);
 			}
 		},
 
@@ -176,12 +175,12 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "DELETE /:id",
 			params: { id: idParam },
-			async handler(ctx: Context<{ id: string }, { $statusCode?: number }>): Promise<void> {
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
 				const row = await this.findDoctor(ctx.params.id);
 				const upcoming = await ctx.call<number, { doctorId: string }>("appointments.countUpcoming", { doctorId: ctx.params.id });
 				if (upcoming > 0) throw new ConflictError(`The doctor has ${upcoming} upcoming appointment(s); cancel or move them first`, { upcoming });
 				await row.destroy();
-				ctx.meta.$statusCode = 204;
+				noContent(ctx);
 			}
 		},
 

@@ -22,6 +22,7 @@ import { dateOnly, partialUpdate, idParam } from "../lib/validation";
 import { type Page, pagingParams, toPage } from "../lib/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 import { errorFields } from "../lib/log-fields";
+import { type RequestMeta, created, noContent } from "../lib/http";
 
 export interface Patient extends Omit<NewPatient, "gender"> {
 	gender: Gender | null;
@@ -34,12 +35,6 @@ export interface Patient extends Omit<NewPatient, "gender"> {
 type Gender = "male" | "female" | "other" | "unknown";
 export type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
 type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "billingAccountId" | "createdAt" | "updatedAt">>;
-
-/** What an action may tell the gateway about its HTTP response. */
-interface HttpMeta {
-	$statusCode?: number;
-	$location?: string;
-}
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
@@ -144,7 +139,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
-			async handler(ctx: Context<PatientInput, HttpMeta>): Promise<Patient> {
+			async handler(ctx: Context<PatientInput, RequestMeta>): Promise<Patient> {
 				const input = ctx.params as Required<Pick<PatientInput, "name" | "email" | "address" | "dateOfBirth">> & PatientInput;
 				const id = crypto.randomUUID();
 				// The patient and its PATIENT_CREATED event go in one statement: they commit together, or neither does.
@@ -167,8 +162,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await this.openBillingAccount(patient);
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/patients/${patient.id}`;
+				created(ctx, `/patients/${patient.id}`, patient);
 				await ctx.emit("patient.created", patient);
 				return patient;
 			}
@@ -256,7 +250,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "DELETE /:id",
 			params: { id: idParam },
-			async handler(ctx: Context<{ id: string }, HttpMeta>): Promise<void> {
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
 				const patient = await this.adapter.db.transaction(async transaction => {
 					const row = await this.findPatient(ctx.params.id, transaction);
 					// paranoid model: destroy() only stamps deleted_at; the record stays.
@@ -265,7 +259,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 					await this.recordEvent(transaction, "PATIENT_DELETED", deleted);
 					return deleted;
 				});
-				ctx.meta.$statusCode = 204;
+				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
 			}
 		}
