@@ -28,6 +28,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 	mixins: [
 		DbMixin(
 			"analytics",
+			analyticsMigrations,
 			{
 				name: "registrationDay",
 				define: {
@@ -35,8 +36,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 					count: { type: DataTypes.INTEGER, allowNull: false }
 				},
 				options: { tableName: "registrations_daily", timestamps: false }
-			},
-			analyticsMigrations
+			}
 		),
 		KafkaMixin()
 	],

@@ -112,6 +112,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 	mixins: [
 		DbMixin(
 			"appointments",
+			appointmentMigrations,
 			{
 				name: "appointment",
 				define: {
@@ -123,8 +124,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, AppointmentMethod
 					status: { type: DataTypes.STRING(10), allowNull: false }
 				},
 				options: { tableName: "appointments", underscored: true, timestamps: true }
-			},
-			appointmentMigrations
+			}
 		)
 	],
 

@@ -31,6 +31,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 	mixins: [
 		DbMixin(
 			"audit",
+			auditMigrations,
 			{
 				name: "auditEvent",
 				define: {
@@ -47,8 +48,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 					requestId: { type: DataTypes.STRING(AUDIT_TEXT_MAX.requestId) }
 				},
 				options: { tableName: "audit_events", underscored: true, timestamps: false }
-			},
-			auditMigrations
+			}
 		)
 	],
 

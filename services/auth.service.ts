@@ -96,6 +96,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 	mixins: [
 		DbMixin(
 			"auth",
+			authMigrations,
 			{
 				name: "user",
 				define: {
@@ -107,8 +108,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 					tokensValidAfter: { type: DataTypes.DATE }
 				},
 				options: { tableName: "users", underscored: true, timestamps: true }
-			},
-			authMigrations
+			}
 		)
 	],
 

@@ -194,6 +194,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 		}),
 		DbMixin(
 			"billing",
+			billingMigrations,
 			{
 				name: "account",
 				define: {
@@ -205,8 +206,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 					currency: { type: DataTypes.CHAR(3), allowNull: false }
 				},
 				options: { tableName: "billing_accounts", underscored: true, timestamps: true }
-			},
-			billingMigrations
+			}
 		),
 		KafkaMixin()
 	],

@@ -93,6 +93,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 	mixins: [
 		DbMixin(
 			"doctors",
+			doctorMigrations,
 			{
 				name: "doctor",
 				define: {
@@ -109,8 +110,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 					availability: { type: DataTypes.JSONB, allowNull: false, defaultValue: [] }
 				},
 				options: { tableName: "doctors", underscored: true, timestamps: true, paranoid: true }
-			},
-			doctorMigrations
+			}
 		)
 	],
 

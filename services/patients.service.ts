@@ -103,6 +103,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 	mixins: [
 		DbMixin(
 			"patients",
+			patientMigrations,
 			{
 				name: "patient",
 				define: {
@@ -118,8 +119,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 					billingAccountId: { type: DataTypes.UUID }
 				},
 				options: { tableName: "patients", underscored: true, timestamps: true, paranoid: true }
-			},
-			patientMigrations
+			}
 		),
 		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl, security: () => billingClientSecurity() }),
 		KafkaMixin()
