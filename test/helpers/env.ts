@@ -15,8 +15,8 @@ process.env.KAFKA_PATIENT_TOPIC = `patient.test-${run}`;
 process.env.KAFKA_GROUP_PREFIX = `test-${run}-`;
 // Tests play clients at several addresses through X-Forwarded-For (login throttling counts per IP).
 process.env.TRUST_PROXY = "true";
-// One billing gRPC port per jest worker, so files running side by side never collide.
-process.env.BILLING_GRPC_PORT = String(19100 + Number(process.env.JEST_WORKER_ID ?? 0));
+// One billing gRPC port per jest worker process, so files running side by side, in this run or another, never collide.
+process.env.BILLING_GRPC_PORT = String(20000 + (process.pid % 20000));
 process.env.BILLING_GRPC_URL = `127.0.0.1:${process.env.BILLING_GRPC_PORT}`;
 process.env.BILLING_RECONCILE_INTERVAL_MS = "300";
 process.env.METRICS_PORT = "0";
