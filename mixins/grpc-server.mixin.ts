@@ -1,22 +1,42 @@
-import { Server, type ServerUnaryCall, type ServiceDefinition, type sendUnaryData, status } from "@grpc/grpc-js";
+import {
+	Server,
+	type ServerUnaryCall,
+	type ServiceDefinition,
+	type UntypedServiceImplementation,
+	type handleUnaryCall,
+	type sendUnaryData,
+	status
+} from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/grpc-security";
 import { toGrpcError } from "../lib/grpc-status";
 import { errorFields, throttledLog } from "../lib/log-fields";
 import type { MixinSchema } from "../types/mixin";
 
-/** A unary RPC implemented by the Moleculer service: the request in, the response (or a thrown error) out. */
-export type UnaryHandler<TService> = (this: TService, request: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The RPCs of a generated server interface, without the index signature it inherits from grpc-js's UntypedServiceImplementation. */
+type Rpcs<TServer> = { [K in keyof TServer as string extends K ? never : K]: TServer[K] };
 
-export interface GrpcServerOptions<TService> {
-	/** Generated service definition, e.g. `BillingServiceService` from proto/generated. */
-	definition: ServiceDefinition;
+/**
+ * One handler per RPC of `TServer`, the generated server interface (ts-proto's
+ * `<Service>Server`, e.g. `BillingServiceServer`): its request in, a promise of
+ * its response (or a thrown error) out. A missing, misspelt or wrongly typed
+ * handler does not compile; nor does one for a streaming RPC, which this mixin
+ * cannot serve.
+ */
+export type UnaryHandlers<TServer, TService> = {
+	[K in keyof Rpcs<TServer>]: Rpcs<TServer>[K] extends handleUnaryCall<infer Req, infer Res> ? (this: TService, request: Req) => Promise<Res> : never;
+};
+
+/** `TServer` is the generated server interface, given explicitly: nothing else says which request and response types each RPC has. */
+export interface GrpcServerOptions<TServer extends UntypedServiceImplementation, TService> {
+	/** Generated service definition of the same service, e.g. `BillingServiceService` from proto/generated. */
+	definition: ServiceDefinition<NoInfer<TServer>>;
 	/** Where to listen, read at start, so configuration and tests decide. */
 	host: () => string;
 	port: () => number;
 	/** TLS and the token every call must carry (lib/grpc-security.ts), read at start. */
 	security: () => Promise<GrpcServerSecurity>;
-	handlers: Record<string, UnaryHandler<TService>>;
+	handlers: UnaryHandlers<NoInfer<TServer>, TService>;
 	/** How long stop() lets calls in flight finish before cutting them off. */
 	drainMs?: number;
 }
@@ -33,7 +53,9 @@ interface GrpcServerVars {
  * the service token, else it is answered UNAUTHENTICATED before any handler
  * runs. Errors thrown by handlers become proper gRPC statuses (lib/grpc-status.ts).
  */
-export function GrpcServerMixin<TService extends Service>(options: GrpcServerOptions<TService>): MixinSchema {
+export function GrpcServerMixin<TServer extends UntypedServiceImplementation = never, TService extends Service = Service>(
+	options: GrpcServerOptions<TServer, TService>
+): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, GrpcServerVars> = {
 		name: "grpc-server",
 
@@ -44,7 +66,7 @@ export function GrpcServerMixin<TService extends Service>(options: GrpcServerOpt
 			const warnRefused = throttledLog(10_000);
 			const server = new Server();
 			const implementation = Object.fromEntries(
-				Object.entries(options.handlers).map(([method, handler]) => [
+				Object.entries<(this: TService, request: unknown) => Promise<unknown>>(options.handlers).map(([method, handler]) => [
 					method,
 					(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
 						if (!authorized(call.metadata)) {

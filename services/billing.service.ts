@@ -19,6 +19,7 @@ import {
 	type BillingAccountResponse,
 	type BillingRequest,
 	type BillingResponse,
+	type BillingServiceServer,
 	BillingServiceService,
 	type UpdateBillingRequest
 } from "../proto/generated/billing_service";
@@ -154,7 +155,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, BillingMethods, DbVars
 
 	// Later mixins start first and stop last: the database is up before gRPC serves, and gRPC drains before it closes.
 	mixins: [
-		GrpcServerMixin<BillingThis>({
+		GrpcServerMixin<BillingServiceServer, BillingThis>({
 			definition: BillingServiceService,
 			host: () => config.billingGrpcHost,
 			port: () => config.billingGrpcPort,

@@ -6,8 +6,16 @@ import { developmentCa, developmentCertificate } from "../../lib/dev-certificate
 import { ConflictError, NotFoundError } from "../../lib/errors";
 import { type GrpcClientSecurity, type GrpcServerSecurity, channelCredentials } from "../../lib/grpc-security";
 import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../../mixins/grpc-client.mixin";
-import { GrpcServerMixin } from "../../mixins/grpc-server.mixin";
-import { type BillingAccountRequest, BillingServiceClient, BillingServiceService } from "../../proto/generated/billing_service";
+import { GrpcServerMixin, type UnaryHandlers } from "../../mixins/grpc-server.mixin";
+import {
+	type BillingAccountRequest,
+	type BillingRequest,
+	type BillingResponse,
+	BillingServiceClient,
+	type BillingServiceServer,
+	BillingServiceService,
+	type UpdateBillingRequest
+} from "../../proto/generated/billing_service";
 import { getAccountOnce } from "../helpers/grpc";
 
 /**
@@ -54,25 +62,45 @@ async function failure(promise: Promise<unknown>): Promise<ServiceError> {
 	throw new Error("expected a failure");
 }
 
+/** Counts the call, then fails as `id` asks (FAILURES), takes its time for a `slow…` id, or lets the handler answer. */
+async function stubCall(id: string): Promise<void> {
+	handled++;
+	if (id.startsWith("slow")) await new Promise(r => setTimeout(r, 500));
+	const fail = FAILURES[id];
+	if (fail) throw fail();
+}
+
+/** The stand-in's handlers: every RPC of BillingService, as the typed option requires. */
+const stubHandlers: UnaryHandlers<BillingServiceServer, Service> = {
+	async createBillingAccount(request) {
+		await stubCall(request.patientId);
+		return { accountId: `account-of-${request.patientId}`, status: "ACTIVE" };
+	},
+	async getBillingAccount(request) {
+		await stubCall(request.accountId);
+		return { accountId: request.accountId, patientId: "p", name: "n", email: "e", status: "ACTIVE", currency: "USD", balance: "0" };
+	},
+	async updateBillingAccount(request) {
+		await stubCall(request.accountId);
+		return { accountId: request.accountId, status: request.status };
+	},
+	async deleteBillingAccount(request) {
+		await stubCall(request.accountId);
+		return { accountId: request.accountId, status: "INACTIVE" };
+	}
+};
+
 function stubServer(name: string, security: () => Promise<GrpcServerSecurity>) {
 	return broker.createService({
 		name,
 		mixins: [
-			GrpcServerMixin({
+			GrpcServerMixin<BillingServiceServer>({
 				definition: BillingServiceService,
 				host: () => "127.0.0.1",
 				port: () => 0,
 				drainMs: 3000,
 				security,
-				handlers: {
-					async getBillingAccount(request: BillingAccountRequest) {
-						handled++;
-						if (request.accountId.startsWith("slow")) await new Promise(r => setTimeout(r, 500));
-						const fail = FAILURES[request.accountId];
-						if (fail) throw fail();
-						return { accountId: request.accountId, patientId: "p", name: "n", email: "e", status: "ACTIVE", currency: "USD", balance: "0" };
-					}
-				}
+				handlers: stubHandlers
 			})
 		]
 	} as ServiceSchema) as Service & { grpcPort: number };
@@ -164,6 +192,38 @@ describe("the gRPC server's authentication", () => {
 describe("the gRPC mixins", () => {
 	test("a call round-trips", async () => {
 		expect(await get("acc-1")).toMatchObject({ accountId: "acc-1", status: "ACTIVE" });
+	});
+
+	test("every RPC of the definition reaches its own handler", async () => {
+		const billing = client.grpcClients.stub as BillingServiceClient;
+		expect(await unaryCall<BillingRequest, BillingResponse>(billing, billing.createBillingAccount, { patientId: "pat-1", name: "n", email: "e" }, 2000)).toEqual({
+			accountId: "account-of-pat-1",
+			status: "ACTIVE"
+		});
+		expect(
+			await unaryCall<UpdateBillingRequest, BillingResponse>(billing, billing.updateBillingAccount, { accountId: "acc-3", name: "", email: "", status: "SUSPENDED" }, 2000)
+		).toEqual({ accountId: "acc-3", status: "SUSPENDED" });
+		expect(await unaryCall<BillingAccountRequest, BillingResponse>(billing, billing.deleteBillingAccount, { accountId: "acc-4" }, 2000)).toEqual({
+			accountId: "acc-4",
+			status: "INACTIVE"
+		});
+	});
+
+	test("the handlers option is typed by the generated server interface (checked by the compiler: each @ts-expect-error must stay an error)", () => {
+		const serve = (handlers: UnaryHandlers<BillingServiceServer, Service>) =>
+			GrpcServerMixin<BillingServiceServer>({ definition: BillingServiceService, host: () => "127.0.0.1", port: () => 0, security: async () => ({ plaintext: true, optIn: "test" }), handlers });
+		const { deleteBillingAccount: _deleted, ...missing } = stubHandlers;
+		// @ts-expect-error: an RPC without its handler
+		serve(missing);
+		// @ts-expect-error: a misspelt RPC
+		serve({ ...stubHandlers, getBilingAccount: stubHandlers.getBillingAccount });
+		// @ts-expect-error: a handler that answers the wrong response type
+		serve({ ...stubHandlers, getBillingAccount: stubHandlers.deleteBillingAccount });
+		// @ts-expect-error: a handler that takes the wrong request type
+		serve({ ...stubHandlers, updateBillingAccount: async (request: BillingRequest) => ({ accountId: request.patientId, status: "ACTIVE" }) });
+		// @ts-expect-error: a definition of another service than the handlers' interface
+		GrpcServerMixin<BillingServiceServer>({ definition: {}, host: () => "", port: () => 0, security: async () => ({ plaintext: true, optIn: "test" }), handlers: stubHandlers });
+		expect(serve(stubHandlers).started).toEqual(expect.any(Function));
 	});
 
 	test.each([
