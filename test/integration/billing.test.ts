@@ -260,6 +260,16 @@ describe("the ledger", () => {
 		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "CLOSED" })).status).toBe(422);
 	});
 
+	test("a status change moves updatedAt; one that repeats the status leaves it, and createdAt never moves", async () => {
+		const opened = (await call("GET", `/billing/accounts/${account.id}`)).body;
+		const repeated = await call("PATCH", `/billing/accounts/${account.id}`, { status: "ACTIVE" });
+		expect(repeated.body).toEqual(opened);
+		const changed = await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" });
+		expect(changed.body).toEqual({ ...opened, status: "SUSPENDED", updatedAt: expect.any(String) });
+		expect(Date.parse(changed.body.updatedAt)).toBeGreaterThan(Date.parse(opened.updatedAt));
+		expect((await call("GET", `/billing/accounts/${account.id}`)).body).toEqual(changed.body);
+	});
+
 	test("50 concurrent payments give the exact balance", async () => {
 		await post({ type: "CHARGE", amount: 100_000 });
 		const results = await Promise.all(Array.from({ length: 50 }, (_, i) => post({ type: "PAYMENT", amount: 101 + i })));
