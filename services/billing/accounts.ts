@@ -1,0 +1,93 @@
+import crypto from "node:crypto";
+import type { ServiceBroker } from "moleculer";
+import { config } from "../../lib/config";
+import type { Database, Queryable } from "../../lib/database";
+import { NotFoundError } from "../../lib/errors";
+import { type Page, type PageRequest, toPage } from "../../lib/paging";
+import { isUuid } from "../../lib/sql";
+import {
+	type AccountChanges,
+	type AccountRow,
+	type BillingAccount,
+	type NewAccount,
+	accountById,
+	accountCount,
+	accountOfPatient,
+	accountPage,
+	balances,
+	insertAccount,
+	toAccount,
+	updateAccount
+} from "./queries";
+
+/** Billing accounts, one per patient, each with the balance of its ledger. */
+
+/** A new account for the patient, in the clinic's currency. */
+export function newAccount(input: { patientId: string; name: string; email: string }): NewAccount {
+	return { id: crypto.randomUUID(), patientId: input.patientId, name: input.name, email: input.email, currency: config.billingCurrency };
+}
+
+/** Tells patients (and whoever else listens) the account a patient's events opened, for when the gRPC answer was lost. */
+export async function announceAccount(broker: ServiceBroker, patientId: string, accountId: string): Promise<void> {
+	await broker.emit("billing.account.opened", { patientId, accountId });
+}
+
+/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
+export async function openAccount(db: Queryable, broker: ServiceBroker, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+	const [inserted] = await db.query<AccountRow>(insertAccount(newAccount(input)));
+	if (inserted) {
+		await announceAccount(broker, inserted.patientId, inserted.id);
+		return toAccount(inserted, 0);
+	}
+	const open = (await accountOf(db, input.patientId))!;
+	return toAccount(open, await balanceOf(db, open.id));
+}
+
+/** The patient's account, if one is open. */
+export async function accountOf(db: Queryable, patientId: string): Promise<AccountRow | undefined> {
+	const [row] = await db.query<AccountRow>(accountOfPatient(patientId));
+	return row;
+}
+
+/** The account's row, locked as asked within a transaction, or 404; without its balance, which costs a sum over the ledger. */
+export async function accountRow(db: Queryable, id: string, lock: "" | "FOR SHARE" = ""): Promise<AccountRow> {
+	const [row] = isUuid(id) ? await db.query<AccountRow>(accountById(id, lock)) : [];
+	if (!row) throw new NotFoundError("Billing account", id);
+	return row;
+}
+
+export async function findAccount(db: Queryable, id: string): Promise<BillingAccount> {
+	return toAccount(await accountRow(db, id), await balanceOf(db, id));
+}
+
+/** Changes name, email or status; the row stays locked until the balance is read, as a posting holds it (FOR SHARE) while it posts. */
+export async function changeAccount(db: Database, id: string, changes: AccountChanges): Promise<BillingAccount> {
+	if (!isUuid(id)) throw new NotFoundError("Billing account", id);
+	return db.transaction(async tx => {
+		const [row] = await tx.query<AccountRow>(updateAccount(id, changes));
+		if (!row) throw new NotFoundError("Billing account", id);
+		return toAccount(row, await balanceOf(tx, id));
+	});
+}
+
+/** A page of accounts, newest first, each with its balance. */
+export async function listAccounts(db: Queryable, filter: PageRequest & { patientId?: string }): Promise<Page<BillingAccount>> {
+	// Counted and read side by side, as the ORM did.
+	const [[{ total }], rows] = await Promise.all([db.query<{ total: number }>(accountCount(filter.patientId)), db.query<AccountRow>(accountPage(filter))]);
+	const balanceById = await balancesOf(db, rows.map(row => row.id));
+	return toPage(
+		rows.map(row => toAccount(row, balanceById.get(row.id) ?? 0)),
+		total,
+		filter
+	);
+}
+
+export async function balanceOf(db: Queryable, accountId: string): Promise<number> {
+	return (await balancesOf(db, [accountId])).get(accountId) ?? 0;
+}
+
+/** The balances of many accounts in one query (a page of accounts), by account id. */
+export async function balancesOf(db: Queryable, accountIds: string[]): Promise<Map<string, number>> {
+	const rows = await db.query<{ accountId: string; balance: string }>(balances(accountIds));
+	return new Map(rows.map(r => [r.accountId, Number(r.balance)]));
+}

@@ -1,0 +1,113 @@
+import crypto from "node:crypto";
+import { type Context, Errors } from "moleculer";
+import type { Database, Queryable } from "../../lib/database";
+import { ConflictError, ForbiddenError } from "../../lib/errors";
+import type { AuthenticatedUser } from "../../lib/http";
+import { type Page, type PageRequest, toPage } from "../../lib/paging";
+import { BILLING_ADMINS } from "../../lib/roles";
+import { accountOf, accountRow, balanceOf, openAccount } from "./accounts";
+import {
+	type LedgerTransaction,
+	type Posting,
+	type TransactionRow,
+	insertTransaction,
+	toTransaction,
+	transactionByKey,
+	transactionCount,
+	transactionPage
+} from "./queries";
+
+/** The append-only ledger, in exact integer minor units, and its posting rules. */
+
+/** Ten billion in major units: far beyond any clinic bill, well inside JavaScript's exact integers. */
+export const MAX_AMOUNT = 1_000_000_000_000;
+
+/** A posted transaction, with the account's balance after it and the patient it belongs to. */
+export type PostedTransaction = LedgerTransaction & { balance: number; patientId: string };
+
+export interface AppointmentCharge {
+	appointmentId: string;
+	patientId: string;
+	consultationFee: number;
+}
+
+/** The `amount` param: whole minor units, positive but for an ADJUSTMENT, never zero. */
+export const amountParam = {
+	type: "number",
+	integer: true,
+	min: -MAX_AMOUNT,
+	max: MAX_AMOUNT,
+	// fastest-validator hands a top-level field's siblings over as context.data.
+	custom(value: unknown, errors: { type: string }[], _s: unknown, _n: unknown, _p: unknown, context: { data?: { type?: string } }) {
+		if (typeof value !== "number") return value;
+		if (value === 0 || (value < 0 && context.data?.type !== "ADJUSTMENT")) errors.push({ type: "amountSign" });
+		return value;
+	},
+	messages: {
+		numberInteger: "The '{field}' field must be a whole number of minor units (cents).",
+		amountSign: "The '{field}' field must be positive; only an ADJUSTMENT may be negative, and none may be zero."
+	}
+};
+
+/** Clerks post payments; everything else moves money the clinic's way and needs an admin. */
+export function checkMayPost(caller: AuthenticatedUser | null | undefined, posting: Posting): void {
+	if (caller && posting.type !== "PAYMENT" && !BILLING_ADMINS.includes(caller.role)) {
+		throw new ForbiddenError(`The ${caller.role} role may not post a ${posting.type}`);
+	}
+}
+
+/** What a retry under the same idempotency key must repeat exactly. */
+function fingerprint(posting: Posting): string {
+	return crypto
+		.createHash("sha256")
+		.update(JSON.stringify([posting.type, posting.amount, posting.description ?? null, posting.reference ?? null]))
+		.digest("hex");
+}
+
+/** Posts to the ledger, once per idempotency key: a retry gets the transaction the first attempt posted. */
+export async function postEntry(db: Database, accountId: string, posting: Posting, idempotencyKey?: string): Promise<PostedTransaction> {
+	const print = fingerprint(posting);
+	return db.transaction(async tx => {
+		// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
+		const account = await accountRow(tx, accountId, "FOR SHARE");
+		const transaction = { ...posting, id: crypto.randomUUID(), accountId: account.id, idempotencyKey, fingerprint: print };
+		let [row] = await tx.query<TransactionRow>(insertTransaction(transaction, account.status));
+		if (!row && idempotencyKey) {
+			[row] = await tx.query<TransactionRow>(transactionByKey(account.id, idempotencyKey));
+			if (row && row.fingerprint !== print) {
+				throw new Errors.MoleculerClientError("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", {
+					field: "Idempotency-Key"
+				});
+			}
+		}
+		if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
+		return { ...toTransaction(row), balance: await balanceOf(tx, account.id), patientId: account.patientId };
+	});
+}
+
+/** A page of the account's ledger, newest first, or 404 for an unknown account. */
+export async function listTransactions(db: Queryable, accountId: string, page: PageRequest): Promise<Page<LedgerTransaction> & { patientId: string }> {
+	const account = await accountRow(db, accountId);
+	const rows = await db.query<TransactionRow>(transactionPage(account.id, page));
+	const [{ total }] = await db.query<{ total: number }>(transactionCount(account.id));
+	return { ...toPage(rows.map(toTransaction), total, page), patientId: account.patientId };
+}
+
+/**
+ * The fee as a CHARGE on the patient's account (opened if need be, from the
+ * patient's record); the appointment id is the idempotency key.
+ */
+export async function chargeAppointment(db: Database, ctx: Context, charge: AppointmentCharge): Promise<void> {
+	if (!charge.consultationFee) return;
+	const existing = await accountOf(db, charge.patientId);
+	const accountId =
+		existing?.id ??
+		(await openAccount(db, ctx.broker, { ...(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId })), patientId: charge.patientId }))
+			.id;
+	await postEntry(
+		db,
+		accountId,
+		{ type: "CHARGE", amount: charge.consultationFee, description: "Consultation", reference: `appointment:${charge.appointmentId}` },
+		`appointment-fulfilled:${charge.appointmentId}`
+	);
+}

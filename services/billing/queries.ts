@@ -1,0 +1,209 @@
+import type { Statement } from "../../lib/database";
+import { type PageRequest, limitOffset } from "../../lib/paging";
+import { onFirstDelivery } from "../../lib/patient-events";
+
+/**
+ * Every statement of the billing service and its row mappers. Columns are
+ * those of migrations/billing.ts, aliased to the names the API gives them.
+ */
+
+export const ACCOUNT_STATUSES = ["ACTIVE", "INACTIVE", "SUSPENDED"] as const;
+export const TRANSACTION_TYPES = ["CHARGE", "PAYMENT", "ADJUSTMENT", "REFUND"] as const;
+export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
+export type TransactionType = (typeof TRANSACTION_TYPES)[number];
+
+export interface BillingAccount {
+	id: string;
+	patientId: string;
+	name: string;
+	email: string;
+	status: AccountStatus;
+	currency: string;
+	/** Minor units: charges − payments + refunds + adjustments. Positive: the patient owes. */
+	balance: number;
+	createdAt: string;
+	updatedAt: string;
+}
+
+/** An account as a statement returns it, before its balance is known. */
+export type AccountRow = Omit<BillingAccount, "balance" | "createdAt" | "updatedAt"> & { createdAt: Date; updatedAt: Date };
+
+export interface LedgerTransaction {
+	id: string;
+	accountId: string;
+	type: TransactionType;
+	amount: number;
+	description: string | null;
+	reference: string | null;
+	createdAt: string;
+}
+
+/** A transaction as a statement returns it; `fingerprint` tells a retry from another request under the same key. */
+export type TransactionRow = Omit<LedgerTransaction, "amount" | "createdAt"> & { amount: string; fingerprint: string | null; createdAt: Date };
+
+export interface NewAccount {
+	id: string;
+	patientId: string;
+	name: string;
+	email: string;
+	currency: string;
+}
+
+export interface AccountChanges {
+	name?: string;
+	email?: string;
+	status?: AccountStatus;
+}
+
+/** What a client posts to the ledger. */
+export interface Posting {
+	type: TransactionType;
+	amount: number;
+	description?: string;
+	reference?: string;
+}
+
+export interface NewTransaction extends Posting {
+	id: string;
+	accountId: string;
+	idempotencyKey?: string;
+	fingerprint: string;
+}
+
+const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+const TRANSACTION_COLUMNS = `id, account_id AS "accountId", type, amount, description, reference, request_fingerprint AS "fingerprint", created_at AS "createdAt"`;
+
+export function toAccount(row: AccountRow, balance: number): BillingAccount {
+	return {
+		id: row.id,
+		patientId: row.patientId,
+		name: row.name,
+		email: row.email,
+		status: row.status,
+		currency: row.currency,
+		balance,
+		createdAt: row.createdAt.toISOString(),
+		updatedAt: row.updatedAt.toISOString()
+	};
+}
+
+export function toTransaction(row: TransactionRow): LedgerTransaction {
+	return {
+		id: row.id,
+		accountId: row.accountId,
+		type: row.type,
+		amount: Number(row.amount),
+		description: row.description,
+		reference: row.reference,
+		createdAt: row.createdAt.toISOString()
+	};
+}
+
+/** Opens the patient's account; no row if the patient has one already. */
+export function insertAccount(a: NewAccount): Statement {
+	return {
+		text: `INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (patient_id) DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
+		values: [a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
+/** The same from a patient event, once per event: the new account's id, or no row (a redelivery, or an account already open). */
+export function insertAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
+	return {
+		text: onFirstDelivery(
+			`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
+			ON CONFLICT (patient_id) DO NOTHING RETURNING id`
+		),
+		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
+/** The account, with the row lock asked for (the rest of the transaction) or none. */
+export function accountById(id: string, lock: "" | "FOR SHARE" = ""): Statement {
+	return { text: `SELECT ${ACCOUNT_COLUMNS} FROM billing_accounts WHERE id = $1 ${lock}`, values: [id] };
+}
+
+export function accountOfPatient(patientId: string): Statement {
+	return { text: `SELECT ${ACCOUNT_COLUMNS} FROM billing_accounts WHERE patient_id = $1`, values: [patientId] };
+}
+
+/** The filter of an account list: every account, or the patient's. */
+function accountFilter(patientId?: string): { where: string; values: unknown[] } {
+	return patientId ? { where: "WHERE patient_id = $1", values: [patientId] } : { where: "", values: [] };
+}
+
+/** One page of accounts, newest first. */
+export function accountPage(filter: PageRequest & { patientId?: string }): Statement {
+	const { where, values } = accountFilter(filter.patientId);
+	const { limit, offset } = limitOffset(filter);
+	const next = values.length + 1;
+	return {
+		text: `SELECT ${ACCOUNT_COLUMNS} FROM billing_accounts ${where} ORDER BY created_at DESC, id DESC LIMIT $${next} OFFSET $${next + 1}`,
+		values: [...values, limit, offset]
+	};
+}
+
+export function accountCount(patientId?: string): Statement {
+	const { where, values } = accountFilter(patientId);
+	return { text: `SELECT count(*)::int AS total FROM billing_accounts ${where}`, values };
+}
+
+/**
+ * Applies the changes given (a missing one leaves its column as it is). As the
+ * ORM did, `updated_at` moves only when a value really changes.
+ */
+export function updateAccount(id: string, changes: AccountChanges): Statement {
+	return {
+		text: `UPDATE billing_accounts SET name = COALESCE($2, name), email = COALESCE($3, email), status = COALESCE($4, status),
+			updated_at = CASE WHEN (name, email, status) IS DISTINCT FROM (COALESCE($2, name), COALESCE($3, email), COALESCE($4, status)) THEN now() ELSE updated_at END
+			WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
+		values: [id, changes.name ?? null, changes.email ?? null, changes.status ?? null]
+	};
+}
+
+/** Each listed account's balance; an account with no transactions has no row (a balance of 0). */
+export function balances(accountIds: string[]): Statement {
+	return {
+		text: `SELECT account_id AS "accountId", SUM(CASE WHEN type = 'PAYMENT' THEN -amount ELSE amount END)::bigint AS balance
+			FROM billing_transactions WHERE account_id = ANY($1::uuid[]) GROUP BY account_id`,
+		values: [accountIds]
+	};
+}
+
+/**
+ * Posts a transaction, unless its idempotency key was posted already or it is
+ * a charge to an account that is not ACTIVE (`status`, as read under the row
+ * lock that keeps it steady): then no row.
+ */
+export function insertTransaction(t: NewTransaction, status: AccountStatus): Statement {
+	return {
+		text: `INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
+			SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
+			WHERE $3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE'
+			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+			RETURNING ${TRANSACTION_COLUMNS}`,
+		values: [t.id, t.accountId, t.type, t.amount, t.description ?? null, t.reference ?? null, t.idempotencyKey ?? null, t.fingerprint, status]
+	};
+}
+
+export function transactionByKey(accountId: string, idempotencyKey: string): Statement {
+	return {
+		text: `SELECT ${TRANSACTION_COLUMNS} FROM billing_transactions WHERE account_id = $1 AND idempotency_key = $2`,
+		values: [accountId, idempotencyKey]
+	};
+}
+
+/** One page of the account's ledger, newest first. */
+export function transactionPage(accountId: string, page: PageRequest): Statement {
+	const { limit, offset } = limitOffset(page);
+	return {
+		text: `SELECT ${TRANSACTION_COLUMNS} FROM billing_transactions WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`,
+		values: [accountId, limit, offset]
+	};
+}
+
+export function transactionCount(accountId: string): Statement {
+	return { text: "SELECT count(*)::int AS total FROM billing_transactions WHERE account_id = $1", values: [accountId] };
+}
