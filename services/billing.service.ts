@@ -6,13 +6,13 @@ import { type Page, type PageRequest, pagingParams } from "../lib/paging";
 import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/roles";
 import { idParam, uuidRule } from "../lib/validation";
 import { billingMigrations } from "../migrations/billing";
-import { decodePatientEvent } from "../lib/patient-events";
 import { type DbThis, type DbVars, DbMixin } from "../mixins/db.mixin";
 import { GrpcServerMixin } from "../mixins/grpc-server.mixin";
-import { type KafkaConsumerDefinition, KafkaMixin } from "../mixins/kafka.mixin";
-import type { PatientEvent } from "../proto/generated/patient_event";
-import { type BillingRequest, type BillingServiceServer, BillingServiceService } from "../proto/generated/billing_service";
-import { announceAccount, changeAccount, findAccount, listAccounts, newAccount, openAccount } from "./billing/accounts";
+import { KafkaMixin } from "../mixins/kafka.mixin";
+import { type BillingServiceServer, BillingServiceService } from "../proto/generated/billing_service";
+import { changeAccount, findAccount, listAccounts, openAccount } from "./billing/accounts";
+import { patientEventsConsumer } from "./billing/consumers";
+import { billingGrpcHandlers } from "./billing/grpc";
 import { type AppointmentCharge, MAX_AMOUNT, type PostedTransaction, amountParam, chargeAppointment, checkMayPost, listTransactions, postEntry } from "./billing/ledger";
 import {
 	ACCOUNT_STATUSES,
@@ -21,8 +21,7 @@ import {
 	type BillingAccount,
 	type LedgerTransaction,
 	type Posting,
-	TRANSACTION_TYPES,
-	insertAccountOnFirstDelivery
+	TRANSACTION_TYPES
 } from "./billing/queries";
 
 /**
@@ -40,38 +39,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			host: () => config.billingGrpcHost,
 			port: () => config.billingGrpcPort,
 			security: () => billingServerSecurity(),
-			handlers: {
-				async createBillingAccount(request) {
-					const account = await this.broker.call<BillingAccount, BillingRequest>("billing.openAccount", request);
-					return { accountId: account.id, status: account.status };
-				},
-				async getBillingAccount(request) {
-					const account = await findAccount(this.db, request.accountId);
-					return {
-						accountId: account.id,
-						patientId: account.patientId,
-						name: account.name,
-						email: account.email,
-						status: account.status,
-						currency: account.currency,
-						balance: String(account.balance)
-					};
-				},
-				async updateBillingAccount(request) {
-					// proto3 strings default to "": an empty field means "leave as is".
-					const account = await this.broker.call<BillingAccount, AccountChanges & { id: string }>("billing.changeAccount", {
-						id: request.accountId,
-						...(request.name && { name: request.name }),
-						...(request.email && { email: request.email }),
-						...(request.status && { status: request.status as AccountStatus })
-					});
-					return { accountId: account.id, status: account.status };
-				},
-				async deleteBillingAccount(request) {
-					const account = await changeAccount(this.db, request.accountId, { status: "INACTIVE" });
-					return { accountId: account.id, status: account.status };
-				}
-			}
+			handlers: billingGrpcHandlers
 		}),
 		DbMixin("billing", billingMigrations),
 		KafkaMixin()
@@ -82,18 +50,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 	},
 
 	kafka: {
-		consumers: [
-			{
-				topic: () => config.patientTopic,
-				decode: decodePatientEvent,
-				/** Opens the account if the gRPC call has not: one account per patient, whichever arrives first. */
-				async handler(this: DbThis, event: PatientEvent) {
-					if (event.eventType !== "PATIENT_CREATED") return;
-					const [opened] = await this.db.query<{ id: string }>(insertAccountOnFirstDelivery(event.eventId, newAccount(event)));
-					if (opened) await announceAccount(this.broker, event.patientId, opened.id);
-				}
-			} satisfies KafkaConsumerDefinition<DbThis, PatientEvent>
-		]
+		consumers: [patientEventsConsumer]
 	},
 
 	actions: {
