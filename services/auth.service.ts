@@ -10,7 +10,7 @@ import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError }
 import { violatedUniqueConstraint } from "../lib/db-errors";
 import { JWT_ALG, type SigningKey, loadSigningKey } from "../lib/auth/keys";
 import { idParam } from "../lib/validation";
-import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "../lib/auth/passwords";
+import { PASSWORD_MAX, PASSWORD_MIN, hashPassword, isCommonPassword, verifyPassword } from "./auth/passwords";
 import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../lib/auth/tokens";
 import { ADMIN_ONLY, EVERYONE, ROLES, type Role } from "../lib/roles";
 import { developmentSecret } from "../lib/secrets";
@@ -30,7 +30,7 @@ import {
 	PENDING_STALE_SECONDS,
 	loginClient,
 	loginVerdict
-} from "../lib/auth/login-throttle";
+} from "./auth/login-throttle";
 import { errorFields } from "../lib/log-fields";
 import { type RequestMeta, created, noContent } from "../lib/http";
 
