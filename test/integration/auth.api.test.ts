@@ -405,6 +405,20 @@ describe("user administration", () => {
 		expect((await call("PATCH", `/auth/users/${created.body.id}`, { role: "SUPERUSER" }, bearer(adminToken))).status).toBe(422);
 	});
 
+	test("the user list pages oldest first, and a page past the end is empty but keeps the total", async () => {
+		const all = await call("GET", "/auth/users?pageSize=100", undefined, bearer(adminToken));
+		const { total } = all.body;
+		expect(total).toBeGreaterThanOrEqual(5);
+		expect(all.body.rows).toHaveLength(Math.min(total, 100));
+		const createdAt = all.body.rows.map((u: { createdAt: string }) => u.createdAt);
+		expect(createdAt).toEqual([...createdAt].sort());
+
+		const second = await call("GET", "/auth/users?page=2&pageSize=2", undefined, bearer(adminToken));
+		expect(second.body).toEqual({ rows: all.body.rows.slice(2, 4), total, page: 2, pageSize: 2, totalPages: Math.ceil(total / 2) });
+		const past = await call("GET", `/auth/users?page=${total + 1}&pageSize=1`, undefined, bearer(adminToken));
+		expect(past.body).toEqual({ rows: [], total, page: total + 1, pageSize: 1, totalPages: total });
+	});
+
 	test("the last active admin cannot be demoted or deactivated", async () => {
 		const { body } = await call("GET", "/auth/users?pageSize=100", undefined, bearer(adminToken));
 		const admins = body.rows.filter((u: { role: string; active: boolean }) => u.role === "ADMIN" && u.active);

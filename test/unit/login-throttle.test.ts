@@ -9,7 +9,7 @@ import {
 	emailBackoffSeconds,
 	loginClient,
 	loginVerdict
-} from "../../lib/auth/login-throttle";
+} from "../../services/auth/login-throttle";
 
 const quiet: LoginCounts = {
 	pairAttempts: 0,

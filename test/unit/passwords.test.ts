@@ -1,5 +1,5 @@
 import os from "node:os";
-import { hashPassword, verifyPassword } from "../../lib/auth/passwords";
+import { hashPassword, verifyPassword } from "../../services/auth/passwords";
 
 describe("password hashing", () => {
 	test("many at once, more than there are cores, each wait their turn and all answer right", async () => {

@@ -3,7 +3,7 @@ import ipaddr from "ipaddr.js";
 
 /**
  * The login throttling rule (OWASP ASVS 4.0.3 V2.2.1, 5.0 V6.3.1), as numbers and
- * one pure decision; auth.service counts the attempts and applies it atomically.
+ * one pure decision; login.ts counts the attempts and applies it atomically.
  *
  * Written here rather than taken from a rate-limiting package: those count fixed
  * windows per key and refuse at a limit, while this rule needs a back-off between

@@ -1,0 +1,34 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { runnerServices } from "../../lib/runner-services";
+
+describe("SERVICES for moleculer-runner", () => {
+	let dir: string;
+
+	beforeAll(() => {
+		dir = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-services-"));
+		// A service with a folder of modules beside its file, one without, and a folder of services.
+		fs.mkdirSync(path.join(dir, "auth"));
+		fs.writeFileSync(path.join(dir, "auth.service.js"), "");
+		fs.writeFileSync(path.join(dir, "audit.service.js"), "");
+		fs.mkdirSync(path.join(dir, "group"));
+		fs.writeFileSync(path.join(dir, "group", "a.service.js"), "");
+	});
+
+	afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+	test("a name with a service file becomes that file, so a folder of the same name does not shadow it", () => {
+		expect(runnerServices("auth,audit", dir)).toBe("auth.service.js,audit.service.js");
+		expect(runnerServices(" auth , !audit", dir)).toBe("auth.service.js,!audit.service.js");
+	});
+
+	test("folders, globs and unknown names are left for the runner to read as before", () => {
+		expect(runnerServices("group,**/a.service.js,nothing", dir)).toBe("group,**/a.service.js,nothing");
+	});
+
+	test("a relative SERVICEDIR is read from the working directory, as the runner reads it", () => {
+		expect(runnerServices("auth", path.relative(process.cwd(), dir))).toBe("auth.service.js");
+		expect(runnerServices("auth", "")).toBe("auth");
+	});
+});
