@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
 import { PATIENT_EVENT_TYPES } from "../lib/patient-events";
-import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, type PatientFilter, insertPatientWithEvent, patientById, patientPage } from "../lib/patient-queries";
+import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, type PatientFilter, insertPatientWithEvent, patientById, patientPage } from "./patients/queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";

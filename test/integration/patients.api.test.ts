@@ -5,7 +5,7 @@ import BillingService from "../../services/billing.service";
 import { databaseName, withDatabase } from "../../lib/postgres";
 import { isValidMrn } from "../../lib/mrn";
 import { todayIn } from "../../lib/dates";
-import { type PatientFilter, patientPage } from "../../lib/patient-queries";
+import { type PatientFilter, patientPage } from "../../services/patients/queries";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -1,16 +1,12 @@
-import { type PageRequest, limitOffset } from "./paging";
-import { escapeLike } from "./sql";
+import type { Statement } from "../../lib/database";
+import { type PageRequest, limitOffset } from "../../lib/paging";
+import { escapeLike } from "../../lib/sql";
 
 /**
  * The SQL of the patient registry's hot paths (the reads, and registration),
  * written out rather than built by the ORM on every request. The benchmark's
  * baseline runs the same reads, so the two do the same database work there.
  */
-
-export interface Statement {
-	text: string;
-	values: unknown[];
-}
 
 export interface PatientFilter extends PageRequest {
 	search?: string;
