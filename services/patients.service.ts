@@ -1,9 +1,29 @@
 import crypto from "node:crypto";
 import { isUuid } from "../lib/sql";
 import { PATIENT_EVENT_TYPES } from "../lib/patient-events";
-import { type NewPatient, type OutboxEvent, PATIENT_SORT_KEYS, type PatientFilter, insertPatientWithEvent, patientById, patientPage } from "./patients/queries";
+import {
+	GENDERS,
+	type OutboxEvent,
+	PATIENT_SORT_KEYS,
+	type Patient,
+	type PatientFields,
+	type PatientFilter,
+	type PatientRow,
+	failingOutboxEvents,
+	insertPatientWithEvent,
+	lockedPatientById,
+	nextMrnSerial,
+	outboxSummary,
+	patientById,
+	patientFrom,
+	patientPage,
+	patientsWithoutBillingAccount,
+	setBillingAccount,
+	softDeletePatientWithEvent,
+	updatePatientWithEvent
+} from "./patients/queries";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DataTypes, QueryTypes, type Model, type Transaction } from "sequelize";
+import type { Queryable } from "../lib/database";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/config";
@@ -24,32 +44,21 @@ import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles
 import { errorFields } from "../lib/log-fields";
 import { type RequestMeta, created, noContent } from "../lib/http";
 
-export interface Patient extends Omit<NewPatient, "gender"> {
-	gender: Gender | null;
-	/** Null until billing has opened the patient's account. */
-	billingAccountId: string | null;
-	createdAt: string;
-	updatedAt: string;
-}
-
-type Gender = "male" | "female" | "other" | "unknown";
-export type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
-type PatientInput = Partial<Omit<Patient, "id" | "mrn" | "billingAccountId" | "createdAt" | "updatedAt">>;
+type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
+type PatientInput = Partial<PatientFields>;
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
 }
 
 interface PatientsMethods {
-	findPatient(id: string, transaction?: Transaction): Promise<Model>;
-	toPatient(row: Model): Patient;
+	lockPatient(tx: Queryable, id: string): Promise<Patient>;
 	nextMrn(): Promise<string>;
 	recordBillingAccount(patientId: string, accountId: string): Promise<void>;
 	newEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">): OutboxEvent;
 	uniqueEmail<T>(work: Promise<T>): Promise<T>;
 	saveChanges(id: string, values: PatientInput): Promise<Patient>;
-	openBillingAccount(patient: Patient): Promise<string | null>;
-	recordEvent(transaction: Transaction, type: PatientEventType, patient: Patient): Promise<void>;
+	openBillingAccount(patient: Pick<Patient, "id" | "name" | "email">): Promise<string | null>;
 	kafkaSend(messages: OutgoingMessage[]): Promise<void>;
 	reconcileBillingAccounts(): Promise<void>;
 }
@@ -61,7 +70,6 @@ interface PatientsVars extends DbVars, GrpcClientVars {
 
 type PatientsThis = Service<PatientsSettings> & PatientsVars & PatientsMethods;
 
-const GENDERS: Gender[] = ["male", "female", "other", "unknown"];
 const SORT_VALUES = Object.keys(PATIENT_SORT_KEYS).flatMap(field => [field, `-${field}`]);
 
 
@@ -76,51 +84,11 @@ const patientFields = {
 	gender: { type: "enum", values: GENDERS, optional: true, nullable: true }
 };
 
-/** A patient as the ORM or a query gives it: timestamps may be Date or text, optional fields undefined. */
-type PatientRecord = Omit<Patient, "createdAt" | "updatedAt" | "phone" | "gender" | "billingAccountId"> &
-	Partial<Pick<Patient, "phone" | "gender" | "billingAccountId">> & { createdAt: Date | string; updatedAt: Date | string };
-
-function patientFrom(p: PatientRecord): Patient {
-	return {
-		id: p.id,
-		mrn: p.mrn,
-		name: p.name,
-		email: p.email,
-		address: p.address,
-		dateOfBirth: p.dateOfBirth,
-		registerDate: p.registerDate,
-		phone: p.phone ?? null,
-		gender: p.gender ?? null,
-		billingAccountId: p.billingAccountId ?? null,
-		createdAt: new Date(p.createdAt).toISOString(),
-		updatedAt: new Date(p.updatedAt).toISOString()
-	};
-}
-
 const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, PatientsVars> = {
 	name: "patients",
 
 	mixins: [
-		DbMixin(
-			"patients",
-			patientMigrations,
-			{
-				name: "patient",
-				define: {
-					id: { type: DataTypes.UUID, primaryKey: true, defaultValue: DataTypes.UUIDV4 },
-					mrn: { type: DataTypes.CHAR(8), allowNull: false },
-					name: { type: DataTypes.STRING(100), allowNull: false },
-					email: { type: DataTypes.STRING(254), allowNull: false },
-					address: { type: DataTypes.TEXT, allowNull: false },
-					dateOfBirth: { type: DataTypes.DATEONLY, allowNull: false },
-					registerDate: { type: DataTypes.DATEONLY, allowNull: false },
-					phone: { type: DataTypes.STRING(32) },
-					gender: { type: DataTypes.STRING(7) },
-					billingAccountId: { type: DataTypes.UUID }
-				},
-				options: { tableName: "patients", underscored: true, timestamps: true, paranoid: true }
-			}
-		),
+		DbMixin("patients", patientMigrations),
 		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl, security: () => billingClientSecurity() }),
 		KafkaMixin()
 	],
@@ -144,7 +112,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const id = crypto.randomUUID();
 				// The patient and its PATIENT_CREATED event go in one statement: they commit together, or neither does.
 				const [record] = await this.uniqueEmail(
-					this.db.query<PatientRecord>(
+					this.db.query<PatientRow>(
 						insertPatientWithEvent(
 							{
 								...input,
@@ -181,7 +149,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				sort: { type: "enum", values: SORT_VALUES, default: "-registerDate" }
 			},
 			async handler(ctx: Context<PatientFilter>): Promise<Page<Patient>> {
-				const rows = await this.db.query<PatientRecord & { total: number }>(patientPage(ctx.params));
+				const rows = await this.db.query<PatientRow & { total: number }>(patientPage(ctx.params));
 				return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, ctx.params);
 			}
 		},
@@ -193,7 +161,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }>): Promise<Patient> {
 				// A malformed id names no patient: that is a 404, not a validation error.
-				const [record] = isUuid(ctx.params.id) ? await this.db.query<PatientRecord>(patientById(ctx.params.id)) : [];
+				const [record] = isUuid(ctx.params.id) ? await this.db.query<PatientRow>(patientById(ctx.params.id)) : [];
 				if (!record) throw new NotFoundError("Patient", ctx.params.id);
 				return patientFrom(record);
 			}
@@ -230,17 +198,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		outboxStatus: {
 			visibility: "public",
 			async handler(this: PatientsThis) {
-				const [summary] = await this.adapter.db.query<{ pending: number; oldest: Date | null; sent: number }>(
-					`SELECT count(*) FILTER (WHERE sent_at IS NULL)::int AS pending, min(created_at) FILTER (WHERE sent_at IS NULL) AS oldest,
-					        count(*) FILTER (WHERE sent_at IS NOT NULL)::int AS sent
-					 FROM outbox`,
-					{ type: QueryTypes.SELECT }
-				);
-				const failing = await this.adapter.db.query<Record<string, unknown>>(
-					`SELECT id, event_id AS "eventId", event_type AS "eventType", key AS "patientId", attempts, last_error AS "lastError", created_at AS "createdAt"
-					 FROM outbox WHERE sent_at IS NULL AND attempts > 0 ORDER BY id LIMIT 20`,
-					{ type: QueryTypes.SELECT }
-				);
+				const [summary] = await this.db.query<{ pending: number; oldest: Date | null; sent: number }>(outboxSummary);
+				const failing = await this.db.query<Record<string, unknown>>(failingOutboxEvents(20));
 				return { transport: config.kafkaBrokers ? `kafka ${config.kafkaBrokers.join(",")}` : "service broker", ...summary, failing };
 			}
 		},
@@ -251,13 +210,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
-				const patient = await this.adapter.db.transaction(async transaction => {
-					const row = await this.findPatient(ctx.params.id, transaction);
-					// paranoid model: destroy() only stamps deleted_at; the record stays.
-					await row.destroy({ transaction });
-					const deleted = this.toPatient(row);
-					await this.recordEvent(transaction, "PATIENT_DELETED", deleted);
-					return deleted;
+				const patient = await this.db.transaction(async tx => {
+					const current = await this.lockPatient(tx, ctx.params.id);
+					const [row] = await tx.query<PatientRow>(softDeletePatientWithEvent(current.id, this.newEvent("PATIENT_DELETED", current)));
+					return patientFrom(row);
 				});
 				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
@@ -273,38 +229,24 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 	},
 
 	methods: {
-		/** The live patient with this id, locked for the transaction if one is given; 404 otherwise. */
-		async findPatient(this: PatientsThis, id: string, transaction?: Transaction): Promise<Model> {
+		/** The live patient with this id, locked until the transaction ends; 404 otherwise. */
+		async lockPatient(tx: Queryable, id: string): Promise<Patient> {
 			// A malformed id names no patient: that is a 404, not a validation error.
-			const row = isUuid(id)
-				? await this.adapter.model.findByPk(id, { transaction, lock: transaction ? transaction.LOCK.UPDATE : undefined })
-				: null;
+			const [row] = isUuid(id) ? await tx.query<PatientRow>(lockedPatientById(id)) : [];
 			if (!row) throw new NotFoundError("Patient", id);
-			return row;
+			return patientFrom(row);
 		},
 
-		toPatient(row: Model): Patient {
-			return patientFrom(row.get({ plain: true }) as PatientRecord);
-		},
-
+		/** Applies the change to the live patient with this id, the fields it leaves undefined untouched (as the ORM did). */
 		async saveChanges(this: PatientsThis, id: string, values: PatientInput): Promise<Patient> {
+			const change = Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined));
 			return this.uniqueEmail(
-				this.adapter.db.transaction(async transaction => {
-					const current = await this.findPatient(id, transaction);
-					const updated = this.toPatient(await current.update(values, { transaction }));
-					await this.recordEvent(transaction, "PATIENT_UPDATED", updated);
-					return updated;
+				this.db.transaction(async tx => {
+					const changed = { ...(await this.lockPatient(tx, id)), ...change };
+					const [row] = await tx.query<PatientRow>(updatePatientWithEvent(changed, this.newEvent("PATIENT_UPDATED", changed)));
+					return patientFrom(row);
 				})
 			);
-		},
-
-		/** Writes the event to the outbox inside the caller's transaction; the relay publishes it after commit. */
-		async recordEvent(this: PatientsThis, transaction: Transaction, type: PatientEventType, patient: Patient): Promise<void> {
-			const event = this.newEvent(type, patient);
-			await this.adapter.db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload) VALUES ($1, $2, $3, $4, $5)", {
-				bind: [event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload)],
-				transaction
-			});
 		},
 
 		/** The PatientEvent for the outbox; the patient id is the key, so one patient's events keep their order. */
@@ -322,7 +264,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		},
 
 		/** Asks billing (gRPC, within its deadline) to open the patient's account; the account id, or null if billing did not answer. */
-		async openBillingAccount(this: PatientsThis, patient: Patient): Promise<string | null> {
+		async openBillingAccount(this: PatientsThis, patient: Pick<Patient, "id" | "name" | "email">): Promise<string | null> {
 			const billing = this.grpcClients.billing as BillingServiceClient;
 			try {
 				const { accountId } = await unaryCall<BillingRequest, BillingResponse>(
@@ -341,20 +283,20 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 
 		/** Both the gRPC answer and billing's event bring the id: whichever comes second finds it set and writes nothing. */
 		async recordBillingAccount(this: PatientsThis, patientId: string, accountId: string): Promise<void> {
-			await this.db.query({ text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] });
+			await this.db.query(setBillingAccount(patientId, accountId));
 		},
 
 		/** Opens the accounts that failed calls left missing, oldest first; stops at the first failure (billing still away). */
 		async reconcileBillingAccounts(this: PatientsThis): Promise<void> {
-			const rows = await this.adapter.model.findAll({ where: { billingAccountId: null }, order: [["createdAt", "ASC"]], limit: 100 });
-			for (const row of rows) {
-				if (!(await this.openBillingAccount(this.toPatient(row)))) return;
+			const patients = await this.db.query<Pick<Patient, "id" | "name" | "email">>(patientsWithoutBillingAccount(100));
+			for (const patient of patients) {
+				if (!(await this.openBillingAccount(patient))) return;
 			}
 		},
 
 		/** A serial a failed registration leaves unused is a gap in the MRNs, never a duplicate. */
 		async nextMrn(this: PatientsThis): Promise<string> {
-			const [{ serial }] = await this.db.query<{ serial: string }>({ text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] });
+			const [{ serial }] = await this.db.query<{ serial: string }>(nextMrnSerial);
 			return formatMrn(BigInt(serial));
 		},
 
