@@ -11,7 +11,7 @@ import { type Page, pagingParams } from "../lib/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/periodic";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/roles";
 import { dateOnly, idParam, partialUpdate } from "../lib/validation";
-import { OutboxRelay } from "../lib/outbox-relay";
+import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
 import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, recordBillingAccount } from "./patients/billing-accounts";
 import { outboxMessage } from "./patients/events";

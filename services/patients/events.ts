@@ -3,8 +3,7 @@ import { config } from "../../lib/config";
 import type { PATIENT_EVENT_TYPES } from "../../lib/patient-events";
 import type { OutgoingMessage } from "../../mixins/kafka.mixin";
 import { PatientEvent } from "../../proto/generated/patient_event";
-import type { OutboxRow } from "../../lib/outbox-relay";
-import type { OutboxEvent, Patient } from "./queries";
+import type { OutboxEvent, OutboxRow, Patient } from "./queries";
 
 type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
 

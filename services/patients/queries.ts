@@ -221,3 +221,47 @@ export function failingOutboxEvents(limit: number): Statement {
 		values: [limit]
 	};
 }
+
+/** A pending outbox event, as the relay hands it to `send`. */
+export interface OutboxRow {
+	id: string;
+	eventId: string;
+	topic: string;
+	key: string;
+	eventType: string;
+	payload: Buffer;
+}
+
+/**
+ * The outbox relay's own connection: it hears the outbox trigger's NOTIFY, and
+ * its marks of events sent need not wait for the disk (if a crash loses one,
+ * the events go again, and consumers skip repeats).
+ */
+export const outboxRelaySession: Statement[] = [
+	{ text: "SET synchronous_commit = off", values: [] },
+	{ text: "LISTEN outbox", values: [] }
+];
+
+/** Taken by one relay per database, for as long as its session lasts. */
+export const tryOutboxRelayLock: Statement = { text: "SELECT pg_try_advisory_lock(hashtext('medsync.outbox.relay')) AS locked", values: [] };
+
+export function pendingOutboxEvents(limit: number): Statement {
+	return {
+		text: `SELECT id, event_id AS "eventId", topic, key, event_type AS "eventType", payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
+		values: [limit]
+	};
+}
+
+export function markOutboxSent(ids: string[]): Statement {
+	return { text: "UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])", values: [ids] };
+}
+
+export function markOutboxFailed(ids: string[], error: string): Statement {
+	return { text: "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])", values: [ids, error] };
+}
+
+export const countPendingOutbox: Statement = { text: "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL", values: [] };
+
+export function purgeSentOutbox(retentionDays: number): Statement {
+	return { text: "DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)", values: [retentionDays] };
+}
