@@ -115,11 +115,11 @@ export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent): State
 
 /**
  * Writes every field of a live patient (the caller merged the change into the
- * row it locked) and the event announcing it. As the ORM did, `updated_at`
- * moves only if a field changed, to the time of this statement: it runs once
- * the row's lock is the caller's, where now() would be when its transaction
- * began, perhaps before another change it waited for. (Each value is cast
- * alike in both places, or PostgreSQL deduces two types for it.)
+ * row it locked) and the event announcing it. `updated_at` moves only if a
+ * field changed, to the time of this statement: it runs once the row's lock
+ * is the caller's, where now() would be when its transaction began, perhaps
+ * before another change it waited for. (Each value is cast alike in both
+ * places, or PostgreSQL deduces two types for it.)
  */
 export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, event: OutboxEvent): Statement {
 	return withEvent(
@@ -135,7 +135,7 @@ export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, e
 /**
  * Soft-deletes a live patient (the row stays: medical records are never
  * destroyed, but it leaves every read and frees its email) and writes the
- * event announcing it. As the ORM's paranoid delete did, `updated_at` moves too.
+ * event announcing it; `updated_at` moves with `deleted_at`.
  */
 export function softDeletePatientWithEvent(id: string, event: OutboxEvent): Statement {
 	return withEvent("UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp() WHERE id = $1 AND deleted_at IS NULL", [id], event);

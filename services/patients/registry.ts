@@ -55,7 +55,7 @@ export async function listPatients(db: Queryable, filter: PatientFilter): Promis
 	return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, filter);
 }
 
-/** Applies `change` to a live patient; a field it leaves undefined stays as it is (as the ORM had it). */
+/** Applies `change` to a live patient; a field it gives as undefined stays as it is, like one it leaves out. */
 export async function changePatient(db: Database, id: string, change: Partial<PatientFields>): Promise<Patient> {
 	const given: Partial<PatientFields> = Object.fromEntries(Object.entries(change).filter(([, value]) => value !== undefined));
 	return uniqueEmail(
