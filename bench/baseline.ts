@@ -2,13 +2,13 @@ import crypto from "node:crypto";
 import http from "node:http";
 import { verify } from "@node-rs/argon2";
 import { Pool } from "pg";
-import { patientById, patientPage } from "../lib/patient-queries";
+import { patientById, patientPage } from "../services/patients/queries";
 import { prepared } from "../lib/sql";
 
 /**
  * The ceiling for a Node service on this machine: a bare HTTP server doing the
  * same PostgreSQL work as MedSync's hot paths (the reads run the very same
- * statements, from lib/patient-queries, prepared alike), with the same pool size, and
+ * statements, from services/patients/queries, prepared alike), with the same pool size, and
  * nothing else (no gateway, no broker, no validation, no auth, no events).
  *   node dist/bench/baseline.js <port> <patients database URL> <pool size> <argon2 hash>
  */

@@ -1,4 +1,4 @@
-import pg, { Pool, type PoolClient } from "pg";
+import pg, { Pool } from "pg";
 import { config } from "./config";
 import { isDatabaseUnavailable } from "./db-errors";
 import { CONNECT_TIMEOUT_MS } from "./postgres";
@@ -93,6 +93,7 @@ export class Database implements Queryable {
 	}
 }
 
-function onClient(client: PoolClient): Queryable {
+/** Statements on one connection, prepared as the pool's are: a transaction's, or one a service holds for LISTEN. */
+export function onClient(client: pg.ClientBase): Queryable {
 	return { query: async <T>(statement: Statement) => (await client.query(prepared(statement))).rows as T[] };
 }

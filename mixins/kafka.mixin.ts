@@ -51,7 +51,8 @@ interface KafkaVars {
 	kafkaCommitting?: Promise<void>;
 }
 
-interface KafkaMethods {
+/** The methods KafkaMixin adds to a service (a producer calls `kafkaSend`). */
+export interface KafkaMethods {
 	kafkaSend(messages: OutgoingMessage[]): Promise<void>;
 	kafkaDeliver(definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void>;
 	kafkaDeadLetter(message: KafkaMessage, failure: unknown): Promise<void>;

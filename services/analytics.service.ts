@@ -1,5 +1,4 @@
 import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
-import { DataTypes, QueryTypes } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { analyticsMigrations } from "../migrations/analytics";
@@ -7,10 +6,11 @@ import { config } from "../lib/config";
 import { todayIn } from "../lib/dates";
 import { dayCount, datesBetween } from "../lib/zoned-time";
 import { invalidFields } from "../lib/errors";
-import { decodePatientEvent, onFirstDelivery } from "../lib/patient-events";
+import { decodePatientEvent } from "../lib/patient-events";
 import { ANALYTICS_READERS } from "../lib/roles";
 import { dateOnly } from "../lib/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
+import { type RegistrationDay, countRegistration, registrationsBetween } from "./analytics/queries";
 
 type AnalyticsThis = Service<ServiceSettingSchema> & DbVars;
 
@@ -26,18 +26,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 	name: "analytics",
 
 	mixins: [
-		DbMixin(
-			"analytics",
-			analyticsMigrations,
-			{
-				name: "registrationDay",
-				define: {
-					day: { type: DataTypes.DATEONLY, primaryKey: true },
-					count: { type: DataTypes.INTEGER, allowNull: false }
-				},
-				options: { tableName: "registrations_daily", timestamps: false }
-			}
-		),
+		DbMixin("analytics", analyticsMigrations),
 		KafkaMixin()
 	],
 
@@ -48,15 +37,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				decode: decodePatientEvent,
 				async handler(this: AnalyticsThis, event: PatientEvent) {
 					if (event.eventType !== "PATIENT_CREATED") return;
-					const day = todayIn(config.clinicTimezone, new Date(event.occurredAt));
-					// A redelivered event was counted the first time. Every registration of a day updates one row:
-					// a single statement holds that row's lock for the least time.
-					await this.db.query({
-						text: onFirstDelivery(
-							"INSERT INTO registrations_daily (day, count) SELECT $2::date, 1 FROM first_delivery ON CONFLICT (day) DO UPDATE SET count = registrations_daily.count + 1"
-						),
-						values: [event.eventId, day]
-					});
+					await this.db.query(countRegistration(event.eventId, todayIn(config.clinicTimezone, new Date(event.occurredAt))));
 				}
 			} satisfies KafkaConsumerDefinition<AnalyticsThis, PatientEvent>
 		]
@@ -78,10 +59,7 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				if (dayTotal < 1 || dayTotal > MAX_RANGE_DAYS) {
 					throw invalidFields([{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }]);
 				}
-				const rows = await this.adapter.db.query<{ day: string; count: number }>(
-					"SELECT to_char(day, 'YYYY-MM-DD') AS day, count FROM registrations_daily WHERE day BETWEEN $1 AND $2",
-					{ bind: [from, to], type: QueryTypes.SELECT }
-				);
+				const rows = await this.db.query<RegistrationDay>(registrationsBetween(from, to));
 				const counts = new Map(rows.map(r => [r.day, r.count]));
 				const days = datesBetween(from, to).map(date => ({ date, count: counts.get(date) ?? 0 }));
 				return { from, to, days, total: days.reduce((sum, d) => sum + d.count, 0) };

@@ -1,18 +1,11 @@
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { DataTypes, Op, type WhereOptions } from "sequelize";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
-import { AUDIT_RECORD_RULE, AUDIT_TEXT_MAX, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
+import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
 import { ADMIN_ONLY } from "../lib/roles";
-import { type PageRequest, limitOffset, pagingParams, toPage } from "../lib/paging";
+import { type Page, pagingParams, toPage } from "../lib/paging";
 import { timeBound, uuidRule } from "../lib/validation";
-
-interface ListParams extends PageRequest {
-	patientId?: string;
-	userId?: string;
-	from?: Date;
-	to?: Date;
-}
+import { type AuditFilter, type AuditRow, auditPage, auditRecordFrom, insertAuditRecords } from "./audit/queries";
 
 interface AuditVars extends DbVars {
 	/** fastest-validator's compiled check of one record: true, or what is wrong. */
@@ -28,29 +21,7 @@ type AuditThis = Service<ServiceSettingSchema> & AuditVars;
 const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, AuditVars> = {
 	name: "audit",
 
-	mixins: [
-		DbMixin(
-			"audit",
-			auditMigrations,
-			{
-				name: "auditEvent",
-				define: {
-					id: { type: DataTypes.UUID, primaryKey: true },
-					at: { type: DataTypes.DATE, allowNull: false },
-					userId: { type: DataTypes.UUID },
-					role: { type: DataTypes.STRING(AUDIT_TEXT_MAX.role) },
-					action: { type: DataTypes.STRING(AUDIT_TEXT_MAX.action), allowNull: false },
-					resource: { type: DataTypes.STRING(AUDIT_TEXT_MAX.resource), allowNull: false },
-					patientId: { type: DataTypes.UUID },
-					outcome: { type: DataTypes.STRING(16), allowNull: false },
-					status: { type: DataTypes.SMALLINT, allowNull: false },
-					ip: { type: DataTypes.STRING(AUDIT_TEXT_MAX.ip) },
-					requestId: { type: DataTypes.STRING(AUDIT_TEXT_MAX.requestId) }
-				},
-				options: { tableName: "audit_events", underscored: true, timestamps: false }
-			}
-		)
-	],
+	mixins: [DbMixin("audit", auditMigrations)],
 
 	settings: {
 		rest: "/audit"
@@ -72,17 +43,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 					if (result !== true) refused.push({ index, reason: result.map(error => error.message).join(" ") });
 					return result === true;
 				});
-				// The whole batch as one JSON parameter: one short statement however many records, and nothing for the ORM to build.
-				if (good.length) {
-					await this.db.query({
-						text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id)
-							SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId"
-							FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, at timestamptz, "userId" uuid, role text, action text, resource text,
-								"patientId" uuid, outcome text, status smallint, ip text, "requestId" text)
-							ON CONFLICT (id) DO NOTHING`,
-						values: [JSON.stringify(good)]
-					});
-				}
+				if (good.length) await this.db.query(insertAuditRecords(good));
 				return { stored: good.length, refused };
 			}
 		},
@@ -98,22 +59,9 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 				to: timeBound({ optional: true }),
 				...pagingParams(50)
 			},
-			async handler(this: AuditThis, ctx: Context<ListParams>) {
-				const { patientId, userId, from, to } = ctx.params;
-				const where: WhereOptions = {};
-				if (patientId) Object.assign(where, { patientId });
-				if (userId) Object.assign(where, { userId });
-				if (from || to) Object.assign(where, { at: { ...(from && { [Op.gte]: from }), ...(to && { [Op.lte]: to }) } });
-				const { rows, count } = await this.adapter.model.findAndCountAll({
-					where,
-					order: [["at", "DESC"], ["id", "DESC"]],
-					...limitOffset(ctx.params)
-				});
-				const records = rows.map(row => {
-					const r = row.get({ plain: true }) as AuditRecord & { at: Date };
-					return { ...r, at: new Date(r.at).toISOString() };
-				});
-				return toPage(records, count, ctx.params);
+			async handler(this: AuditThis, ctx: Context<AuditFilter>): Promise<Page<AuditRecord>> {
+				const rows = await this.db.query<AuditRow & { total: number }>(auditPage(ctx.params));
+				return toPage(rows.filter(row => row.id !== null).map(auditRecordFrom), rows[0].total, ctx.params);
 			}
 		}
 	},

@@ -5,7 +5,7 @@ import BillingService from "../../services/billing.service";
 import { databaseName, withDatabase } from "../../lib/postgres";
 import { isValidMrn } from "../../lib/mrn";
 import { todayIn } from "../../lib/dates";
-import { type PatientFilter, patientPage } from "../../lib/patient-queries";
+import { type PatientFilter, patientPage } from "../../services/patients/queries";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -246,6 +246,19 @@ describe("PATCH /patients/:id", () => {
 
 	test("an unknown id is 404", async () => {
 		expect((await api("PATCH", "/patients/00000000-0000-4000-8000-000000000000", { name: "X" })).status).toBe(404);
+	});
+
+	test("updatedAt moves when a field changes, and only then; a delete moves it too", async () => {
+		const patient = await create();
+		const unchanged = await api("PATCH", `/patients/${patient.id}`, { address: patient.address, phone: null });
+		expect(unchanged.status).toBe(200);
+		expect(unchanged.body).toEqual(patient);
+		const changed = await api("PATCH", `/patients/${patient.id}`, { address: "Elsewhere 2" });
+		expect(Date.parse(changed.body.updatedAt)).toBeGreaterThan(Date.parse(patient.updatedAt));
+		expect((await api("GET", `/patients/${patient.id}`)).body).toEqual(changed.body);
+		await api("DELETE", `/patients/${patient.id}`);
+		const { rows } = await db.query("SELECT updated_at > $2 AS moved FROM patients WHERE id = $1", [patient.id, changed.body.updatedAt]);
+		expect(rows).toEqual([{ moved: true }]);
 	});
 });
 

@@ -1,15 +1,16 @@
 import { Client } from "pg";
-import { CONNECT_TIMEOUT_MS } from "./postgres";
-
-/** A pending outbox row, as the relay hands it to `send`. */
-export interface OutboxRow {
-	id: string;
-	eventId: string;
-	topic: string;
-	key: string;
-	eventType: string;
-	payload: Buffer;
-}
+import { onClient } from "../../lib/database";
+import { CONNECT_TIMEOUT_MS } from "../../lib/postgres";
+import {
+	type OutboxRow,
+	countPendingOutbox,
+	markOutboxFailed,
+	markOutboxSent,
+	outboxRelaySession,
+	pendingOutboxEvents,
+	purgeSentOutbox,
+	tryOutboxRelayLock
+} from "./queries";
 
 interface Logger {
 	info(...args: unknown[]): void;
@@ -25,7 +26,6 @@ export interface OutboxRelayOptions {
 	onDepth?(pending: number): void;
 }
 
-const LOCK = "hashtext('medsync.outbox.relay')";
 const BATCH_SIZE = 100;
 /** A safety net under LISTEN/NOTIFY, and the retry pace while the broker is down. */
 const POLL_MS = 2000;
@@ -45,6 +45,11 @@ const RETENTION_DAYS = 7;
  * when several nodes run the service. If publishing fails, nothing is marked:
  * the same rows go again on the next wake, so delivery is at least once, and
  * consumers deduplicate by event id.
+ *
+ * It has a connection of its own, which PostgreSQL needs for LISTEN, and runs
+ * every statement there rather than on the service's pool: that session holds
+ * the lock, so a relay whose connection broke (and whose lock another node may
+ * then take) reads and marks nothing more.
  */
 export class OutboxRelay {
 	private client: Client | undefined;
@@ -79,9 +84,8 @@ export class OutboxRelay {
 		client.on("end", lost);
 		try {
 			await client.connect();
-			// Marking events sent need not wait for the disk: if a crash loses the mark, the events go again, and consumers skip repeats.
-			await client.query("SET synchronous_commit = off");
-			await client.query("LISTEN outbox");
+			const db = onClient(client);
+			for (const statement of outboxRelaySession) await db.query(statement);
 		} catch (err) {
 			await client.end().catch(() => {});
 			throw err;
@@ -120,40 +124,36 @@ export class OutboxRelay {
 		if (this.stopped) return;
 		// Reconnecting here, at the poll's pace, while the database is away.
 		this.client ??= await this.connect();
-		const client = this.client;
+		const db = onClient(this.client);
 		if (!this.leader) {
-			const { rows } = await client.query(`SELECT pg_try_advisory_lock(${LOCK}) AS locked`);
-			this.leader = rows[0].locked;
+			const [{ locked }] = await db.query<{ locked: boolean }>(tryOutboxRelayLock);
+			this.leader = locked;
 			if (!this.leader) return;
 			this.options.logger.info("Outbox relay: this node publishes the outbox");
 		}
 		let more = true;
 		while (more && !this.stopped) {
-			const { rows } = await client.query(
-				`SELECT id, event_id, topic, key, event_type, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
-				[BATCH_SIZE]
-			);
+			const batch = await db.query<OutboxRow>(pendingOutboxEvents(BATCH_SIZE));
 			// A short batch took everything pending; what commits after it wakes the relay again.
-			more = rows.length === BATCH_SIZE;
-			if (!rows.length) break;
-			const batch: OutboxRow[] = rows.map(r => ({ id: r.id, eventId: r.event_id, topic: r.topic, key: r.key, eventType: r.event_type, payload: r.payload }));
+			more = batch.length === BATCH_SIZE;
+			if (!batch.length) break;
 			const ids = batch.map(r => r.id);
 			try {
 				await this.options.send(batch);
 			} catch (err) {
-				await client.query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])", [ids, (err as Error).message]);
+				await db.query(markOutboxFailed(ids, (err as Error).message));
 				this.options.logger.warn(`Outbox relay: ${batch.length} event(s) wait (${(err as Error).message}); retrying`);
-				const { rows: pending } = await client.query("SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL");
-				this.options.onDepth?.(pending[0].n);
+				const [{ n }] = await db.query<{ n: number }>(countPendingOutbox);
+				this.options.onDepth?.(n);
 				return;
 			}
-			await client.query("UPDATE outbox SET sent_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])", [ids]);
+			await db.query(markOutboxSent(ids));
 		}
 		// Drained: nothing was pending when the last batch was read.
 		this.options.onDepth?.(0);
 		if (Date.now() - this.lastPurge > 3_600_000) {
 			this.lastPurge = Date.now();
-			await client.query(`DELETE FROM outbox WHERE sent_at < now() - make_interval(days => $1)`, [RETENTION_DAYS]);
+			await db.query(purgeSentOutbox(RETENTION_DAYS));
 		}
 	}
 }
