@@ -33,19 +33,6 @@ MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERVICES, process.env.SERVICEDIR);
 
 /**
- * SERVICES names the services a process runs (`patients`, `api`). moleculer-runner
- * takes a name that is also a folder (services/patients/, the modules of
- * patients.service) for a folder of services, and finds none in it: so the
- * runner, which reads this file first, is given each name as its file.
- */
-if (process.env.SERVICES) {
-	process.env.SERVICES = process.env.SERVICES.split(",")
-		.map(name => name.trim())
-		.map(name => (/^[\w-]+$/.test(name) ? `${name}.service.js` : name))
-		.join(",");
-}
-
-/**
  * Broker options for every MedSync node. With TRANSPORTER unset, all services
  * share one process; with it set (e.g. nats://127.0.0.1:4222), each process is a
  * node that finds the others through the transporter, with no registry server.
