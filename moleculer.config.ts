@@ -4,6 +4,7 @@ import { DatabaseUnavailableMiddleware } from "./lib/db-errors";
 import { stopEmbeddedPostgres } from "./lib/postgres";
 import { replCommands } from "./lib/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/request-context";
+import { runnerServices } from "./lib/runner-services";
 import { transporterOptions } from "./lib/transporter";
 import { InputValidator } from "./lib/validator";
 
@@ -27,6 +28,9 @@ class PrometheusReporter extends MetricReporters.Prometheus {
 	}
 }
 MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
+
+// moleculer-runner loads this file before it reads SERVICES.
+if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERVICES, process.env.SERVICEDIR ?? "");
 
 /**
  * Broker options for every MedSync node. With TRANSPORTER unset, all services
