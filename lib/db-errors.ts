@@ -75,9 +75,10 @@ export function violatedUniqueConstraint(err: unknown): string | undefined {
 	return e?.code === "23505" ? e.constraint : undefined;
 }
 
-/** The exclusion constraint a conflicting row violates (23P01, as Sequelize wraps it), or undefined for any other error. */
+/** The exclusion constraint a conflicting row violates (23P01, straight from pg or as Sequelize wraps it), or undefined for any other error. */
 export function violatedExclusionConstraint(err: unknown): string | undefined {
-	const cause = (err as DriverError | undefined)?.parent;
+	const e = err as DriverError | undefined;
+	const cause = e?.parent ?? e;
 	return cause?.code === "23P01" ? cause.constraint : undefined;
 }
 

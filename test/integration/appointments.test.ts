@@ -125,6 +125,22 @@ describe("doctors", () => {
 		expect(again.status).toBe(409);
 	});
 
+	test("a change moves updatedAt, a PATCH that changes nothing does not; a taken email is 409, a deleted doctor 404", async () => {
+		const doctor = await newDoctor({ phone: "+44 20 7946 0000" });
+		const unchanged = await api("PATCH", `/doctors/${doctor.id}`, { name: doctor.name, joiningDate: doctor.joiningDate, availability: doctor.availability.map(({ day, start, end }: any) => ({ end, start, day })) });
+		expect(unchanged.body).toEqual(doctor);
+		expect((await api("PATCH", `/doctors/${doctor.id}`, {})).body).toEqual(doctor);
+		const changed = await api("PATCH", `/doctors/${doctor.id}`, { name: "Dr Renamed", phone: null });
+		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String) });
+		expect(changed.body.updatedAt).not.toBe(doctor.updatedAt);
+		expect((await api("GET", `/doctors/${doctor.id}`)).body).toEqual(changed.body);
+		const other = await newDoctor();
+		expect((await api("PATCH", `/doctors/${doctor.id}`, { email: other.email.toUpperCase() })).status).toBe(409);
+		expect((await api("DELETE", `/doctors/${other.id}`)).status).toBe(204);
+		expect((await api("PATCH", `/doctors/${other.id}`, { name: "Dr Gone" })).status).toBe(404);
+		expect((await api("PATCH", `/doctors/${doctor.id}`, { email: other.email })).status).toBe(200);
+	});
+
 	test("a soft delete is refused while the doctor has upcoming appointments, and hides the doctor once allowed", async () => {
 		const doctor = await newDoctor();
 		const patient = await newPatient();

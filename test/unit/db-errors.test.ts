@@ -85,6 +85,8 @@ describe("other PostgreSQL errors", () => {
 		expect(violatedUniqueConstraint(withCode("x", "23P01"))).toBeUndefined();
 		const overlap = withCode("conflicting key value violates exclusion constraint", "23P01", { constraint: "appointments_patient_no_overlap" });
 		expect(violatedExclusionConstraint({ name: "SequelizeDatabaseError", parent: overlap })).toBe("appointments_patient_no_overlap");
+		expect(violatedExclusionConstraint(overlap)).toBe("appointments_patient_no_overlap");
+		expect(violatedExclusionConstraint(unique)).toBeUndefined();
 		expect(violatedExclusionConstraint({ name: "SequelizeDatabaseError", parent: unique })).toBeUndefined();
 	});
 

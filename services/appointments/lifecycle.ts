@@ -1,0 +1,39 @@
+import type { Context } from "moleculer";
+import type { Queryable } from "../../lib/database";
+import { ConflictError, NotFoundError } from "../../lib/errors";
+import { isUuid } from "../../lib/sql";
+import { type Charging, requestCharge } from "./charges";
+import { type Appointment, type AppointmentRow, type Status, appointmentById, changeStatus, toAppointment } from "./queries";
+
+/** An appointment's way from booked to its end: which steps are allowed, and what each one sets off. */
+
+/** Each step: the states it may start from, and the state it leads to. */
+export const STEPS = {
+	arrive: { from: ["booked"], to: "arrived" },
+	fulfil: { from: ["arrived"], to: "fulfilled" },
+	noShow: { from: ["booked"], to: "noshow" },
+	cancel: { from: ["booked", "arrived"], to: "cancelled" }
+} as const satisfies Record<string, { from: readonly Status[]; to: Status }>;
+
+/** The appointment as stored; 404 if there is none, a malformed id included. */
+export async function findAppointment(db: Queryable, id: string): Promise<AppointmentRow> {
+	const [row] = isUuid(id) ? await db.query<AppointmentRow>(appointmentById(id)) : [];
+	if (!row) throw new NotFoundError("Appointment", id);
+	return row;
+}
+
+/** Takes one step, only from the states it allows, atomically; anything else is 409. */
+export async function transition(service: Charging, ctx: Context, id: string, step: keyof typeof STEPS, cancellationReason?: string): Promise<Appointment> {
+	const { from, to } = STEPS[step];
+	const [row] = isUuid(id) ? await service.db.query<AppointmentRow>(changeStatus(id, from, to, cancellationReason ?? null)) : [];
+	if (!row) {
+		// Only a failed step reads the row: to answer 404 if there is none, else 409 naming its status.
+		const now = await findAppointment(service.db, id);
+		throw new ConflictError(`A ${now.status} appointment cannot become ${to}`, { status: now.status });
+	}
+	const appointment = toAppointment(row);
+	if (to === "cancelled" || to === "fulfilled") await ctx.emit(`appointment.${to}`, appointment);
+	// Billing is asked now, not awaited: the charge timer asks again until billing answers.
+	if (to === "fulfilled") void requestCharge(service, appointment);
+	return appointment;
+}

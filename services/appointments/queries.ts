@@ -1,0 +1,192 @@
+import type { Statement } from "../../lib/database";
+import { type PageRequest, limitOffset } from "../../lib/paging";
+import type { Interval } from "../../lib/scheduling";
+import { formatZoned } from "../../lib/zoned-time";
+
+/** Every SQL statement of the appointments service, and the mapper from its rows to the API's appointment. */
+
+export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
+export type Status = (typeof APPOINTMENT_STATUSES)[number];
+
+export interface Appointment {
+	id: string;
+	patientId: string;
+	doctorId: string;
+	start: string;
+	end: string;
+	durationMinutes: number;
+	timezone: string;
+	consultationFee: number;
+	status: Status;
+	reason: string | null;
+	cancellationReason: string | null;
+	createdAt: string;
+	updatedAt: string;
+	/** The original API's computed fields, in the doctor's wall-clock time. */
+	date: string;
+	startTime: string;
+	endTime: string;
+	startDateTime: string;
+	endDateTime: string;
+}
+
+/** An appointment as stored: the API's names, the instants as pg reads them, the bigint fee as its text. */
+export type AppointmentRow = Pick<Appointment, "id" | "patientId" | "doctorId" | "durationMinutes" | "timezone" | "status" | "reason" | "cancellationReason"> & {
+	startAt: Date;
+	endAt: Date;
+	consultationFee: string;
+	createdAt: Date;
+	updatedAt: Date;
+};
+
+const COLUMNS = `id, patient_id AS "patientId", doctor_id AS "doctorId", start_at AS "startAt", end_at AS "endAt", duration_minutes AS "durationMinutes",
+	timezone, consultation_fee AS "consultationFee", status, reason, cancellation_reason AS "cancellationReason", created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+export function toAppointment(row: AppointmentRow): Appointment {
+	// `YYYY-MM-DDTHH:mm:ss±hh:mm` in the doctor's zone: the original's local fields are slices of it.
+	const start = formatZoned(row.startAt.getTime(), row.timezone);
+	const end = formatZoned(row.endAt.getTime(), row.timezone);
+	return {
+		id: row.id,
+		patientId: row.patientId,
+		doctorId: row.doctorId,
+		start,
+		end,
+		durationMinutes: row.durationMinutes,
+		timezone: row.timezone,
+		consultationFee: Number(row.consultationFee),
+		status: row.status,
+		reason: row.reason,
+		cancellationReason: row.cancellationReason,
+		createdAt: row.createdAt.toISOString(),
+		updatedAt: row.updatedAt.toISOString(),
+		date: start.slice(0, 10),
+		startTime: start.slice(11, 19),
+		endTime: end.slice(11, 19),
+		startDateTime: start.slice(0, 19),
+		endDateTime: end.slice(0, 19)
+	};
+}
+
+const minutes = (span: Interval) => (span.end - span.start) / 60_000;
+
+/**
+ * Takes a transaction lock on each key, in the order given. One round trip for
+ * all of them, the fewer while others wait: the aggregate takes every lock
+ * before it answers.
+ */
+export function lockKeys(keys: string[]): Statement {
+	return { text: "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM unnest($1::text[]) AS key", values: [keys] };
+}
+
+export interface NewAppointment {
+	id: string;
+	patientId: string;
+	doctorId: string;
+	span: Interval;
+	timezone: string;
+	consultationFee: number;
+	reason: string | null;
+}
+
+export function insertAppointment(a: NewAppointment): Statement {
+	return {
+		text: `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
+		values: [a.id, a.patientId, a.doctorId, new Date(a.span.start), new Date(a.span.end), minutes(a.span), a.timezone, a.consultationFee, a.reason]
+	};
+}
+
+export function appointmentById(id: string): Statement {
+	return { text: `SELECT ${COLUMNS} FROM appointments WHERE id = $1`, values: [id] };
+}
+
+/** Moves a booked appointment (and nothing else) to `span`; a new reason replaces the old one. */
+export function moveAppointment(id: string, span: Interval, reason: string | null): Statement {
+	return {
+		text: `UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now()
+			WHERE id = $1 AND status = 'booked' RETURNING ${COLUMNS}`,
+		values: [id, new Date(span.start), new Date(span.end), minutes(span), reason]
+	};
+}
+
+/** Moves an appointment to `to`, only from one of the `from` states: no row if it is in none. */
+export function changeStatus(id: string, from: readonly Status[], to: Status, cancellationReason: string | null): Statement {
+	return {
+		text: `UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now()
+			WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING ${COLUMNS}`,
+		values: [id, to, from, cancellationReason]
+	};
+}
+
+/** Cancels a patient's active appointments still to come. */
+export function cancelFutureOfPatient(patientId: string): Statement {
+	return {
+		text: `UPDATE appointments SET status = 'cancelled', cancellation_reason = 'The patient''s record was deleted', updated_at = now()
+			WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING ${COLUMNS}`,
+		values: [patientId]
+	};
+}
+
+export interface AppointmentFilter extends PageRequest {
+	doctorId?: string;
+	patientId?: string;
+	status?: Status;
+	from?: string;
+	to?: string;
+}
+
+/** A page of appointments by start, and the count of all that match: two statements, the same filter. */
+export function appointmentPage(filter: AppointmentFilter): { count: Statement; rows: Statement } {
+	const conditions: [string, unknown][] = [
+		["doctor_id = $?", filter.doctorId],
+		["patient_id = $?", filter.patientId],
+		["status = $?", filter.status],
+		["start_at >= $?", filter.from && new Date(filter.from)],
+		["start_at < $?", filter.to && new Date(filter.to)]
+	];
+	const values: unknown[] = [];
+	const clauses = conditions.filter(([, value]) => value !== undefined).map(([sql, value]) => sql.replace("$?", `$${values.push(value)}`));
+	const where = clauses.length ? `WHERE ${clauses.join(" AND ")}` : "";
+	const { limit, offset } = limitOffset(filter);
+	return {
+		count: { text: `SELECT count(*)::int AS total FROM appointments ${where}`, values },
+		rows: {
+			text: `SELECT ${COLUMNS} FROM appointments ${where} ORDER BY start_at, id LIMIT $${values.length + 1} OFFSET $${values.length + 2}`,
+			values: [...values, limit, offset]
+		}
+	};
+}
+
+/** A doctor's active appointments overlapping [from, to), as `{ startAt, endAt }`. */
+export function busyTimes(doctorId: string, from: Date, to: Date): Statement {
+	return {
+		text: `SELECT start_at AS "startAt", end_at AS "endAt" FROM appointments
+			WHERE doctor_id = $1 AND status IN ('booked', 'arrived') AND start_at < $3 AND end_at > $2`,
+		values: [doctorId, from, to]
+	};
+}
+
+/** How many active appointments of a doctor start after `now`, as `{ count }`. */
+export function countUpcoming(doctorId: string, now: Date): Statement {
+	return {
+		text: `SELECT count(*)::int AS count FROM appointments WHERE doctor_id = $1 AND status IN ('booked', 'arrived') AND start_at > $2`,
+		values: [doctorId, now]
+	};
+}
+
+/** What a charge needs of a fulfilled appointment billing has not confirmed. */
+export type UnchargedRow = Pick<AppointmentRow, "id" | "patientId" | "consultationFee">;
+
+/** The oldest hundred fulfilled appointments not charged yet. */
+export function unchargedAppointments(): Statement {
+	return {
+		text: `SELECT id, patient_id AS "patientId", consultation_fee AS "consultationFee" FROM appointments
+			WHERE status = 'fulfilled' AND charged_at IS NULL ORDER BY updated_at LIMIT 100`,
+		values: []
+	};
+}
+
+export function markCharged(id: string): Statement {
+	return { text: "UPDATE appointments SET charged_at = now() WHERE id = $1", values: [id] };
+}

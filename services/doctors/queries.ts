@@ -1,0 +1,122 @@
+import type { Statement } from "../../lib/database";
+import { type PageRequest, limitOffset } from "../../lib/paging";
+import type { AvailabilityWindow } from "../../lib/scheduling";
+import { escapeLike } from "../../lib/sql";
+
+/** Every SQL statement of the doctors service, and the mapper from its rows to the API's doctor. A deleted doctor keeps its row, with `deleted_at` set. */
+
+export interface Doctor {
+	id: string;
+	name: string;
+	email: string;
+	specialization: string;
+	address: string;
+	joiningDate: string;
+	phone: string | null;
+	timezone: string;
+	consultationFee: number;
+	slotMinutes: number;
+	availability: AvailabilityWindow[];
+	createdAt: string;
+	updatedAt: string;
+}
+
+/** What a client writes: any of the fields, on create the required ones (the params say which). */
+export type DoctorInput = Partial<Omit<Doctor, "id" | "createdAt" | "updatedAt">>;
+
+/** A doctor as stored: the API's names, the bigint fee as its text, the timestamps as pg reads them. */
+export type DoctorRow = Omit<Doctor, "consultationFee" | "createdAt" | "updatedAt"> & { consultationFee: string; createdAt: Date; updatedAt: Date };
+
+/** The date comes back as `YYYY-MM-DD` whatever the session's DateStyle (pg would make it a local midnight). */
+const COLUMNS = `id, name, email, specialization, address, to_char(joining_date, 'YYYY-MM-DD') AS "joiningDate", phone, timezone,
+	consultation_fee AS "consultationFee", slot_minutes AS "slotMinutes", availability, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+export function toDoctor(row: DoctorRow): Doctor {
+	return { ...row, consultationFee: Number(row.consultationFee), createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
+}
+
+/**
+ * Each writable field's column and type. An update writes a value and compares
+ * it with the stored one: PostgreSQL would take the parameter as varchar in one
+ * place and as text in the other, so it is cast to one type in both.
+ */
+const WRITABLE: Record<keyof DoctorInput, [column: string, type: string]> = {
+	name: ["name", "varchar"],
+	email: ["email", "varchar"],
+	specialization: ["specialization", "varchar"],
+	address: ["address", "text"],
+	joiningDate: ["joining_date", "date"],
+	phone: ["phone", "varchar"],
+	timezone: ["timezone", "varchar"],
+	consultationFee: ["consultation_fee", "bigint"],
+	slotMinutes: ["slot_minutes", "integer"],
+	availability: ["availability", "jsonb"]
+};
+
+/** The columns `input` gives, each with its type and its value as pg takes it (it would send an array as a PostgreSQL array, not JSON). */
+function givenColumns(input: DoctorInput): { column: string; type: string; value: unknown }[] {
+	return (Object.keys(WRITABLE) as (keyof DoctorInput)[])
+		.filter(field => input[field] !== undefined)
+		.map(field => {
+			const [column, type] = WRITABLE[field];
+			return { column, type, value: field === "availability" ? JSON.stringify(input.availability) : input[field] };
+		});
+}
+
+/** A new doctor from the fields given; the columns left out take the migration's defaults. */
+export function insertDoctor(id: string, input: DoctorInput): Statement {
+	const given = givenColumns(input);
+	return {
+		text: `INSERT INTO doctors (id, ${given.map(g => g.column).join(", ")}, created_at, updated_at)
+			VALUES ($1, ${given.map((_, i) => `$${i + 2}`).join(", ")}, now(), now()) RETURNING ${COLUMNS}`,
+		values: [id, ...given.map(g => g.value)]
+	};
+}
+
+export function doctorById(id: string): Statement {
+	return { text: `SELECT ${COLUMNS} FROM doctors WHERE id = $1 AND deleted_at IS NULL`, values: [id] };
+}
+
+/**
+ * Writes the fields given to a live doctor (no row if there is none, and
+ * `changes` must give at least one). `updated_at` moves only when one of them
+ * differs from what is stored: a change that changes nothing is not a change.
+ */
+export function updateDoctor(id: string, changes: DoctorInput): Statement {
+	const given = givenColumns(changes);
+	const assignments = given.map(({ column, type }, i) => `${column} = $${i + 2}::${type}`);
+	const differs = given.map(({ column, type }, i) => `${column} IS DISTINCT FROM $${i + 2}::${type}`);
+	return {
+		text: `UPDATE doctors SET ${assignments.join(", ")}, updated_at = CASE WHEN ${differs.join(" OR ")} THEN now() ELSE updated_at END
+			WHERE id = $1 AND deleted_at IS NULL RETURNING ${COLUMNS}`,
+		values: [id, ...given.map(g => g.value)]
+	};
+}
+
+/** The soft delete: the row stays, out of every read. */
+export function deleteDoctor(id: string): Statement {
+	return { text: "UPDATE doctors SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL", values: [id] };
+}
+
+export interface DoctorFilter extends PageRequest {
+	specialization?: string;
+	/** A prefix of the name, in any case. */
+	search?: string;
+}
+
+/** A page of live doctors by name, and the count of all that match: two statements, the same filter. */
+export function doctorPage(filter: DoctorFilter): { count: Statement; rows: Statement } {
+	const values: unknown[] = [];
+	const conditions = ["deleted_at IS NULL"];
+	if (filter.specialization) conditions.push(`specialization = $${values.push(filter.specialization)}`);
+	if (filter.search) conditions.push(`lower(name) LIKE $${values.push(`${escapeLike(filter.search.toLowerCase())}%`)}`);
+	const where = `WHERE ${conditions.join(" AND ")}`;
+	const { limit, offset } = limitOffset(filter);
+	return {
+		count: { text: `SELECT count(*)::int AS total FROM doctors ${where}`, values },
+		rows: {
+			text: `SELECT ${COLUMNS} FROM doctors ${where} ORDER BY lower(name), id LIMIT $${values.length + 1} OFFSET $${values.length + 2}`,
+			values: [...values, limit, offset]
+		}
+	};
+}
