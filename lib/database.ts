@@ -5,8 +5,8 @@ import { CONNECT_TIMEOUT_MS } from "./postgres";
 import { prepared } from "./sql";
 
 /**
- * How long a statement may wait for one of the pool's connections (Sequelize's
- * default is 60 s). A wait is legitimate under load: requests queue for the
+ * How long a statement may wait for one of the pool's connections (pg's pool
+ * would wait for ever). A wait is legitimate under load: requests queue for the
  * pool's connections, each held for a statement or a short transaction, so a
  * queue clears in milliseconds (the benchmark's reads at 64 connections have a
  * p99 under 150 ms, queueing included): 3 s is twenty times that. Waiting longer

@@ -3,8 +3,8 @@ import { DatabaseUnavailableError } from "./errors";
 import { errorFields, throttledLog } from "./log-fields";
 
 /**
- * What a PostgreSQL error means, the one place that reads pg's and Sequelize's
- * errors: both drivers' shapes, and the SQLSTATE codes behind them.
+ * What a PostgreSQL error means, the one place that reads pg's errors: their
+ * shapes, and the SQLSTATE codes behind them.
  */
 
 interface DriverError {
@@ -12,9 +12,6 @@ interface DriverError {
 	message?: unknown;
 	code?: unknown;
 	constraint?: string;
-	/** Sequelize keeps the driver's error as `parent` (and `original`). */
-	parent?: DriverError;
-	original?: DriverError;
 	cause?: unknown;
 }
 
@@ -29,27 +26,19 @@ const UNREACHABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE",
  */
 const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
 
-/** pg's own errors for a connection that broke or never came (without a code). */
+/**
+ * pg's and its pool's own errors, without a code, for a connection that broke
+ * or never came, or no pooled connection free in time. Not a refused password
+ * (28P01): a wrong password is a fault to fix, not an outage to wait out.
+ */
 const LOST_CONNECTION_MESSAGES = new Set([
 	"Connection terminated unexpectedly",
 	"Connection terminated",
+	"Connection terminated due to connection timeout",
 	"timeout expired",
+	"timeout exceeded when trying to connect",
 	"Client has encountered a connection error and is not queryable",
 	"Client was closed and is not queryable"
-]);
-
-/**
- * Sequelize's connection errors that a retry can cure. Not its access-denied
- * or invalid-connection errors: a wrong password or URL is a fault to fix, not
- * an outage to wait out.
- */
-const UNAVAILABLE_SEQUELIZE_ERRORS = new Set([
-	"SequelizeConnectionError",
-	"SequelizeConnectionRefusedError",
-	"SequelizeConnectionTimedOutError",
-	"SequelizeHostNotFoundError",
-	"SequelizeHostNotReachableError",
-	"SequelizeConnectionAcquireTimeoutError"
 ]);
 
 const MAX_DEPTH = 4;
@@ -57,30 +46,27 @@ const MAX_DEPTH = 4;
 /**
  * True when `err` says the database cannot be reached now (refused, lost, shutting
  * down, starting, or no pooled connection free in time), so that the same request
- * may succeed on a retry. Looks through Sequelize's wrapping and error causes.
+ * may succeed on a retry. Looks through error causes.
  */
 export function isDatabaseUnavailable(err: unknown, depth = MAX_DEPTH): boolean {
 	if (!err || typeof err !== "object" || depth < 0) return false;
 	const e = err as DriverError;
-	if (typeof e.name === "string" && UNAVAILABLE_SEQUELIZE_ERRORS.has(e.name)) return true;
 	if (typeof e.code === "string" && (UNREACHABLE_SOCKET_CODES.has(e.code) || UNAVAILABLE_SQLSTATES.has(e.code) || /^08[0-9A-Z]{3}$/.test(e.code))) return true;
 	if (typeof e.message === "string" && LOST_CONNECTION_MESSAGES.has(e.message)) return true;
-	return [e.parent, e.original, e.cause].some(inner => inner !== err && isDatabaseUnavailable(inner, depth - 1));
+	return e.cause !== err && isDatabaseUnavailable(e.cause, depth - 1);
 }
 
-/** The constraint a unique violation names (as Sequelize wraps it, or straight from pg), or undefined for any other error. */
-export function violatedUniqueConstraint(err: unknown): string | undefined {
+/** The constraint a violation of this SQLSTATE names, or undefined for any other error. */
+function violated(sqlState: string, err: unknown): string | undefined {
 	const e = err as DriverError | undefined;
-	if (e?.name === "SequelizeUniqueConstraintError") return e.parent?.constraint;
-	return e?.code === "23505" ? e.constraint : undefined;
+	return e?.code === sqlState ? e.constraint : undefined;
 }
 
-/** The exclusion constraint a conflicting row violates (23P01, straight from pg or as Sequelize wraps it), or undefined for any other error. */
-export function violatedExclusionConstraint(err: unknown): string | undefined {
-	const e = err as DriverError | undefined;
-	const cause = e?.parent ?? e;
-	return cause?.code === "23P01" ? cause.constraint : undefined;
-}
+/** The unique constraint a row violates (23505), or undefined for any other error. */
+export const violatedUniqueConstraint = (err: unknown) => violated("23505", err);
+
+/** The exclusion constraint a conflicting row violates (23P01), or undefined for any other error. */
+export const violatedExclusionConstraint = (err: unknown) => violated("23P01", err);
 
 /** True for a SQLSTATE of PostgreSQL refusing the data itself: class 22 (data exception) or 23 (integrity constraint violation). */
 export function isDataRefusal(sqlState: unknown): boolean {

@@ -1,20 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { type Model, type ModelAttributes, type ModelOptions, type ModelStatic, Sequelize } from "sequelize";
-import { config } from "../lib/config";
-import { ACQUIRE_TIMEOUT_MS, Database } from "../lib/database";
+import { Database } from "../lib/database";
 import { errorFields } from "../lib/log-fields";
 import { type Migration, migrate } from "../lib/migrations";
-import { CONNECT_TIMEOUT_MS, databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
+import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
 import type { MixinSchema } from "../types/mixin";
 import { HealthMixin, registerHealthCheck } from "./health.mixin";
-
-/** A Sequelize model, for a service not yet moved to `this.db` (issue 13; docs/decisions/0001). */
-export interface LegacyModel {
-	name: string;
-	define: ModelAttributes;
-	options?: ModelOptions;
-}
 
 /** What DbMixin adds to a service's `this`. */
 export interface DbVars {
@@ -22,8 +13,6 @@ export interface DbVars {
 	db: Database;
 	/** The service database's URL, for a connection of its own where PostgreSQL needs one (LISTEN). */
 	databaseUrl: string;
-	/** Only for a service given a LegacyModel, until it is moved to `this.db`. */
-	adapter: { model: ModelStatic<Model>; db: Sequelize };
 }
 
 export type DbThis = Service & DbVars;
@@ -31,28 +20,13 @@ export type DbThis = Service & DbVars;
 /** A database not there yet at start (a container starting beside it) is waited for, trying again this often. */
 const CONNECT_RETRY_MS = 1000;
 
-function legacySequelize(databaseUrl: string): Sequelize {
-	const url = new URL(databaseUrl);
-	return new Sequelize({
-		dialect: "postgres",
-		host: url.hostname,
-		port: Number(url.port || 5432),
-		database: decodeURIComponent(url.pathname.slice(1)),
-		username: decodeURIComponent(url.username),
-		password: decodeURIComponent(url.password),
-		logging: false,
-		dialectOptions: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: 10_000 },
-		pool: { max: config.databasePoolMax, min: 1, idle: 300_000, acquire: ACQUIRE_TIMEOUT_MS }
-	});
-}
-
 /**
  * Gives a service its own PostgreSQL database (`<prefix>_<service>`): created on
  * start if missing, brought up to date by `migrations` (the schema comes only
  * from them), then reached as `this.db`. A database not reachable at start is
  * waited for.
  */
-export function DbMixin(service: string, migrations: readonly Migration[], legacyModel?: LegacyModel): MixinSchema {
+export function DbMixin(service: string, migrations: readonly Migration[]): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars & { dbStopping?: AbortController }> = {
 		name: "db",
 		mixins: [HealthMixin()],
@@ -81,16 +55,11 @@ export function DbMixin(service: string, migrations: readonly Migration[], legac
 				}
 			}
 			this.db = new Database(this.databaseUrl);
-			if (legacyModel) {
-				const db = legacySequelize(this.databaseUrl);
-				this.adapter = { db, model: db.define(legacyModel.name, legacyModel.define, legacyModel.options) };
-			}
 		},
 
 		async stopped() {
 			this.dbStopping?.abort();
 			await this.db?.end();
-			await this.adapter?.db.close();
 		}
 	};
 	return schema;

@@ -29,7 +29,7 @@ const FAILURES: Record<string, () => Error> = {
 	"not-found": () => new NotFoundError("Billing account", "x"),
 	invalid: () => new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [{ field: "accountId", message: "The 'accountId' field is bad." }]),
 	conflict: () => new ConflictError("Already there"),
-	"no-database": () => Object.assign(new Error("connect ECONNREFUSED"), { name: "SequelizeConnectionRefusedError" }),
+	"no-database": () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }),
 	"peer-missing": () => new Errors.ServiceNotAvailableError({ action: "x.y" }),
 	bug: () => new TypeError("Cannot read properties of undefined (reading 'secret')")
 };

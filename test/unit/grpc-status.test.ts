@@ -14,8 +14,8 @@ describe("gRPC statuses for action errors", () => {
 	});
 
 	test("a database out of reach or a missing peer is UNAVAILABLE, worth a retry", () => {
-		expect(toGrpcError(Object.assign(new Error("connect ECONNREFUSED"), { name: "SequelizeConnectionRefusedError" })).code).toBe(status.UNAVAILABLE);
-		// The service's database (this.db) hands pg's own errors on, unwrapped.
+		// The service's database (this.db) hands pg's own errors on.
+		expect(toGrpcError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Error("Connection terminated unexpectedly")).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.ServiceNotAvailableError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
 		expect(toGrpcError(new Errors.RequestTimeoutError({ action: "billing.openAccount" })).code).toBe(status.UNAVAILABLE);
