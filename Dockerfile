@@ -31,5 +31,5 @@ COPY proto/*.proto ./proto/
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 4005 9001
-# The V8 flags of lib/node-flags.ts.
+# The V8 flags of lib/infra/node-flags.ts.
 CMD ["node", "--max-semi-space-size=16", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]

@@ -1,12 +1,12 @@
 import { type BrokerOptions, MetricReporters } from "moleculer";
-import { config } from "./lib/config";
-import { DatabaseUnavailableMiddleware } from "./lib/db-errors";
-import { stopEmbeddedPostgres } from "./lib/postgres";
-import { replCommands } from "./lib/repl-commands";
-import { RequestContextMiddleware, requestContext } from "./lib/request-context";
-import { runnerServices } from "./lib/runner-services";
-import { transporterOptions } from "./lib/transporter";
-import { InputValidator } from "./lib/validator";
+import { config } from "./lib/infra/config";
+import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
+import { stopEmbeddedPostgres } from "./lib/infra/postgres";
+import { replCommands } from "./lib/tooling/repl-commands";
+import { RequestContextMiddleware, requestContext } from "./lib/infra/request-context";
+import { runnerServices } from "./lib/infra/runner-services";
+import { transporterOptions } from "./lib/infra/transporter";
+import { InputValidator } from "./lib/infra/validator";
 
 type TracingExporters = NonNullable<Exclude<BrokerOptions["tracing"], boolean | undefined>["exporter"]>;
 

@@ -3,7 +3,7 @@ import http from "node:http";
 import { verify } from "@node-rs/argon2";
 import { Pool } from "pg";
 import { patientById, patientPage } from "../services/patients/queries";
-import { prepared } from "../lib/sql";
+import { prepared } from "../lib/infra/sql";
 
 /**
  * The ceiling for a Node service on this machine: a bare HTTP server doing the

@@ -7,10 +7,10 @@ import { promisify } from "node:util";
 import { hash } from "@node-rs/argon2";
 import { Client } from "pg";
 import { chromium } from "playwright-core";
-import { eventually, freePort } from "../lib/network";
-import { NODE_FLAGS } from "../lib/node-flags";
-import { PROJECT_ROOT } from "../lib/paths";
-import { withDatabase } from "../lib/postgres";
+import { eventually, freePort } from "../lib/tooling/network";
+import { NODE_FLAGS } from "../lib/infra/node-flags";
+import { PROJECT_ROOT } from "../lib/infra/paths";
+import { withDatabase } from "../lib/infra/postgres";
 
 /**
  * `npm run bench [-- --quick]`: MedSync against a bare Node.js + pg server doing

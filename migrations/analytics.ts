@@ -1,5 +1,5 @@
-import type { Migration } from "../lib/migrations";
-import { PROCESSED_EVENTS_SQL } from "../lib/patient-events";
+import type { Migration } from "../lib/infra/migrations";
+import { PROCESSED_EVENTS_SQL } from "../lib/domain/patient-events";
 
 export const analyticsMigrations: Migration[] = [
 	{

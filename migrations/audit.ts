@@ -1,5 +1,5 @@
-import type { Migration } from "../lib/migrations";
-import { appendOnlySql } from "../lib/sql";
+import type { Migration } from "../lib/infra/migrations";
+import { appendOnlySql } from "../lib/infra/sql";
 
 export const auditMigrations: Migration[] = [
 	{

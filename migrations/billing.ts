@@ -1,6 +1,6 @@
-import type { Migration } from "../lib/migrations";
-import { appendOnlySql } from "../lib/sql";
-import { PROCESSED_EVENTS_SQL } from "../lib/patient-events";
+import type { Migration } from "../lib/infra/migrations";
+import { appendOnlySql } from "../lib/infra/sql";
+import { PROCESSED_EVENTS_SQL } from "../lib/domain/patient-events";
 
 export const billingMigrations: Migration[] = [
 	{

@@ -1,4 +1,4 @@
-import type { Migration } from "../lib/migrations";
+import type { Migration } from "../lib/infra/migrations";
 
 export const doctorMigrations: Migration[] = [
 	{

@@ -1,11 +1,11 @@
 import crypto from "node:crypto";
-import { isUuid } from "../lib/sql";
+import { isUuid } from "../lib/infra/sql";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { config } from "../lib/config";
-import { AUDIT_TEXT_MAX, type AuditRecord, AuditJournal } from "../lib/audit-journal";
+import { config } from "../lib/infra/config";
+import { AUDIT_TEXT_MAX, type AuditRecord, AuditJournal } from "../lib/infra/audit-journal";
 import type { GatewayRequest } from "./auth.mixin";
 import type { MixinSchema } from "../types/mixin";
 

@@ -1,13 +1,13 @@
 import type { IncomingMessage } from "node:http";
 import { type ActionSchema, type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { type JSONWebKeySet, type JWTVerifyGetKey, createLocalJWKSet, errors as joseErrors, jwtVerify } from "jose";
-import { config } from "../lib/config";
-import { ForbiddenError, UnauthorizedError } from "../lib/errors";
-import { JWT_ALG } from "../lib/auth/keys";
-import { ACCESS_TOKEN_TTL_SECONDS, type AccessClaims, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/auth/tokens";
-import type { Role } from "../lib/roles";
-import type { AuthenticatedUser, RequestMeta } from "../lib/http";
-import { errorFields } from "../lib/log-fields";
+import { config } from "../lib/infra/config";
+import { ForbiddenError, UnauthorizedError } from "../lib/infra/errors";
+import { JWT_ALG } from "../lib/infra/auth/keys";
+import { ACCESS_TOKEN_TTL_SECONDS, type AccessClaims, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/infra/auth/tokens";
+import type { Role } from "../lib/domain/roles";
+import type { AuthenticatedUser, RequestMeta } from "../lib/infra/http";
+import { errorFields } from "../lib/infra/log-fields";
 import type { MixinSchema } from "../types/mixin";
 
 const { MoleculerRetryableError } = Errors;

@@ -1,15 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { Database } from "../lib/database";
-import { errorFields } from "../lib/log-fields";
-import { type Migration, migrate } from "../lib/migrations";
-import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/postgres";
+import { Database } from "../lib/infra/database";
+import { errorFields } from "../lib/infra/log-fields";
+import { type Migration, migrate } from "../lib/infra/migrations";
+import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/infra/postgres";
 import type { MixinSchema } from "../types/mixin";
 import { HealthMixin, registerHealthCheck } from "./health.mixin";
 
 /** What DbMixin adds to a service's `this`. */
 export interface DbVars {
-	/** The service's database: its one way to PostgreSQL (lib/database.ts), open once the service has started. */
+	/** The service's database: its one way to PostgreSQL (lib/infra/database.ts), open once the service has started. */
 	db: Database;
 	/** The service database's URL, for a connection of its own where PostgreSQL needs one (LISTEN). */
 	databaseUrl: string;

@@ -1,6 +1,6 @@
 import { type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { type GrpcClientSecurity, channelCredentials } from "../lib/grpc-security";
+import { type GrpcClientSecurity, channelCredentials } from "../lib/infra/grpc-security";
 import { registerHealthCheck } from "./health.mixin";
 import type { MixinSchema } from "../types/mixin";
 
@@ -21,7 +21,7 @@ export interface GrpcClientOptions<C extends Client> {
 	client: ClientConstructor<C>;
 	/** host:port, read at start. */
 	address: () => string;
-	/** TLS and the service token (lib/grpc-security.ts), read at start. */
+	/** TLS and the service token (lib/infra/grpc-security.ts), read at start. */
 	security: () => Promise<GrpcClientSecurity>;
 }
 

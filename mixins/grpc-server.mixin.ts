@@ -8,9 +8,9 @@ import {
 	status
 } from "@grpc/grpc-js";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/grpc-security";
-import { toGrpcError } from "../lib/grpc-status";
-import { errorFields, throttledLog } from "../lib/log-fields";
+import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/infra/grpc-security";
+import { toGrpcError } from "../lib/infra/grpc-status";
+import { errorFields, throttledLog } from "../lib/infra/log-fields";
 import type { MixinSchema } from "../types/mixin";
 
 /** The RPCs of a generated server interface, without the index signature it inherits from grpc-js's UntypedServiceImplementation. */
@@ -34,7 +34,7 @@ export interface GrpcServerOptions<TServer extends UntypedServiceImplementation,
 	/** Where to listen, read at start, so configuration and tests decide. */
 	host: () => string;
 	port: () => number;
-	/** TLS and the token every call must carry (lib/grpc-security.ts), read at start. */
+	/** TLS and the token every call must carry (lib/infra/grpc-security.ts), read at start. */
 	security: () => Promise<GrpcServerSecurity>;
 	handlers: UnaryHandlers<NoInfer<TServer>, TService>;
 	/** How long stop() lets calls in flight finish before cutting them off. */
@@ -51,7 +51,7 @@ interface GrpcServerVars {
  * Serves a gRPC service from a Moleculer service: the server starts and stops
  * with it, and stopping drains calls in flight. Over TLS, every call must carry
  * the service token, else it is answered UNAUTHENTICATED before any handler
- * runs. Errors thrown by handlers become proper gRPC statuses (lib/grpc-status.ts).
+ * runs. Errors thrown by handlers become proper gRPC statuses (lib/infra/grpc-status.ts).
  */
 export function GrpcServerMixin<TServer extends UntypedServiceImplementation = never, TService extends Service = Service>(
 	options: GrpcServerOptions<TServer, TService>

@@ -1,8 +1,8 @@
 import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { config } from "../lib/config";
-import { isDatabaseUnavailable } from "../lib/db-errors";
-import { OrderedWork } from "../lib/ordered-work";
+import { config } from "../lib/infra/config";
+import { isDatabaseUnavailable } from "../lib/infra/db-errors";
+import { OrderedWork } from "../lib/infra/ordered-work";
 import { registerHealthCheck } from "./health.mixin";
 import type { MixinSchema } from "../types/mixin";
 

@@ -1,11 +1,11 @@
 import { ServiceBroker } from "moleculer";
 import brokerConfig from "../moleculer.config";
-import { config } from "../lib/config";
+import { config } from "../lib/infra/config";
 
 /**
  * `npm run repl`: a service-less node that joins the running cluster through
  * TRANSPORTER and opens the Moleculer REPL (nodes, services, actions, call,
- * emit, …), plus MedSync's own commands (lib/repl-commands.ts, in the broker options).
+ * emit, …), plus MedSync's own commands (lib/tooling/repl-commands.ts, in the broker options).
  */
 async function main(): Promise<void> {
 	if (!config.transporter) {

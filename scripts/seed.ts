@@ -1,4 +1,4 @@
-import { seedConfigured } from "../lib/seed";
+import { seedConfigured } from "../lib/tooling/seed";
 
 /** `npm run seed`: loads the demo set into a running MedSync through its API (SEED_URL, default the local gateway). */
 seedConfigured().catch(err => {

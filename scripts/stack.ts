@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import path from "node:path";
-import { config } from "../lib/config";
-import { portOpen } from "../lib/network";
-import { NODE_FLAGS } from "../lib/node-flags";
-import { PROJECT_ROOT } from "../lib/paths";
-import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/postgres";
+import { config } from "../lib/infra/config";
+import { portOpen } from "../lib/tooling/network";
+import { NODE_FLAGS } from "../lib/infra/node-flags";
+import { PROJECT_ROOT } from "../lib/infra/paths";
+import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/infra/postgres";
 
 /**
  * `npm run stack`: every service as its own process (its own Moleculer node)

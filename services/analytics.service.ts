@@ -2,13 +2,13 @@ import { type Context, type Service, type ServiceSchema, type ServiceSettingSche
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
 import { analyticsMigrations } from "../migrations/analytics";
-import { config } from "../lib/config";
-import { todayIn } from "../lib/dates";
-import { dayCount, datesBetween } from "../lib/zoned-time";
-import { invalidFields } from "../lib/errors";
-import { decodePatientEvent } from "../lib/patient-events";
-import { ANALYTICS_READERS } from "../lib/roles";
-import { dateOnly } from "../lib/validation";
+import { config } from "../lib/infra/config";
+import { todayIn } from "../lib/domain/dates";
+import { dayCount, datesBetween } from "../lib/domain/zoned-time";
+import { invalidFields } from "../lib/infra/errors";
+import { decodePatientEvent } from "../lib/domain/patient-events";
+import { ANALYTICS_READERS } from "../lib/domain/roles";
+import { dateOnly } from "../lib/domain/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
 import { type RegistrationDay, countRegistration, registrationsBetween } from "./analytics/queries";
 

@@ -4,15 +4,15 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ActionSchema, Context, ServiceSchema } from "moleculer";
 import serveStatic from "serve-static";
 import { getAbsoluteFSPath as swaggerUiPath } from "swagger-ui-dist";
-import { type RoutedAction, buildOpenApi } from "../lib/openapi";
-import { PROJECT_ROOT } from "../lib/paths";
+import { type RoutedAction, buildOpenApi } from "../lib/infra/openapi";
+import { PROJECT_ROOT } from "../lib/infra/paths";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
-import { type ErrorLike, toClientError } from "../lib/client-errors";
-import { config } from "../lib/config";
-import { errorFields } from "../lib/log-fields";
+import { type ErrorLike, toClientError } from "../lib/infra/client-errors";
+import { config } from "../lib/infra/config";
+import { errorFields } from "../lib/infra/log-fields";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
-import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/request-guards";
-import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/security-headers";
+import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
+import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
 
 interface GatewayAlias {

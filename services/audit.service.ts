@@ -1,10 +1,10 @@
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
-import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/audit-journal";
-import { ADMIN_ONLY } from "../lib/roles";
-import { type Page, pagingParams, toPage } from "../lib/paging";
-import { timeBound, uuidRule } from "../lib/validation";
+import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/infra/audit-journal";
+import { ADMIN_ONLY } from "../lib/domain/roles";
+import { type Page, pagingParams, toPage } from "../lib/domain/paging";
+import { timeBound, uuidRule } from "../lib/domain/validation";
 import { type AuditFilter, type AuditRow, auditPage, auditRecordFrom, insertAuditRecords } from "./audit/queries";
 
 interface AuditVars extends DbVars {

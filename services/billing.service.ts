@@ -1,10 +1,10 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { config } from "../lib/config";
-import { billingServerSecurity } from "../lib/grpc-security";
-import { type RequestMeta, created } from "../lib/http";
-import { type Page, type PageRequest, pagingParams } from "../lib/paging";
-import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/roles";
-import { idParam, uuidRule } from "../lib/validation";
+import { config } from "../lib/infra/config";
+import { billingServerSecurity } from "../lib/infra/grpc-security";
+import { type RequestMeta, created } from "../lib/infra/http";
+import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
+import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/domain/roles";
+import { idParam, uuidRule } from "../lib/domain/validation";
 import { billingMigrations } from "../migrations/billing";
 import { type DbThis, type DbVars, DbMixin } from "../mixins/db.mixin";
 import { GrpcServerMixin } from "../mixins/grpc-server.mixin";

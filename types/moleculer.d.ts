@@ -1,4 +1,4 @@
-import type { AuditedResource, Role } from "../lib/roles";
+import type { AuditedResource, Role } from "../lib/domain/roles";
 import type { KafkaSchema } from "../mixins/kafka.mixin";
 
 /** What MedSync adds to Moleculer's schemas: read by the gateway (roles, audit) and the Kafka mixin. */

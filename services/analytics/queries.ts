@@ -1,5 +1,5 @@
-import type { Statement } from "../../lib/database";
-import { onFirstDelivery } from "../../lib/patient-events";
+import type { Statement } from "../../lib/infra/database";
+import { onFirstDelivery } from "../../lib/domain/patient-events";
 
 /** Every statement of analytics: registrations per day, and nothing personal. */
 

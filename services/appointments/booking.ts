@@ -1,10 +1,10 @@
 import type { Context } from "moleculer";
-import type { Database, Queryable } from "../../lib/database";
-import { violatedExclusionConstraint } from "../../lib/db-errors";
-import { ConflictError, invalidFields } from "../../lib/errors";
-import { type AvailabilityWindow, type Interval, withinAvailability } from "../../lib/scheduling";
-import { dateOnly, instant } from "../../lib/validation";
-import { zonedInstant } from "../../lib/zoned-time";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { violatedExclusionConstraint } from "../../lib/infra/db-errors";
+import { ConflictError, invalidFields } from "../../lib/infra/errors";
+import { type AvailabilityWindow, type Interval, withinAvailability } from "../../lib/domain/scheduling";
+import { dateOnly, instant } from "../../lib/domain/validation";
+import { zonedInstant } from "../../lib/domain/zoned-time";
 import { lockKeys } from "./queries";
 
 /** The rules a booking (or a move) must meet: when it may be, with whom, and that it collides with nothing. */

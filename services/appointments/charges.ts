@@ -1,5 +1,5 @@
 import type { Logger, ServiceBroker } from "moleculer";
-import type { Queryable } from "../../lib/database";
+import type { Queryable } from "../../lib/infra/database";
 import { type Appointment, type UnchargedRow, markCharged, unchargedAppointments } from "./queries";
 
 /**

@@ -1,7 +1,7 @@
 import type { Context } from "moleculer";
-import type { Queryable } from "../../lib/database";
-import { ConflictError, NotFoundError } from "../../lib/errors";
-import { isUuid } from "../../lib/sql";
+import type { Queryable } from "../../lib/infra/database";
+import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { isUuid } from "../../lib/infra/sql";
 import { type Charging, requestCharge } from "./charges";
 import { type Appointment, type AppointmentRow, type Status, appointmentById, changeStatus, toAppointment } from "./queries";
 

@@ -1,7 +1,7 @@
-import type { Statement } from "../../lib/database";
-import { type PageRequest, limitOffset } from "../../lib/paging";
-import type { Interval } from "../../lib/scheduling";
-import { formatZoned } from "../../lib/zoned-time";
+import type { Statement } from "../../lib/infra/database";
+import { type PageRequest, limitOffset } from "../../lib/domain/paging";
+import type { Interval } from "../../lib/domain/scheduling";
+import { formatZoned } from "../../lib/domain/zoned-time";
 
 /** Every SQL statement of the appointments service, and the mapper from its rows to the API's appointment. */
 

@@ -1,6 +1,6 @@
-import type { AuditRecord } from "../../lib/audit-journal";
-import type { Statement } from "../../lib/database";
-import { type PageRequest, limitOffset } from "../../lib/paging";
+import type { AuditRecord } from "../../lib/infra/audit-journal";
+import type { Statement } from "../../lib/infra/database";
+import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 
 /** Every statement of the audit trail, which only ever inserts and reads. */
 

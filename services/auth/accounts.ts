@@ -1,10 +1,10 @@
 import crypto from "node:crypto";
-import type { Database, Queryable } from "../../lib/database";
-import { violatedUniqueConstraint } from "../../lib/db-errors";
-import { ConflictError, NotFoundError } from "../../lib/errors";
-import type { Revocation } from "../../lib/auth/tokens";
-import type { Role } from "../../lib/roles";
-import { isUuid } from "../../lib/sql";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { violatedUniqueConstraint } from "../../lib/infra/db-errors";
+import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import type { Revocation } from "../../lib/infra/auth/tokens";
+import type { Role } from "../../lib/domain/roles";
+import { isUuid } from "../../lib/infra/sql";
 import { hashPassword } from "./passwords";
 import * as sql from "./queries";
 import type { User, UserRow } from "./queries";

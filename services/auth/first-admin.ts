@@ -1,9 +1,9 @@
 import crypto from "node:crypto";
 import type { Logger } from "moleculer";
-import { config } from "../../lib/config";
-import type { Queryable } from "../../lib/database";
-import { ConflictError } from "../../lib/errors";
-import { developmentSecret } from "../../lib/secrets";
+import { config } from "../../lib/infra/config";
+import type { Queryable } from "../../lib/infra/database";
+import { ConflictError } from "../../lib/infra/errors";
+import { developmentSecret } from "../../lib/infra/secrets";
 import { createUser } from "./accounts";
 import * as sql from "./queries";
 

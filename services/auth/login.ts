@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
-import type { Database, Queryable } from "../../lib/database";
-import { TooManyRequestsError, UnauthorizedError } from "../../lib/errors";
-import type { SigningKey } from "../../lib/auth/keys";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { TooManyRequestsError, UnauthorizedError } from "../../lib/infra/errors";
+import type { SigningKey } from "../../lib/infra/auth/keys";
 import { ATTEMPT_RECHECK_MS, IN_FLIGHT_WAIT_MS, type LoginCounts, LoginsInProgress, loginClient, loginVerdict } from "./login-throttle";
 import { hashPassword, verifyPassword } from "./passwords";
 import * as sql from "./queries";

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { hash, verify } from "@node-rs/argon2";
-import { PROJECT_ROOT } from "../../lib/paths";
+import { PROJECT_ROOT } from "../../lib/infra/paths";
 
 /** argon2id with OWASP's recommended minimum: 19 MiB of memory, 2 iterations, 1 lane. */
 // 2 is Algorithm.Argon2id, a const enum that isolated modules cannot import.

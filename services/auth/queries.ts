@@ -1,7 +1,7 @@
-import type { Statement } from "../../lib/database";
-import type { Revocation } from "../../lib/auth/tokens";
-import { type Page, type PageRequest, limitOffset, toPage } from "../../lib/paging";
-import type { Role } from "../../lib/roles";
+import type { Statement } from "../../lib/infra/database";
+import type { Revocation } from "../../lib/infra/auth/tokens";
+import { type Page, type PageRequest, limitOffset, toPage } from "../../lib/domain/paging";
+import type { Role } from "../../lib/domain/roles";
 import {
 	EMAIL_WINDOW_SECONDS,
 	IP_WINDOW_SECONDS,

@@ -1,9 +1,9 @@
 import crypto from "node:crypto";
 import { SignJWT } from "jose";
-import { config } from "../../lib/config";
-import type { Database, Queryable } from "../../lib/database";
-import { JWT_ALG, type SigningKey } from "../../lib/auth/keys";
-import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../../lib/auth/tokens";
+import { config } from "../../lib/infra/config";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { JWT_ALG, type SigningKey } from "../../lib/infra/auth/keys";
+import { ACCESS_TOKEN_TTL_SECONDS, type Revocation, TOKEN_AUDIENCE, TOKEN_ISSUER, newRefreshToken, sha256 } from "../../lib/infra/auth/tokens";
 import * as sql from "./queries";
 import type { RefreshTokenRow, User, UserRow } from "./queries";
 

@@ -1,10 +1,10 @@
 import crypto from "node:crypto";
 import type { ServiceBroker } from "moleculer";
-import { config } from "../../lib/config";
-import type { Database, Queryable } from "../../lib/database";
-import { NotFoundError } from "../../lib/errors";
-import { type Page, type PageRequest, toPage } from "../../lib/paging";
-import { isUuid } from "../../lib/sql";
+import { config } from "../../lib/infra/config";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { NotFoundError } from "../../lib/infra/errors";
+import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
+import { isUuid } from "../../lib/infra/sql";
 import {
 	type AccountChanges,
 	type AccountRow,

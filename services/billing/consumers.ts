@@ -1,5 +1,5 @@
-import { config } from "../../lib/config";
-import { decodePatientEvent } from "../../lib/patient-events";
+import { config } from "../../lib/infra/config";
+import { decodePatientEvent } from "../../lib/domain/patient-events";
 import type { DbThis } from "../../mixins/db.mixin";
 import type { KafkaConsumerDefinition } from "../../mixins/kafka.mixin";
 import type { PatientEvent } from "../../proto/generated/patient_event";

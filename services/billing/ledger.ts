@@ -1,10 +1,10 @@
 import crypto from "node:crypto";
 import { type Context, Errors } from "moleculer";
-import type { Database, Queryable } from "../../lib/database";
-import { ConflictError, ForbiddenError } from "../../lib/errors";
-import type { AuthenticatedUser } from "../../lib/http";
-import { type Page, type PageRequest, toPage } from "../../lib/paging";
-import { BILLING_ADMINS } from "../../lib/roles";
+import type { Database, Queryable } from "../../lib/infra/database";
+import { ConflictError, ForbiddenError } from "../../lib/infra/errors";
+import type { AuthenticatedUser } from "../../lib/infra/http";
+import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
+import { BILLING_ADMINS } from "../../lib/domain/roles";
 import { accountOf, accountRow, balanceOf, openAccount } from "./accounts";
 import {
 	type LedgerTransaction,

@@ -1,6 +1,6 @@
-import type { Statement } from "../../lib/database";
-import { type PageRequest, limitOffset } from "../../lib/paging";
-import { onFirstDelivery } from "../../lib/patient-events";
+import type { Statement } from "../../lib/infra/database";
+import { type PageRequest, limitOffset } from "../../lib/domain/paging";
+import { onFirstDelivery } from "../../lib/domain/patient-events";
 
 /**
  * Every statement of the billing service and its row mappers. Columns are

@@ -1,6 +1,6 @@
-import { type AvailabilityWindow, availabilityProblem } from "../../lib/scheduling";
-import { dateOnly } from "../../lib/validation";
-import { WEEKDAYS, isTimeZone } from "../../lib/zoned-time";
+import { type AvailabilityWindow, availabilityProblem } from "../../lib/domain/scheduling";
+import { dateOnly } from "../../lib/domain/validation";
+import { WEEKDAYS, isTimeZone } from "../../lib/domain/zoned-time";
 
 const HH_MM = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
 

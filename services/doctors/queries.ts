@@ -1,7 +1,7 @@
-import type { Statement } from "../../lib/database";
-import { type PageRequest, limitOffset } from "../../lib/paging";
-import type { AvailabilityWindow } from "../../lib/scheduling";
-import { escapeLike } from "../../lib/sql";
+import type { Statement } from "../../lib/infra/database";
+import { type PageRequest, limitOffset } from "../../lib/domain/paging";
+import type { AvailabilityWindow } from "../../lib/domain/scheduling";
+import { escapeLike } from "../../lib/infra/sql";
 
 /** Every SQL statement of the doctors service, and the mapper from its rows to the API's doctor. A deleted doctor keeps its row, with `deleted_at` set. */
 

@@ -1,7 +1,7 @@
-import { todayIn } from "../../lib/dates";
-import { invalidFields } from "../../lib/errors";
-import { type Interval, freeSlots } from "../../lib/scheduling";
-import { dayCount, formatZoned } from "../../lib/zoned-time";
+import { todayIn } from "../../lib/domain/dates";
+import { invalidFields } from "../../lib/infra/errors";
+import { type Interval, freeSlots } from "../../lib/domain/scheduling";
+import { dayCount, formatZoned } from "../../lib/domain/zoned-time";
 import type { Doctor } from "./queries";
 
 /** A doctor's free slots over a range of dates on the doctor's wall clock. */

@@ -1,6 +1,6 @@
 import type { Logger } from "moleculer";
-import { config } from "../../lib/config";
-import type { Queryable } from "../../lib/database";
+import { config } from "../../lib/infra/config";
+import type { Queryable } from "../../lib/infra/database";
 import { unaryCall } from "../../mixins/grpc-client.mixin";
 import type { BillingRequest, BillingResponse, BillingServiceClient } from "../../proto/generated/billing_service";
 import { type Patient, patientsWithoutBillingAccount, setBillingAccount } from "./queries";

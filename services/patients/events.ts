@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
-import { config } from "../../lib/config";
-import type { PATIENT_EVENT_TYPES } from "../../lib/patient-events";
+import { config } from "../../lib/infra/config";
+import type { PATIENT_EVENT_TYPES } from "../../lib/domain/patient-events";
 import type { OutgoingMessage } from "../../mixins/kafka.mixin";
 import { PatientEvent } from "../../proto/generated/patient_event";
 import type { OutboxEvent, OutboxRow, Patient } from "./queries";

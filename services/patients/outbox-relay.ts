@@ -1,6 +1,6 @@
 import { Client } from "pg";
-import { onClient } from "../../lib/database";
-import { CONNECT_TIMEOUT_MS } from "../../lib/postgres";
+import { onClient } from "../../lib/infra/database";
+import { CONNECT_TIMEOUT_MS } from "../../lib/infra/postgres";
 import {
 	type OutboxRow,
 	countPendingOutbox,

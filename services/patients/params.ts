@@ -1,4 +1,4 @@
-import { dateOnly } from "../../lib/validation";
+import { dateOnly } from "../../lib/domain/validation";
 import { GENDERS, PATIENT_SORT_KEYS } from "./queries";
 
 /** The fields a client writes, as on create; `registerDate` defaults to today. */

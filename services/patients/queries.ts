@@ -1,6 +1,6 @@
-import type { Statement } from "../../lib/database";
-import { type PageRequest, limitOffset } from "../../lib/paging";
-import { escapeLike } from "../../lib/sql";
+import type { Statement } from "../../lib/infra/database";
+import { type PageRequest, limitOffset } from "../../lib/domain/paging";
+import { escapeLike } from "../../lib/infra/sql";
 
 /**
  * Every statement of the patient registry, with the types of the rows they

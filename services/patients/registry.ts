@@ -1,12 +1,12 @@
 import crypto from "node:crypto";
-import { config } from "../../lib/config";
-import type { Database, Queryable, Statement } from "../../lib/database";
-import { todayIn } from "../../lib/dates";
-import { violatedUniqueConstraint } from "../../lib/db-errors";
-import { ConflictError, NotFoundError } from "../../lib/errors";
-import { formatMrn } from "../../lib/mrn";
-import { type Page, toPage } from "../../lib/paging";
-import { isUuid } from "../../lib/sql";
+import { config } from "../../lib/infra/config";
+import type { Database, Queryable, Statement } from "../../lib/infra/database";
+import { todayIn } from "../../lib/domain/dates";
+import { violatedUniqueConstraint } from "../../lib/infra/db-errors";
+import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { formatMrn } from "../../lib/domain/mrn";
+import { type Page, toPage } from "../../lib/domain/paging";
+import { isUuid } from "../../lib/infra/sql";
 import { patientEvent } from "./events";
 import {
 	type Patient,

@@ -6,7 +6,7 @@ import brokerConfig from "../../moleculer.config";
 import ApiService from "../../services/api.service";
 import AuditService from "../../services/audit.service";
 import AuthService from "../../services/auth.service";
-import type { Role } from "../../lib/roles";
+import type { Role } from "../../lib/domain/roles";
 
 export interface TestCluster {
 	broker: ServiceBroker;

@@ -3,8 +3,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { portOpen } from "../../lib/network";
-import { canConnect } from "../../lib/postgres-probe";
+import { portOpen } from "../../lib/tooling/network";
+import { canConnect } from "../../lib/infra/postgres-probe";
 
 const LOCAL_SERVER = "postgres://postgres@127.0.0.1:5432/postgres";
 const KAFKA_TEST_DATA_DIR = path.resolve(".data/test-kafka");
@@ -71,6 +71,6 @@ export default async function globalSetup(): Promise<void> {
 	process.env.EMBEDDED_POSTGRES_PORT ??= "54339";
 	// Required only now: lib/config reads DATA_DIR and EMBEDDED_POSTGRES_PORT when first loaded.
 	// eslint-disable-next-line @typescript-eslint/no-require-imports
-	const { postgresServerUrl } = require("../../lib/postgres") as typeof import("../../lib/postgres");
+	const { postgresServerUrl } = require("../../lib/infra/postgres") as typeof import("../../lib/infra/postgres");
 	process.env.DATABASE_URL = await postgresServerUrl(console);
 }

@@ -22,6 +22,6 @@ export default async function globalTeardown(): Promise<void> {
 		await client.end();
 	}
 	// eslint-disable-next-line @typescript-eslint/no-require-imports
-	const { stopEmbeddedPostgres } = require("../../lib/postgres") as typeof import("../../lib/postgres");
+	const { stopEmbeddedPostgres } = require("../../lib/infra/postgres") as typeof import("../../lib/infra/postgres");
 	await stopEmbeddedPostgres();
 }

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 
 // Shared with the bench and the stack script; tests import them from here as before.
-export { eventually, freePort } from "../../lib/network";
+export { eventually, freePort } from "../../lib/tooling/network";
 
 const ROOT = path.resolve(__dirname, "../..");
 const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { freePort } from "../../lib/network";
+import { freePort } from "../../lib/tooling/network";
 
 export interface PostgresServer {
 	/** postgres://… of the server's `postgres` database. */

@@ -4,8 +4,8 @@ import AppointmentsService from "../../services/appointments.service";
 import BillingService from "../../services/billing.service";
 import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
-import { config } from "../../lib/config";
-import { offsetMinutes } from "../../lib/zoned-time";
+import { config } from "../../lib/infra/config";
+import { offsetMinutes } from "../../lib/domain/zoned-time";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 

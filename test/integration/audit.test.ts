@@ -3,9 +3,9 @@ import type { ActionSchema, ServiceSchema } from "moleculer";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
 import AuditService from "../../services/audit.service";
-import { config } from "../../lib/config";
-import type { AuditJournal, AuditRecord } from "../../lib/audit-journal";
-import { replCommands } from "../../lib/repl-commands";
+import { config } from "../../lib/infra/config";
+import type { AuditJournal, AuditRecord } from "../../lib/infra/audit-journal";
+import { replCommands } from "../../lib/tooling/repl-commands";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 

@@ -5,10 +5,10 @@ import { SignJWT, decodeJwt } from "jose";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
 import AnalyticsService from "../../services/analytics.service";
-import { config } from "../../lib/config";
-import { loadSigningKey } from "../../lib/auth/keys";
-import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/auth/tokens";
-import { databaseName, withDatabase } from "../../lib/postgres";
+import { config } from "../../lib/infra/config";
+import { loadSigningKey } from "../../lib/infra/auth/keys";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/infra/auth/tokens";
+import { databaseName, withDatabase } from "../../lib/infra/postgres";
 import { type JsonResponse, type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { eventually } from "../helpers/node-process";
 

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { portOpen } from "../../lib/network";
+import { portOpen } from "../../lib/tooling/network";
 import { adminLogin, bearer, request } from "../helpers/cluster";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { processesIn } from "../helpers/postgres-server";

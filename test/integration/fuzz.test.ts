@@ -5,7 +5,7 @@ import AppointmentsService from "../../services/appointments.service";
 import BillingService from "../../services/billing.service";
 import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
-import { PROTOTYPE_KEYS as PROTOTYPE_KEY_SET } from "../../lib/validator";
+import { PROTOTYPE_KEYS as PROTOTYPE_KEY_SET } from "../../lib/infra/validator";
 import { type TestCluster, adminLogin, request, startCluster } from "../helpers/cluster";
 
 /**

@@ -1,10 +1,10 @@
 import crypto from "node:crypto";
 import { type ChannelCredentials, Metadata, type ServiceError, credentials, status } from "@grpc/grpc-js";
 import { Errors, ServiceBroker, type Service, type ServiceSchema } from "moleculer";
-import type { TlsIdentity } from "../../lib/config";
-import { developmentCa, developmentCertificate } from "../../lib/dev-certificates";
-import { ConflictError, NotFoundError } from "../../lib/errors";
-import { type GrpcClientSecurity, type GrpcServerSecurity, channelCredentials } from "../../lib/grpc-security";
+import type { TlsIdentity } from "../../lib/infra/config";
+import { developmentCa, developmentCertificate } from "../../lib/infra/dev-certificates";
+import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { type GrpcClientSecurity, type GrpcServerSecurity, channelCredentials } from "../../lib/infra/grpc-security";
 import { type GrpcClientVars, GrpcClientMixin, unaryCall } from "../../mixins/grpc-client.mixin";
 import { GrpcServerMixin, type UnaryHandlers } from "../../mixins/grpc-server.mixin";
 import {
@@ -23,7 +23,7 @@ import { getAccountOnce } from "../helpers/grpc";
  * handlers fail on demand (by the account id they are asked for), served by one
  * Moleculer service and called by another through the client mixin; and the
  * same service behind mutual TLS, and in plaintext, for the security checks.
- * Certificates come from the development PKI (lib/dev-certificates.ts).
+ * Certificates come from the development PKI (lib/infra/dev-certificates.ts).
  */
 const FAILURES: Record<string, () => Error> = {
 	"not-found": () => new NotFoundError("Billing account", "x"),

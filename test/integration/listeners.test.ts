@@ -3,7 +3,7 @@ import { once } from "node:events";
 import type { AddressInfo, Server } from "node:net";
 import { ServiceBroker } from "moleculer";
 import brokerConfig from "../../moleculer.config";
-import { portOpen } from "../../lib/network";
+import { portOpen } from "../../lib/tooling/network";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 
 /**

@@ -2,8 +2,8 @@ import { Writable } from "node:stream";
 import type { ServiceSchema } from "moleculer";
 import BillingService from "../../services/billing.service";
 import PatientsService from "../../services/patients.service";
-import { requestContext } from "../../lib/request-context";
-import { EVERYONE } from "../../lib/roles";
+import { requestContext } from "../../lib/infra/request-context";
+import { EVERYONE } from "../../lib/domain/roles";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 
 /**

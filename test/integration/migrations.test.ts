@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { Client } from "pg";
-import { ensureDatabase, withDatabase } from "../../lib/postgres";
-import { type Migration, migrate } from "../../lib/migrations";
+import { ensureDatabase, withDatabase } from "../../lib/infra/postgres";
+import { type Migration, migrate } from "../../lib/infra/migrations";
 
 const server = process.env.DATABASE_URL!;
 let url: string;

@@ -4,10 +4,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type BrokerOptions, ServiceBroker } from "moleculer";
-import { loadConfig } from "../../lib/config";
-import { developmentCa, developmentCertificate } from "../../lib/dev-certificates";
-import { portOpen } from "../../lib/network";
-import { transporterOptions } from "../../lib/transporter";
+import { loadConfig } from "../../lib/infra/config";
+import { developmentCa, developmentCertificate } from "../../lib/infra/dev-certificates";
+import { portOpen } from "../../lib/tooling/network";
+import { transporterOptions } from "../../lib/infra/transporter";
 import { eventually, freePort } from "../helpers/node-process";
 
 /**

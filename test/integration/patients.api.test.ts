@@ -2,9 +2,9 @@ import { Client } from "pg";
 import type { ServiceSchema } from "moleculer";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
-import { databaseName, withDatabase } from "../../lib/postgres";
-import { isValidMrn } from "../../lib/mrn";
-import { todayIn } from "../../lib/dates";
+import { databaseName, withDatabase } from "../../lib/infra/postgres";
+import { isValidMrn } from "../../lib/domain/mrn";
+import { todayIn } from "../../lib/domain/dates";
 import { type PatientFilter, patientPage } from "../../services/patients/queries";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 

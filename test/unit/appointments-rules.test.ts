@@ -1,5 +1,5 @@
-import type { Queryable, Statement } from "../../lib/database";
-import { ConflictError } from "../../lib/errors";
+import type { Queryable, Statement } from "../../lib/infra/database";
+import { ConflictError } from "../../lib/infra/errors";
 import { type DoctorView, exclusive, schedule } from "../../services/appointments/booking";
 import { chargeFulfilled } from "../../services/appointments/charges";
 

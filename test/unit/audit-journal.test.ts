@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Errors } from "moleculer";
-import { type AuditRecord, type SetAsideRecord, AuditJournal, refusedForContent } from "../../lib/audit-journal";
+import { type AuditRecord, type SetAsideRecord, AuditJournal, refusedForContent } from "../../lib/infra/audit-journal";
 import { eventually } from "../helpers/node-process";
 
 const quiet = { warn: () => {}, info: () => {} };

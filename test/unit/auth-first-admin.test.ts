@@ -1,5 +1,5 @@
-import type { Queryable, Statement } from "../../lib/database";
-import { config } from "../../lib/config";
+import type { Queryable, Statement } from "../../lib/infra/database";
+import { config } from "../../lib/infra/config";
 import { ensureFirstAdmin } from "../../services/auth/first-admin";
 
 /** A database that answers the admin check with `adminExists` and the account's insert with `onInsert`. */

@@ -1,6 +1,6 @@
 import { Errors } from "moleculer";
-import { toClientError } from "../../lib/client-errors";
-import { DatabaseUnavailableError, NotFoundError } from "../../lib/errors";
+import { toClientError } from "../../lib/infra/client-errors";
+import { DatabaseUnavailableError, NotFoundError } from "../../lib/infra/errors";
 
 describe("errors as the client sees them", () => {
 	test("body-parser failures become 400 and 413 with their own types", () => {

@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadConfig } from "../../lib/config";
-import { developmentCa } from "../../lib/dev-certificates";
+import { loadConfig } from "../../lib/infra/config";
+import { developmentCa } from "../../lib/infra/dev-certificates";
 
 describe("configuration", () => {
 	test("defaults run everything in one process on port 4005 with an embedded database", () => {

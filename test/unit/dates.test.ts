@@ -1,4 +1,4 @@
-import { isRealDate, todayIn } from "../../lib/dates";
+import { isRealDate, todayIn } from "../../lib/domain/dates";
 
 describe("calendar dates", () => {
 	test.each(["2024-02-29", "2000-02-29", "1999-12-31", "2023-01-01"])("%s is a real date", date => {

@@ -1,7 +1,7 @@
 import { Errors, ServiceBroker } from "moleculer";
 import { Client, Pool } from "pg";
-import { DatabaseUnavailableMiddleware, isDataRefusal, isDatabaseUnavailable, violatedExclusionConstraint, violatedUniqueConstraint } from "../../lib/db-errors";
-import { DatabaseUnavailableError, NotFoundError } from "../../lib/errors";
+import { DatabaseUnavailableMiddleware, isDataRefusal, isDatabaseUnavailable, violatedExclusionConstraint, violatedUniqueConstraint } from "../../lib/infra/db-errors";
+import { DatabaseUnavailableError, NotFoundError } from "../../lib/infra/errors";
 import { freePort } from "../helpers/node-process";
 import { tcpServer } from "../helpers/postgres-server";
 

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { superviseEmbeddedServer } from "../../lib/postgres";
+import { superviseEmbeddedServer } from "../../lib/infra/postgres";
 import { eventually } from "../helpers/node-process";
 
 /**

@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { Errors } from "moleculer";
-import { ConflictError, NotFoundError } from "../../lib/errors";
-import { toGrpcError } from "../../lib/grpc-status";
+import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { toGrpcError } from "../../lib/infra/grpc-status";
 
 describe("gRPC statuses for action errors", () => {
 	test("client mistakes keep their meaning", () => {

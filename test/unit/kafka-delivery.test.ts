@@ -1,6 +1,6 @@
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { Client } from "pg";
-import { config } from "../../lib/config";
+import { config } from "../../lib/infra/config";
 import { type KafkaConsumerDefinition, type KafkaMessage, KafkaMixin } from "../../mixins/kafka.mixin";
 import { freePort } from "../helpers/node-process";
 

@@ -1,4 +1,4 @@
-import { errorFields, throttledLog } from "../../lib/log-fields";
+import { errorFields, throttledLog } from "../../lib/infra/log-fields";
 
 describe("log fields", () => {
 	test("an error's type, message, code, stack and causes, never what a driver attaches", () => {

@@ -1,4 +1,4 @@
-import { formatMrn, isValidMrn, luhnCheckDigit } from "../../lib/mrn";
+import { formatMrn, isValidMrn, luhnCheckDigit } from "../../lib/domain/mrn";
 
 describe("medical record numbers", () => {
 	test("the check digit is the Luhn digit", () => {

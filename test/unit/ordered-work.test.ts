@@ -1,4 +1,4 @@
-import { OrderedWork } from "../../lib/ordered-work";
+import { OrderedWork } from "../../lib/infra/ordered-work";
 
 const sleep = (ms: number) => new Promise<void>(r => setTimeout(r, ms));
 

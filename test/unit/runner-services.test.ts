@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { runnerServices } from "../../lib/runner-services";
+import { runnerServices } from "../../lib/infra/runner-services";
 
 describe("SERVICES for moleculer-runner", () => {
 	let dir: string;

@@ -1,5 +1,5 @@
-import { availabilityProblem, freeSlots, withinAvailability } from "../../lib/scheduling";
-import { datesBetween, dayCount, formatZoned, offsetMinutes, zonedInstant } from "../../lib/zoned-time";
+import { availabilityProblem, freeSlots, withinAvailability } from "../../lib/domain/scheduling";
+import { datesBetween, dayCount, formatZoned, offsetMinutes, zonedInstant } from "../../lib/domain/zoned-time";
 
 const iso = (ms: number, tz: string) => formatZoned(ms, tz);
 

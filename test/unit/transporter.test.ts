@@ -1,6 +1,6 @@
-import { loadConfig } from "../../lib/config";
-import { developmentCa } from "../../lib/dev-certificates";
-import { transporterOptions } from "../../lib/transporter";
+import { loadConfig } from "../../lib/infra/config";
+import { developmentCa } from "../../lib/infra/dev-certificates";
+import { transporterOptions } from "../../lib/infra/transporter";
 
 describe("the transporter options", () => {
 	test("none in one process; the bare URL when NATS needs no credentials", () => {

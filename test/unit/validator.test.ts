@@ -1,6 +1,6 @@
 import { Errors, ServiceBroker, type ServiceSchema } from "moleculer";
-import { InputValidator } from "../../lib/validator";
-import { partialUpdate } from "../../lib/validation";
+import { InputValidator } from "../../lib/infra/validator";
+import { partialUpdate } from "../../lib/domain/validation";
 
 /** A broker with MedSync's validator and one service whose actions echo what passed. */
 const broker = new ServiceBroker({ logger: false, validator: new InputValidator({}) as never });

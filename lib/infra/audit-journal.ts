@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { isDataRefusal } from "./db-errors";
-import { instant, uuidRule } from "./validation";
+import { instant, uuidRule } from "../domain/validation";
 
 /** One access to patient data, as the audit trail keeps it. */
 export interface AuditRecord {

@@ -1,5 +1,5 @@
 import type { Context } from "moleculer";
-import type { CallerIdentity } from "./roles";
+import type { CallerIdentity } from "../domain/roles";
 
 /** The caller the gateway authenticated, with its token's issue and expiry times (epoch s). */
 export type AuthenticatedUser = CallerIdentity & { issuedAt: number; expiresAt: number };

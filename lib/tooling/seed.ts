@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { config } from "./config";
+import { config } from "../infra/config";
 
 /**
  * A realistic demo set, loaded through the public API as a client would:

@@ -1,6 +1,6 @@
-import { config } from "./config";
+import { config } from "../infra/config";
 import { isRealDate, todayIn } from "./dates";
-import { isUuid } from "./sql";
+import { isUuid } from "../infra/sql";
 
 /**
  * A record's id in a path or a body. Any string up to 64 characters passes: one
@@ -67,7 +67,7 @@ interface FieldRule {
 /**
  * Params for a partial update (PATCH): every field becomes optional. A field
  * that may not be null on create may not be set to null either: the broker's
- * validator (lib/validator.ts) allows null only where a rule says `nullable`.
+ * validator (lib/infra/validator.ts) allows null only where a rule says `nullable`.
  */
 export function partialUpdate(fields: Record<string, FieldRule>, always: Record<string, FieldRule> = {}) {
 	return {

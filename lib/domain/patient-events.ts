@@ -1,5 +1,5 @@
-import { isUuid } from "./sql";
-import { PatientEvent } from "../proto/generated/patient_event";
+import { isUuid } from "../infra/sql";
+import { PatientEvent } from "../../proto/generated/patient_event";
 
 export const PATIENT_EVENT_TYPES = ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED"] as const;
 
