@@ -50,7 +50,9 @@ export class Database implements Queryable {
 		this.pool = new Pool({
 			connectionString: url,
 			max: config.databasePoolMax,
-			// A new backend starts with cold caches and costs tens of ms: connections opened in a burst stay for the next one.
+			// A new backend starts with cold caches and costs tens of ms: connections opened in a burst stay for the next
+			// one, and one stays always (after a lull, the first statements had paid for new backends: bench/changes.md).
+			min: 1,
 			idleTimeoutMillis: 300_000,
 			// A server that is gone refuses at once, or (a host cut off) never answers: a connection gives up after
 			// CONNECT_TIMEOUT_MS (QuickToConnect), a statement waiting for a connection after ACQUIRE_TIMEOUT_MS.
