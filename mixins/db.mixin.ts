@@ -24,7 +24,9 @@ const CONNECT_RETRY_MS = 1000;
  * Gives a service its own PostgreSQL database (`<prefix>_<service>`): created on
  * start if missing, brought up to date by `migrations` (the schema comes only
  * from them), then reached as `this.db`. A database not reachable at start is
- * waited for.
+ * waited for. List it last in a service's `mixins`: Moleculer starts the last
+ * mixin first and stops it last, so the database is open before the other
+ * mixins' work (Kafka consumers, a gRPC server) begins, and after it has ended.
  */
 export function DbMixin(service: string, migrations: readonly Migration[]): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars & { dbStopping?: AbortController }> = {

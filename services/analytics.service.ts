@@ -25,10 +25,8 @@ function addDays(date: string, days: number): string {
 const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
 	name: "analytics",
 
-	mixins: [
-		DbMixin("analytics", analyticsMigrations),
-		KafkaMixin()
-	],
+	// The last mixin starts first and stops last (DbMixin): no event is handled before the database is open.
+	mixins: [KafkaMixin(), DbMixin("analytics", analyticsMigrations)],
 
 	kafka: {
 		consumers: [

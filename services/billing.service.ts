@@ -32,7 +32,8 @@ import {
 const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
 	name: "billing",
 
-	// Later mixins start first and stop last: the database is up before gRPC serves, and gRPC drains before it closes.
+	// Later mixins start first and stop last: the database is up before events are consumed or gRPC serves, and
+	// both have drained before it closes.
 	mixins: [
 		GrpcServerMixin<BillingServiceServer, DbThis>({
 			definition: BillingServiceService,
@@ -41,8 +42,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			security: () => billingServerSecurity(),
 			handlers: billingGrpcHandlers
 		}),
-		DbMixin("billing", billingMigrations),
-		KafkaMixin()
+		KafkaMixin(),
+		DbMixin("billing", billingMigrations)
 	],
 
 	settings: {

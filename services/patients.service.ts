@@ -42,10 +42,11 @@ type PatientsThis = Service<PatientsSettings> & DbVars & GrpcClientVars & KafkaM
 const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, PatientsVars, PatientsThis> = {
 	name: "patients",
 
+	// The last mixin starts first and stops last (DbMixin): the database is open before anything else runs.
 	mixins: [
-		DbMixin("patients", patientMigrations),
 		GrpcClientMixin({ name: "billing", client: BillingServiceClient, address: () => config.billingGrpcUrl, security: () => billingClientSecurity() }),
-		KafkaMixin()
+		KafkaMixin(),
+		DbMixin("patients", patientMigrations)
 	],
 
 	kafka: {
