@@ -3,7 +3,7 @@ import "moleculer";
 /**
  * Staff roles and who may do what. Each action names the roles it allows
  * (`roles: PATIENT_READERS`) beside its definition; the gateway enforces them.
- * The README's role matrix is this file, in a table.
+ * The role matrix in docs/api.md is this file, in a table.
  */
 export const ROLES = ["ADMIN", "RECEPTIONIST", "DOCTOR", "VIEWER"] as const;
 export type Role = (typeof ROLES)[number];

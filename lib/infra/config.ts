@@ -11,7 +11,7 @@ export interface TlsIdentity {
 
 /**
  * The one place that reads the environment. Every setting MedSync has is here,
- * typed, with its default; the README's configuration table mirrors this file.
+ * typed, with its default; the table in docs/configuration.md mirrors this file.
  */
 export interface Config {
 	/** HTTP port of the API gateway. */

@@ -62,7 +62,7 @@ const DEVELOPMENT_DIR = "billing-grpc";
 /** A setting's value; outside production, when unset, what `generate` makes under DATA_DIR. */
 async function givenOrGenerated<T>(cfg: Config, setting: string, value: T | undefined, generate: () => Promise<T>): Promise<T> {
 	if (value !== undefined) return value;
-	if (cfg.production) throw new Error(`${setting} must be set in production (NODE_ENV=production); see the README's "gRPC security"`);
+	if (cfg.production) throw new Error(`${setting} must be set in production (NODE_ENV=production); see docs/security.md, "gRPC security"`);
 	return generate();
 }
 
