@@ -26,7 +26,7 @@ module.exports = {
 		},
 		{
 			...shared,
-			// Real PostgreSQL, NATS, Kafka, gRPC and HTTP, found or started by the global setup.
+			// Real PostgreSQL, NATS, Kafka, gRPC and HTTP: PostgreSQL for every file (global setup), NATS and Kafka for those that ask (test/helpers/servers.ts).
 			displayName: "integration",
 			roots: ["<rootDir>/test/integration"],
 			testMatch: ["**/*.test.ts"],

@@ -9,7 +9,8 @@ process.env.LOG_LEVEL ??= "warn";
 // Each test file gets its own databases (the integration tier's setup names the run's prefix) and its own development secrets (JWT key, audit journal).
 if (process.env.DATABASE_PREFIX) process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomBytes(3).toString("hex")}`;
 process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-data-"));
-// A broker named in the shell (KAFKA_BROKERS) is the integration setup's to hand out; no file uses it unasked.
+// A Kafka broker named in the shell is for the suites that ask for one (useKafka in test/helpers/servers.ts), not for every file.
+if (process.env.KAFKA_BROKERS) process.env.KAFKA_TEST_BROKERS ??= process.env.KAFKA_BROKERS;
 delete process.env.KAFKA_BROKERS;
 // Topics and consumer groups of their own, should a file use Kafka.
 const run = crypto.randomBytes(3).toString("hex");

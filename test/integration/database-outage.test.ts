@@ -3,8 +3,8 @@ import { ServiceBroker } from "moleculer";
 import { type JsonResponse, adminLogin, bearer, request } from "../helpers/cluster";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { type PostgresServer, startPostgresServer, tcpServer } from "../helpers/postgres-server";
+import { natsUrl } from "../helpers/servers";
 
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const SERVICES = ["auth", "audit", "patients"];
 /**
  * An answer must come before Moleculer's 10 s request timeout, which is what a
@@ -68,10 +68,11 @@ describe.each([
 	}
 
 	beforeAll(async () => {
+		const nats = await natsUrl();
 		const port = await freePort();
 		baseUrl = `http://127.0.0.1:${port}`;
 		const env = {
-			TRANSPORTER: NATS_URL,
+			TRANSPORTER: nats,
 			NAMESPACE: namespace,
 			PORT: String(port),
 			DATABASE_URL: postgres.url,
@@ -80,7 +81,7 @@ describe.each([
 			BILLING_GRPC_DEADLINE_MS: "300",
 			BILLING_RECONCILE_INTERVAL_MS: "600000"
 		};
-		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		observer = new ServiceBroker({ namespace, transporter: nats as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		await observer.start();
 		processes = nodes.map(services => startNode(services, env));
 		await observer.waitForServices(["api", ...SERVICES], 60_000);

@@ -2,8 +2,8 @@ import crypto from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { adminLogin, bearer, request } from "../helpers/cluster";
+import { natsUrl } from "../helpers/servers";
 
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const PATIENT_NODE = ["patients", "auth", "audit"];
 
 /**
@@ -34,18 +34,19 @@ describe("services on separate nodes over NATS", () => {
 		(observer.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string }[]).map(s => s.name);
 
 	beforeAll(async () => {
+		const nats = await natsUrl();
 		const port = await freePort();
 		const grpcPort = await freePort();
 		baseUrl = `http://127.0.0.1:${port}`;
 		env = {
-			TRANSPORTER: NATS_URL,
+			TRANSPORTER: nats,
 			NAMESPACE: namespace,
 			PORT: String(port),
 			BILLING_GRPC_PORT: String(grpcPort),
 			BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
 			TRACING_EXPORTER: "Event"
 		};
-		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		observer = new ServiceBroker({ namespace, transporter: nats as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		// Collects the spans the nodes export (TRACING_EXPORTER=Event sends them as `$tracing.spans`).
 		observer.createService({
 			name: "span-collector",

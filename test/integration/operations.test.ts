@@ -3,6 +3,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import { adminLogin, bearer, request } from "../helpers/cluster";
 import { eventually, freePort } from "../helpers/node-process";
+import { SERVER_WAIT_MS, type TestKafka, natsUrl, useKafka } from "../helpers/servers";
 
 /**
  * Operating MedSync as its operators do: `npm run stack` (every service its own
@@ -10,8 +11,9 @@ import { eventually, freePort } from "../helpers/node-process";
  * joining that cluster. The code under test is the build in dist/.
  */
 const ROOT = path.resolve(__dirname, "../..");
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
+let kafka: TestKafka;
+let nats: string;
 let stack: ChildProcess;
 let output = "";
 let baseUrl: string;
@@ -32,13 +34,17 @@ function run(script: string, input?: string): Promise<{ code: number | null; out
 const pidOf = (service: string) => [...output.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
 
 beforeAll(async () => {
+	[kafka, nats] = await Promise.all([useKafka(), natsUrl()]);
+}, SERVER_WAIT_MS);
+
+beforeAll(async () => {
 	const [port, grpcPort] = [await freePort(), await freePort()];
 	baseUrl = `http://127.0.0.1:${port}`;
 	env = {
-		TRANSPORTER: NATS_URL,
+		TRANSPORTER: nats,
 		NAMESPACE: `stack-${crypto.randomBytes(4).toString("hex")}`,
 		PORT: String(port),
-		KAFKA_BROKERS: process.env.KAFKA_TEST_BROKERS!,
+		KAFKA_BROKERS: kafka.brokers,
 		BILLING_GRPC_PORT: String(grpcPort),
 		BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
 		BILLING_RECONCILE_INTERVAL_MS: "500",
@@ -57,10 +63,14 @@ beforeAll(async () => {
 }, 150_000);
 
 afterAll(async () => {
-	if (!stack || stack.exitCode !== null) return;
-	const exited = new Promise(resolve => stack.once("exit", resolve));
-	stack.kill("SIGINT");
-	await exited;
+	try {
+		if (!stack || stack.exitCode !== null) return;
+		const exited = new Promise(resolve => stack.once("exit", resolve));
+		stack.kill("SIGINT");
+		await exited;
+	} finally {
+		kafka?.release();
+	}
 }, 60_000);
 
 describe("npm run stack", () => {
