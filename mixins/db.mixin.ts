@@ -24,10 +24,12 @@ const CONNECT_RETRY_MS = 1000;
  * Gives a service its own PostgreSQL database (`<prefix>_<service>`): created on
  * start if missing, brought up to date by `migrations` (the schema comes only
  * from them), then reached as `this.db`. A database not reachable at start is
- * waited for.
+ * waited for. A database set on `this.db` before start (a broker-level test's
+ * stand-in, test/helpers/service-broker.ts) is used as it is: nothing is
+ * created, migrated or connected.
  */
 export function DbMixin(service: string, migrations: readonly Migration[]): MixinSchema {
-	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars & { dbStopping?: AbortController }> = {
+	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, Partial<DbVars> & { dbStopping?: AbortController }> = {
 		name: "db",
 		mixins: [HealthMixin()],
 
@@ -39,6 +41,7 @@ export function DbMixin(service: string, migrations: readonly Migration[]): Mixi
 		},
 
 		async started() {
+			if (this.db) return;
 			this.dbStopping = new AbortController();
 			for (;;) {
 				try {
@@ -60,6 +63,8 @@ export function DbMixin(service: string, migrations: readonly Migration[]): Mixi
 		async stopped() {
 			this.dbStopping?.abort();
 			await this.db?.end();
+			// Started again, the service opens its database again.
+			this.db = undefined;
 		}
 	};
 	return schema;

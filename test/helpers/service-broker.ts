@@ -1,0 +1,97 @@
+import { Errors, type Service, ServiceBroker, type ServiceSchema } from "moleculer";
+import brokerConfig from "../../moleculer.config";
+import type { Database, Queryable, Statement } from "../../lib/infra/database";
+import type { DbVars } from "../../mixins/db.mixin";
+
+/**
+ * Broker-level tests, in the Moleculer template's style: a ServiceBroker with
+ * the service under test, its neighbours as tiny stub services, and its
+ * database a StubDatabase, so an action's params, rules and answers run as in
+ * production (MedSync's validator included) with no PostgreSQL, NATS or Kafka.
+ * They never replace the integration suites, which run the real parts.
+ */
+
+/** A broker with MedSync's validator, and nothing else: no transporter, no logger. */
+export function unitBroker(): ServiceBroker {
+	return new ServiceBroker({ logger: false, validator: brokerConfig.validator });
+}
+
+/** Creates the service from `schema` on `broker`, `db` as its database (DbMixin uses one set before start as it is). */
+export function createWithDatabase(broker: ServiceBroker, schema: ServiceSchema, db: StubDatabase): Service {
+	const service = broker.createService(schema);
+	(service as unknown as DbVars).db = db as unknown as Database;
+	return service;
+}
+
+/** How the gateway sees an action: who may call it (`roles`, or `public`) and what its calls are audited as. */
+export function declared(broker: ServiceBroker, action: string): { roles?: readonly string[]; public?: boolean; audit?: string } {
+	const [serviceName, name] = action.split(".");
+	const definition = broker.getLocalService(serviceName)?.schema.actions?.[name];
+	if (!definition || typeof definition !== "object") throw new Error(`No action ${action}`);
+	return { roles: definition.roles, public: definition.public, audit: definition.audit };
+}
+
+/** The fields its params refused the call for, or [] if the call passed them. Any other error is thrown. */
+export async function refusedFields(call: Promise<unknown>): Promise<string[]> {
+	try {
+		await call;
+		return [];
+	} catch (err) {
+		if (!(err instanceof Errors.ValidationError)) throw err;
+		return (err.data as { field: string; type: string; actual?: string }[]).map(e => (e.type === "objectStrict" ? `${e.actual}` : e.field));
+	}
+}
+
+/** The error a call failed with; a call that succeeds fails the test. */
+export async function failure(call: Promise<unknown>): Promise<Errors.MoleculerError> {
+	try {
+		await call;
+	} catch (err) {
+		return err as Errors.MoleculerError;
+	}
+	throw new Error("expected the call to fail");
+}
+
+type Answer = (values: unknown[]) => unknown[];
+
+/**
+ * A stand-in for a service's database (lib/infra/database.ts): it records every
+ * statement and answers each with the rows given for its text (a statement
+ * built by the service's own query module, with any values), else no rows. A
+ * transaction runs its work on it, and records whether it committed.
+ */
+export class StubDatabase implements Queryable {
+	readonly statements: Statement[] = [];
+	/** Each transaction's outcome, in order. */
+	readonly transactions: ("committed" | "rolled back")[] = [];
+	private readonly answers = new Map<string, Answer>();
+
+	/** Statements with the text of `like` get `rows`, or what `rows` makes of their values (which may throw, as PostgreSQL refuses). */
+	answer(like: Statement, rows: unknown[] | Answer): this {
+		this.answers.set(like.text, typeof rows === "function" ? rows : () => rows);
+		return this;
+	}
+
+	/** The statements sent with the text of `like`, in order. */
+	sent(like: Statement): Statement[] {
+		return this.statements.filter(s => s.text === like.text);
+	}
+
+	async query<T>(statement: Statement): Promise<T[]> {
+		this.statements.push(statement);
+		return (this.answers.get(statement.text)?.(statement.values) ?? []) as T[];
+	}
+
+	async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+		try {
+			const result = await work(this);
+			this.transactions.push("committed");
+			return result;
+		} catch (err) {
+			this.transactions.push("rolled back");
+			throw err;
+		}
+	}
+
+	async end(): Promise<void> {}
+}
