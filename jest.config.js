@@ -10,8 +10,7 @@ const shared = {
 	transform: {
 		"^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json" }]
 	},
-	setupFiles: ["<rootDir>/test/helpers/env.ts"],
-	testTimeout: 60_000
+	setupFiles: ["<rootDir>/test/helpers/env.ts"]
 };
 
 /** @type {import('jest').Config} */
@@ -35,6 +34,8 @@ module.exports = {
 		}
 	],
 	reporters: ["default", "<rootDir>/test/helpers/summary-reporter.js"],
+	// A global option: Jest reads no project's own.
+	testTimeout: 60_000,
 	// Integration suites share one PostgreSQL and one NATS server; two cores run two files at once.
 	maxWorkers: 2
 };
