@@ -3,6 +3,7 @@ import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import type { AppointmentRow, Status } from "../../services/appointments/queries";
 import type { AccountRow } from "../../services/billing/queries";
 import type { DoctorRow } from "../../services/doctors/queries";
+import type { JsonResponse } from "./cluster";
 
 /**
  * The test data every suite shares: request bodies for the API, and rows as the
@@ -14,6 +15,12 @@ import type { DoctorRow } from "../../services/doctors/queries";
 export function uniqueEmail(tag: string, domain = "example.org"): string {
 	return `${tag}.${crypto.randomBytes(4).toString("hex")}@${domain}`;
 }
+
+/** A staff account's email, in the domain of the test run's admin. */
+export const staffEmail = (tag: string) => uniqueEmail(tag, "test.medsync.local");
+
+/** A password the sign-up rules take (long, not a common one), different each time. */
+export const staffPassword = () => `Clinic-${crypto.randomBytes(12).toString("base64url")}`;
 
 /** Every day of the week, 08:00 to 18:00 on the doctor's wall clock. */
 export const EVERY_DAY = WEEKDAYS.map(day => ({ day, start: "08:00", end: "18:00" }));
@@ -35,6 +42,23 @@ export function doctorBody(overrides: Record<string, unknown> = {}) {
 		availability: EVERY_DAY,
 		...overrides
 	};
+}
+
+/** A test's own request function, carrying its token: `api(method, path, body)`. */
+export type Api = (method: string, path: string, body?: unknown) => Promise<JsonResponse>;
+
+/** Registers a patient through the gateway (anything but 201 fails the test); the patient as answered. */
+export async function createPatient(api: Api, overrides: Record<string, unknown> = {}) {
+	const res = await api("POST", "/patients", patientBody(overrides));
+	expect(res.status).toBe(201);
+	return res.body;
+}
+
+/** Adds a doctor through the gateway (anything but 201 fails the test); the doctor as answered. */
+export async function createDoctor(api: Api, overrides: Record<string, unknown> = {}) {
+	const res = await api("POST", "/doctors", doctorBody(overrides));
+	expect(res.status).toBe(201);
+	return res.body;
 }
 
 const CREATED = new Date("2030-01-01T00:00:00Z");

@@ -1,4 +1,4 @@
-import { Errors, type Service, ServiceBroker, type ServiceSchema } from "moleculer";
+import { type Context, Errors, type Service, ServiceBroker, type ServiceSchema } from "moleculer";
 import brokerConfig from "../../moleculer.config";
 import type { Database, Queryable, Statement } from "../../lib/infra/database";
 import type { DbVars } from "../../mixins/db.mixin";
@@ -31,6 +31,27 @@ export function declared(broker: ServiceBroker, action: string): { roles?: reado
 	return { roles: definition.roles, public: definition.public, audit: definition.audit };
 }
 
+/** Expects each action of `service` to allow exactly the roles given for it, and its calls to be audited as `audit` (undefined: not audited). */
+export function expectDeclared(broker: ServiceBroker, service: string, audit: string | undefined, roles: Record<string, readonly string[]>): void {
+	for (const [action, allowed] of Object.entries(roles)) {
+		expect([action, declared(broker, `${service}.${action}`)]).toEqual([action, { roles: allowed, audit }]);
+	}
+}
+
+/** A service recording the events that match `pattern` (e.g. "patient.*"): its schema, to create, and what it heard, in order. */
+export function eventRecorder(pattern: string): { schema: ServiceSchema; events: { name: string; payload: any }[] } {
+	const events: { name: string; payload: any }[] = [];
+	const schema: ServiceSchema = {
+		name: `recorder-${pattern.replace(/[^a-z0-9]+/gi, "-")}`,
+		events: {
+			[pattern](ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			}
+		}
+	};
+	return { schema, events };
+}
+
 /** The fields its params refused the call for, or [] if the call passed them. Any other error is thrown. */
 export async function refusedFields(call: Promise<unknown>): Promise<string[]> {
 	try {
@@ -40,16 +61,6 @@ export async function refusedFields(call: Promise<unknown>): Promise<string[]> {
 		if (!(err instanceof Errors.ValidationError)) throw err;
 		return (err.data as { field: string; type: string; actual?: string }[]).map(e => (e.type === "objectStrict" ? `${e.actual}` : e.field));
 	}
-}
-
-/** The error a call failed with; a call that succeeds fails the test. */
-export async function failure(call: Promise<unknown>): Promise<Errors.MoleculerError> {
-	try {
-		await call;
-	} catch (err) {
-		return err as Errors.MoleculerError;
-	}
-	throw new Error("expected the call to fail");
 }
 
 type Answer = (values: unknown[]) => unknown[];

@@ -13,6 +13,7 @@ import { databaseName, withDatabase } from "../../lib/infra/postgres";
 import { dlqTopic } from "../../mixins/kafka.mixin";
 import { PatientEvent } from "../../proto/generated/patient_event";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
+import { createPatient, patientBody } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
 import { SERVER_WAIT_MS, type TestKafka, useKafka } from "../helpers/servers";
 
@@ -28,17 +29,6 @@ let token: string;
 let patientsDb: Client;
 
 const api = (method: string, path: string, body?: unknown) => request(cluster.baseUrl, method, path, body, bearer(token));
-
-async function createPatient(tag = "kafka") {
-	const res = await api("POST", "/patients", {
-		name: `Kafka ${tag}`,
-		email: `${tag}.${crypto.randomBytes(5).toString("hex")}@example.org`,
-		address: "9 Topic Street",
-		dateOfBirth: "1990-09-09"
-	});
-	expect(res.status).toBe(201);
-	return res.body;
-}
 
 async function accountOf(patientId: string) {
 	const res = await api("GET", `/billing/accounts?patientId=${patientId}`);
@@ -101,7 +91,7 @@ afterAll(async () => {
 
 describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	test("a created patient's event sits on the topic, keyed by patient id, and decodes with the .proto file", async () => {
-		const patient = await createPatient("ontopic");
+		const patient = await createPatient(api);
 		const messages = await readTopic(config.patientTopic, seen => seen.some(m => m.key.toString() === patient.id));
 		const message = messages.find(m => m.key.toString() === patient.id)!;
 
@@ -123,7 +113,7 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	test("billing opens the account from the event, and the patient learns its id; the log reports the latency", async () => {
 		const latencies: number[] = [];
 		for (let i = 0; i < 10; i++) {
-			const patient = await createPatient(`latency${i}`);
+			const patient = await createPatient(api);
 			const committed = performance.now();
 			expect(patient.billingAccountId).toBeNull(); // gRPC is unreachable in this suite
 			await eventually(async () => ((await accountOf(patient.id)) ? true : undefined), 30_000, "the account");
@@ -142,8 +132,8 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 
 	test("analytics counts registrations per day", async () => {
 		const before = await registrationsToday();
-		await createPatient("count1");
-		await createPatient("count2");
+		await createPatient(api);
+		await createPatient(api);
 		await eventually(async () => ((await registrationsToday()) === before + 2 ? true : undefined), 30_000, "the count");
 		const res = await api("GET", "/analytics/registrations");
 		expect(res.body.days).toHaveLength(30);
@@ -151,14 +141,14 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	});
 
 	test("the same event delivered twice is counted once", async () => {
-		const patient = await createPatient("twice");
+		const patient = await createPatient(api);
 		await eventually(async () => ((await accountOf(patient.id)) ? true : undefined), 30_000, "the account");
 		const counted = await registrationsToday();
 		const { rows } = await patientsDb.query("SELECT payload FROM outbox WHERE key = $1 AND event_type = 'PATIENT_CREATED'", [patient.id]);
 		await produceRaw(rows[0].payload, patient.id);
 		await produceRaw(rows[0].payload, patient.id);
 		// A later event, so we know the consumers are past the duplicates.
-		const marker = await createPatient("marker");
+		const marker = await createPatient(api);
 		await eventually(async () => ((await accountOf(marker.id)) ? true : undefined), 30_000, "the marker's account");
 		await eventually(async () => ((await registrationsToday()) === counted + 1 ? true : undefined), 30_000, "the marker's count");
 		expect((await api("GET", `/billing/accounts?patientId=${patient.id}`)).body.total).toBe(1);
@@ -167,7 +157,7 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	test("a poison message goes to the dead-letter topic, and the consumers go on", async () => {
 		const poisonKey = `poison-${crypto.randomUUID()}`;
 		await produceRaw(Buffer.from("this is not a PatientEvent"), poisonKey);
-		const after = await createPatient("afterpoison");
+		const after = await createPatient(api);
 		await eventually(async () => ((await accountOf(after.id)) ? true : undefined), 30_000, "an account after the poison");
 
 		const dead = await readTopic(dlqTopic(config.patientTopic), seen => seen.filter(m => m.key.toString() === poisonKey).length >= 2);
@@ -183,10 +173,10 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 	});
 
 	test("a rolled-back create publishes nothing", async () => {
-		const patient = await createPatient("rollback");
+		const patient = await createPatient(api);
 		const { rows: before } = await patientsDb.query("SELECT count(*)::int AS n FROM outbox");
 		// The same email again: the insert fails and the transaction, event included, rolls back.
-		const clash = await api("POST", "/patients", { name: "Clash", email: patient.email, address: "x", dateOfBirth: "1990-01-01" });
+		const clash = await api("POST", "/patients", patientBody({ email: patient.email }));
 		expect(clash.status).toBe(409);
 		const { rows: after } = await patientsDb.query("SELECT count(*)::int AS n FROM outbox");
 		expect(after[0].n).toBe(before[0].n);
@@ -217,7 +207,7 @@ describe("with the broker down", () => {
 				await broker.stop();
 				try {
 					for (let i = 0; i < 3; i++) {
-						const patient = await createPatient(`down${i}`);
+						const patient = await createPatient(api);
 						// Two changes each, so order per patient can be checked.
 						expect((await api("PATCH", `/patients/${patient.id}`, { address: `Step 1 of ${i}` })).status).toBe(200);
 						expect((await api("PATCH", `/patients/${patient.id}`, { address: `Step 2 of ${i}` })).status).toBe(200);

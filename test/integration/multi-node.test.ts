@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { adminLogin, bearer, request } from "../helpers/cluster";
+import { patientBody } from "../helpers/fixtures";
 import { natsUrl } from "../helpers/servers";
 
 const PATIENT_NODE = ["patients", "auth", "audit"];
@@ -22,13 +23,6 @@ describe("services on separate nodes over NATS", () => {
 	let token: string;
 	const spans: { traceID: string; name: string; tags: Record<string, any>; service?: { name: string } }[] = [];
 	const api = (method: string, path: string, body?: unknown) => request(baseUrl, method, path, body, bearer(token));
-
-	const newPatient = (tag: string) => ({
-		name: `Patient ${tag}`,
-		email: `${tag}.${namespace}@example.org`,
-		address: "Wire Street 1",
-		dateOfBirth: "1975-05-05"
-	});
 
 	const availableServices = async () =>
 		(observer.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string }[]).map(s => s.name);
@@ -79,7 +73,7 @@ describe("services on separate nodes over NATS", () => {
 		expect(patientsNode).toBeDefined();
 		expect(gatewayNode).not.toBe(patientsNode);
 
-		const created = await api("POST", "/patients", newPatient("crossing"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 		// Opened by the billing process, called over gRPC.
 		expect(created.body.billingAccountId).toEqual(expect.any(String));
@@ -92,7 +86,7 @@ describe("services on separate nodes over NATS", () => {
 
 	test("the gateway's request id reaches the other node and is on its log lines", async () => {
 		const requestId = `trace-${namespace}`;
-		const created = await request(baseUrl, "POST", "/patients", newPatient("traced"), { ...bearer(token), "x-request-id": requestId });
+		const created = await request(baseUrl, "POST", "/patients", patientBody(), { ...bearer(token), "x-request-id": requestId });
 		expect(created.status).toBe(201);
 		expect(created.headers.get("x-request-id")).toBe(requestId);
 		const line = await eventually(async () => {
@@ -107,7 +101,7 @@ describe("services on separate nodes over NATS", () => {
 	});
 
 	test("tracing: one request's spans, from the gateway node and the patients node, share a trace", async () => {
-		const created = await api("POST", "/patients", newPatient("spans"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 		// The request's spans, found by its request id (not by trace), from both nodes: they must share one trace.
 		const own = await eventually(async () => {
@@ -134,7 +128,7 @@ describe("services on separate nodes over NATS", () => {
 	});
 
 	test("stopping a node removes its services from discovery; restarting brings them back", async () => {
-		const created = await api("POST", "/patients", newPatient("restart"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 
 		await patients.stop();

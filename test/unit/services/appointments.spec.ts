@@ -14,7 +14,8 @@ import {
 	unchargedAppointments
 } from "../../../services/appointments/queries";
 import { appointmentRow, EVERY_DAY } from "../../helpers/fixtures";
-import { StubDatabase, createWithDatabase, declared, failure, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { failure } from "../../helpers/expect";
+import { StubDatabase, createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
 
 /**
  * The appointments service on a broker: its database a stub, and stubs for
@@ -35,7 +36,7 @@ const db = new StubDatabase()
 
 const doctor = { id: crypto.randomUUID(), timezone: "UTC", slotMinutes: 30, consultationFee: 7_500, availability: EVERY_DAY };
 const knownPatient = crypto.randomUUID();
-const events: { name: string | null; id: string }[] = [];
+const { schema: recorder, events } = eventRecorder("appointment.*");
 const charges: unknown[] = [];
 
 const broker = unitBroker();
@@ -67,14 +68,7 @@ broker.createService({
 		}
 	}
 });
-broker.createService({
-	name: "listener",
-	events: {
-		"appointment.*"(ctx: Context<{ id: string }>) {
-			events.push({ name: ctx.eventName, id: ctx.params.id });
-		}
-	}
-});
+broker.createService(recorder);
 
 beforeAll(() => broker.start());
 afterAll(() => broker.stop());
@@ -140,8 +134,8 @@ describe("the lifecycle", () => {
 		const cancelled = await step("booked", "cancel", { reason: "x" });
 		const fulfilled = await step("arrived", "fulfil");
 		expect(events).toEqual([
-			{ name: "appointment.cancelled", id: cancelled.id },
-			{ name: "appointment.fulfilled", id: fulfilled.id }
+			{ name: "appointment.cancelled", payload: cancelled },
+			{ name: "appointment.fulfilled", payload: fulfilled }
 		]);
 		expect([arrived, noShow]).toEqual([expect.objectContaining({ status: "arrived" }), expect.objectContaining({ status: "noshow" })]);
 	});
@@ -190,22 +184,23 @@ describe("appointments.book", () => {
 		expect(db.transactions.at(-1)).toBe("committed");
 		expect(booked).toMatchObject({ id: written[1].values[0], start: "2031-03-03T09:00:00+00:00", durationMinutes: 30 });
 		expect(meta).toMatchObject({ $statusCode: 201, $location: `/appointments/${booked.id}` });
-		expect(events).toEqual([{ name: "appointment.booked", id: booked.id }]);
+		expect(events).toEqual([{ name: "appointment.booked", payload: booked }]);
 	});
 });
 
 test("clerks book, reschedule and cancel; doctors attend too; viewers see nothing; every call is audited as the patient's", () => {
-	const expected: Record<string, string[]> = {
-		book: ["ADMIN", "RECEPTIONIST"],
-		reschedule: ["ADMIN", "RECEPTIONIST"],
-		cancel: ["ADMIN", "RECEPTIONIST"],
-		arrive: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		fulfil: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		noShow: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		list: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		get: ["ADMIN", "RECEPTIONIST", "DOCTOR"]
-	};
-	for (const [action, roles] of Object.entries(expected)) expect([action, declared(broker, `appointments.${action}`)]).toEqual([action, { roles, audit: "patient" }]);
+	const clerks = ["ADMIN", "RECEPTIONIST"];
+	const attendants = ["ADMIN", "RECEPTIONIST", "DOCTOR"];
+	expectDeclared(broker, "appointments", "patient", {
+		book: clerks,
+		reschedule: clerks,
+		cancel: clerks,
+		arrive: attendants,
+		fulfil: attendants,
+		noShow: attendants,
+		list: attendants,
+		get: attendants
+	});
 	// Only other services ask these: no route, no role.
 	for (const action of ["busy", "countUpcoming"]) expect(declared(broker, `appointments.${action}`)).toEqual({});
 });

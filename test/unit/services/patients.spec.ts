@@ -1,5 +1,5 @@
 import { type ServiceError, status } from "@grpc/grpc-js";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Service, ServiceSchema } from "moleculer";
 import { config } from "../../../lib/infra/config";
 import { todayIn } from "../../../lib/domain/dates";
 import { isValidMrn } from "../../../lib/domain/mrn";
@@ -9,7 +9,8 @@ import { PatientEvent } from "../../../proto/generated/patient_event";
 import PatientsService from "../../../services/patients.service";
 import { type PatientRow, insertPatientWithEvent, nextMrnSerial, setBillingAccount } from "../../../services/patients/queries";
 import { patientBody } from "../../helpers/fixtures";
-import { StubDatabase, createWithDatabase, declared, failure, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { failure } from "../../helpers/expect";
+import { StubDatabase, createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
 
 /**
  * Registration on a broker: the patients service with its database a stub,
@@ -46,17 +47,10 @@ const billing = {
 	close() {}
 };
 
-const events: { name: string | null; params: any }[] = [];
+const { schema: recorder, events } = eventRecorder("patient.*");
 const broker = unitBroker();
 const service = createWithDatabase(broker, { ...(PatientsService as ServiceSchema), started() {}, stopped() {} }, db);
-broker.createService({
-	name: "listener",
-	events: {
-		"patient.*"(ctx: Context) {
-			events.push({ name: ctx.eventName, params: ctx.params });
-		}
-	}
-});
+broker.createService(recorder);
 
 beforeAll(async () => {
 	await broker.start();
@@ -96,7 +90,7 @@ describe("patients.create", () => {
 		expect(statements[2].values).toEqual(["acc-1", patient.id]);
 
 		expect(billingAsked).toEqual([{ patientId: patient.id, name: body.name, email: body.email }]);
-		expect(events).toEqual([{ name: "patient.created", params: patient }]);
+		expect(events).toEqual([{ name: "patient.created", payload: patient }]);
 	});
 
 	test("with billing away the patient is registered all the same, the account left to the reconciler", async () => {
@@ -105,7 +99,7 @@ describe("patients.create", () => {
 		const patient = await register(patientBody()).answer;
 		expect(patient.billingAccountId).toBeNull();
 		expect(db.statements.slice(sent).map(s => s.text)).toEqual([nextMrnSerial.text, INSERT.text]);
-		expect(events).toEqual([{ name: "patient.created", params: patient }]);
+		expect(events).toEqual([{ name: "patient.created", payload: patient }]);
 	});
 
 	test("a taken email is 409 naming the field; nothing is announced, billing is not asked", async () => {
@@ -126,14 +120,7 @@ describe("patients.create", () => {
 });
 
 test("clerks register and change patients, doctors read them, only admins delete; every call is audited as the patient's", () => {
-	const expected: Record<string, string[]> = {
-		create: ["ADMIN", "RECEPTIONIST"],
-		replace: ["ADMIN", "RECEPTIONIST"],
-		update: ["ADMIN", "RECEPTIONIST"],
-		list: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		get: ["ADMIN", "RECEPTIONIST", "DOCTOR"],
-		remove: ["ADMIN"]
-	};
-	for (const [action, roles] of Object.entries(expected)) expect([action, declared(broker, `patients.${action}`)]).toEqual([action, { roles, audit: "patient" }]);
+	const clerks = ["ADMIN", "RECEPTIONIST"];
+	expectDeclared(broker, "patients", "patient", { create: clerks, replace: clerks, update: clerks, list: [...clerks, "DOCTOR"], get: [...clerks, "DOCTOR"], remove: ["ADMIN"] });
 	expect(declared(broker, "patients.outboxStatus")).toEqual({});
 });
