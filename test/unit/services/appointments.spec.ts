@@ -15,7 +15,8 @@ import {
 } from "../../../services/appointments/queries";
 import { appointmentRow, EVERY_DAY } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
-import { StubDatabase, createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { StubDatabase } from "../../helpers/stub-database";
 
 /**
  * The appointments service on a broker: its database a stub, and stubs for

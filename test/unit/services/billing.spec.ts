@@ -14,7 +14,8 @@ import {
 } from "../../../services/billing/queries";
 import { accountRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
-import { StubDatabase, createWithDatabase, declared, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { createWithDatabase, declared, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { StubDatabase } from "../../helpers/stub-database";
 
 /**
  * The billing service on a broker: its database a stub that keeps a ledger the

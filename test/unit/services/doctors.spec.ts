@@ -5,7 +5,8 @@ import DoctorsService from "../../../services/doctors.service";
 import { deleteDoctor, doctorById } from "../../../services/doctors/queries";
 import { doctorRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
-import { StubDatabase, createWithDatabase, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { createWithDatabase, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { StubDatabase } from "../../helpers/stub-database";
 
 /**
  * The doctors service on a broker: its database a stub, appointments a stub

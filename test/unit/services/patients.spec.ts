@@ -10,7 +10,8 @@ import PatientsService from "../../../services/patients.service";
 import { type PatientRow, insertPatientWithEvent, nextMrnSerial, setBillingAccount } from "../../../services/patients/queries";
 import { patientBody } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
-import { StubDatabase, createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
+import { StubDatabase } from "../../helpers/stub-database";
 
 /**
  * Registration on a broker: the patients service with its database a stub,
