@@ -69,7 +69,7 @@ export async function natsUrl(): Promise<string> {
 	});
 }
 
-/** The test broker's port: not a development broker's 9092, and another for a run beside a run. */
+/** The test broker's port, away from a development broker's 9092; a run beside another run sets another. */
 const KAFKA_TEST_PORT = Number(process.env.KAFKA_TEST_PORT ?? 19092);
 
 const KAFKA_TEST_DATA_DIR = path.join(PROJECT_ROOT, `.data/test-kafka-${KAFKA_TEST_PORT}`);
@@ -149,7 +149,8 @@ async function startTestKafka(): Promise<void> {
 	if (await portOpen("127.0.0.1", KAFKA_TEST_PORT)) {
 		throw new Error(
 			`Something already answers on 127.0.0.1:${KAFKA_TEST_PORT}, where the tests start their Kafka broker: ` +
-				`set KAFKA_BROKERS=127.0.0.1:${KAFKA_TEST_PORT} to use it as it is, stop it, or set KAFKA_TEST_PORT to a free port`
+				`set KAFKA_BROKERS=127.0.0.1:${KAFKA_TEST_PORT} to use it as it is, set KAFKA_TEST_PORT to a free port, or stop it ` +
+				`(one an earlier run left: KAFKA_PORT=${KAFKA_TEST_PORT} DATA_DIR=${path.relative(PROJECT_ROOT, KAFKA_TEST_DATA_DIR)} scripts/kafka.sh stop)`
 		);
 	}
 	fs.rmSync(path.join(KAFKA_TEST_DATA_DIR, "kafka", "data"), { recursive: true, force: true });
