@@ -27,9 +27,12 @@ const CONNECT_RETRY_MS = 1000;
  * waited for. List it last in a service's `mixins`: Moleculer starts the last
  * mixin first and stops it last, so the database is open before the other
  * mixins' work (Kafka consumers, a gRPC server) begins, and after it has ended.
+ * A database set on `this.db` before start (a broker-level test's
+ * stand-in, test/helpers/service-broker.ts) is used as it is: nothing is
+ * created, migrated or connected.
  */
 export function DbMixin(service: string, migrations: readonly Migration[]): MixinSchema {
-	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars & { dbStopping?: AbortController }> = {
+	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, Partial<DbVars> & { dbStopping?: AbortController }> = {
 		name: "db",
 		mixins: [HealthMixin()],
 
@@ -41,6 +44,7 @@ export function DbMixin(service: string, migrations: readonly Migration[]): Mixi
 		},
 
 		async started() {
+			if (this.db) return;
 			this.dbStopping = new AbortController();
 			for (;;) {
 				try {
@@ -62,6 +66,8 @@ export function DbMixin(service: string, migrations: readonly Migration[]): Mixi
 		async stopped() {
 			this.dbStopping?.abort();
 			await this.db?.end();
+			// Started again, the service opens its database again.
+			this.db = undefined;
 		}
 	};
 	return schema;

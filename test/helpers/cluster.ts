@@ -1,4 +1,3 @@
-import crypto from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { type BrokerOptions, ServiceBroker, type ServiceSchema } from "moleculer";
@@ -7,6 +6,7 @@ import ApiService from "../../services/api.service";
 import AuditService from "../../services/audit.service";
 import AuthService from "../../services/auth.service";
 import type { Role } from "../../lib/domain/roles";
+import { staffEmail, staffPassword } from "./fixtures";
 
 export interface TestCluster {
 	broker: ServiceBroker;
@@ -86,8 +86,8 @@ export interface TestUser {
 
 /** Creates a user with `role` through the admin API and logs them in. */
 export async function createUser(baseUrl: string, adminToken: string, role: Role): Promise<TestUser> {
-	const email = `${role.toLowerCase()}.${crypto.randomBytes(4).toString("hex")}@test.medsync.local`;
-	const password = `Pw-${crypto.randomBytes(12).toString("base64url")}`;
+	const email = staffEmail(role.toLowerCase());
+	const password = staffPassword();
 	const res = await request(baseUrl, "POST", "/auth/users", { email, password, role }, bearer(adminToken));
 	if (res.status !== 201) throw new Error(`creating a ${role} answered ${res.status}: ${JSON.stringify(res.body)}`);
 	return { id: res.body.id, email, password, role, token: await login(baseUrl, email, password) };

@@ -6,10 +6,13 @@ import path from "node:path";
 // Runs before each test file's imports, so lib/config sees the test settings.
 process.env.PORT = "0";
 process.env.LOG_LEVEL ??= "warn";
-// Each test file gets its own databases and its own development secrets (JWT key, audit journal).
-process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomBytes(3).toString("hex")}`;
+// Each test file gets its own databases (the integration tier's setup names the run's prefix) and its own development secrets (JWT key, audit journal).
+if (process.env.DATABASE_PREFIX) process.env.DATABASE_PREFIX = `${process.env.DATABASE_PREFIX}_${crypto.randomBytes(3).toString("hex")}`;
 process.env.DATA_DIR = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-test-data-"));
-// Topics and consumer groups of their own, should a file use Kafka (only the Kafka suite does).
+// A Kafka broker named in the shell is for the suites that ask for one (useKafka in test/helpers/servers.ts), not for every file.
+if (process.env.KAFKA_BROKERS) process.env.KAFKA_TEST_BROKERS ??= process.env.KAFKA_BROKERS;
+delete process.env.KAFKA_BROKERS;
+// Topics and consumer groups of their own, should a file use Kafka.
 const run = crypto.randomBytes(3).toString("hex");
 process.env.KAFKA_PATIENT_TOPIC = `patient.test-${run}`;
 process.env.KAFKA_GROUP_PREFIX = `test-${run}-`;

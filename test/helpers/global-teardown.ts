@@ -1,13 +1,9 @@
 import { Client } from "pg";
+import { stopRunServers } from "./servers";
 
-import { type ChildProcess, spawnSync } from "node:child_process";
-
-/** Drops the run's throwaway databases, then stops the servers setup started. */
+/** Stops the servers the run's suites started, drops the run's throwaway databases, then stops the PostgreSQL setup started. */
 export default async function globalTeardown(): Promise<void> {
-	(globalThis as { natsServer?: ChildProcess }).natsServer?.kill();
-	if (process.env.KAFKA_TEST_OWNED) {
-		spawnSync("scripts/kafka.sh", ["stop"], { env: { ...process.env, DATA_DIR: process.env.KAFKA_TEST_DATA_DIR, KAFKA_PORT: "19092" } });
-	}
+	await stopRunServers();
 	const prefix = process.env.DATABASE_PREFIX;
 	const url = process.env.DATABASE_URL;
 	if (prefix?.startsWith("medsync_test_") && url) {

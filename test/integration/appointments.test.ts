@@ -7,12 +7,14 @@ import PatientsService from "../../services/patients.service";
 import { config } from "../../lib/infra/config";
 import { offsetMinutes } from "../../lib/domain/zoned-time";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { EVERY_DAY, createDoctor, createPatient, doctorBody } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
+import { eventRecorder } from "../helpers/service-broker";
 
 let cluster: TestCluster;
 let adminToken: string;
 let users: Record<"RECEPTIONIST" | "DOCTOR" | "VIEWER", TestUser>;
-const events: { name: string; payload: any }[] = [];
+const { schema: recorder, events } = eventRecorder("appointment.*");
 
 const api = (method: string, path: string, body?: unknown, token = adminToken) => request(cluster.baseUrl, method, path, body, bearer(token));
 
@@ -27,34 +29,6 @@ function nextClockChange(zone: string): [string, string] {
 	}
 	throw new Error(`${zone} has no clock change within a year`);
 }
-const EVERY_DAY = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].map(day => ({ day, start: "08:00", end: "18:00" }));
-
-async function newDoctor(overrides: Record<string, unknown> = {}) {
-	const res = await api("POST", "/doctors", {
-		name: `Dr ${crypto.randomBytes(3).toString("hex")}`,
-		email: `dr.${crypto.randomBytes(4).toString("hex")}@clinic.example`,
-		specialization: "Cardiology",
-		address: "1 Heart Street",
-		joiningDate: "2020-01-01",
-		consultationFee: 7_500,
-		availability: EVERY_DAY,
-		...overrides
-	});
-	expect(res.status).toBe(201);
-	return res.body;
-}
-
-async function newPatient() {
-	const res = await api("POST", "/patients", {
-		name: "Appointment Patient",
-		email: `appt.${crypto.randomBytes(4).toString("hex")}@example.org`,
-		address: "2 Waiting Room",
-		dateOfBirth: "1985-05-05"
-	});
-	expect(res.status).toBe(201);
-	return res.body;
-}
-
 async function book(body: Record<string, unknown>, token = adminToken) {
 	return api("POST", "/appointments", body, token);
 }
@@ -66,15 +40,7 @@ async function booked(doctorId: string, patientId: string, start: string) {
 }
 
 beforeAll(async () => {
-	const listener: ServiceSchema = {
-		name: "appointment-listener",
-		events: {
-			"appointment.*"(ctx: any) {
-				events.push({ name: ctx.eventName, payload: ctx.params });
-			}
-		}
-	};
-	cluster = await startCluster([PatientsService, BillingService, DoctorsService, AppointmentsService, listener] as ServiceSchema[]);
+	cluster = await startCluster([PatientsService, BillingService, DoctorsService, AppointmentsService, recorder] as ServiceSchema[]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	users = {
 		RECEPTIONIST: await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST"),
@@ -87,7 +53,7 @@ afterAll(() => cluster?.stop());
 
 describe("doctors", () => {
 	test("create with defaults, read, filter, search, page, change", async () => {
-		const doctor = await newDoctor({ specialization: "Neurology", name: "Zed Nerve" });
+		const doctor = await createDoctor(api, { specialization: "Neurology", name: "Zed Nerve" });
 		expect(doctor).toMatchObject({ timezone: "UTC", slotMinutes: 30, consultationFee: 7_500, phone: null, specialization: "Neurology" });
 		expect((await api("GET", `/doctors/${doctor.id}`, undefined, users.VIEWER.token)).body).toEqual(doctor);
 		const bySpecialization = await api("GET", "/doctors?specialization=Neurology&pageSize=100");
@@ -101,32 +67,32 @@ describe("doctors", () => {
 	});
 
 	test("validation: overlapping or backwards availability, unknown timezone, bad fields → 422; a taken email → 409", async () => {
-		const overlap = await api("POST", "/doctors", {
-			name: "Dr Overlap",
-			email: "overlap@clinic.example",
-			specialization: "Oncology",
-			address: "x",
-			joiningDate: "2020-01-01",
-			availability: [
-				{ day: "monday", start: "09:00", end: "12:00" },
-				{ day: "monday", start: "11:00", end: "13:00" }
-			]
-		});
+		const overlap = await api(
+			"POST",
+			"/doctors",
+			doctorBody({
+				availability: [
+					{ day: "monday", start: "09:00", end: "12:00" },
+					{ day: "monday", start: "11:00", end: "13:00" }
+				]
+			})
+		);
 		expect(overlap.status).toBe(422);
 		expect(overlap.body.data.map((e: any) => e.field)).toEqual(["availability"]);
-		const backwards = await api("POST", "/doctors", { ...overlap.body, availability: [{ day: "monday", start: "17:00", end: "09:00" }] });
+		const backwards = await api("POST", "/doctors", doctorBody({ availability: [{ day: "monday", start: "17:00", end: "09:00" }] }));
 		expect(backwards.status).toBe(422);
-		const zone = await newDoctor().then(d => api("PATCH", `/doctors/${d.id}`, { timezone: "Mars/Olympus_Mons" }));
+		expect(backwards.body.data.map((e: any) => e.field)).toEqual(["availability"]);
+		const zone = await createDoctor(api).then(d => api("PATCH", `/doctors/${d.id}`, { timezone: "Mars/Olympus_Mons" }));
 		expect(zone.status).toBe(422);
-		const day = await newDoctor().then(d => api("PATCH", `/doctors/${d.id}`, { availability: [{ day: "funday", start: "09:00", end: "10:00" }] }));
+		const day = await createDoctor(api).then(d => api("PATCH", `/doctors/${d.id}`, { availability: [{ day: "funday", start: "09:00", end: "10:00" }] }));
 		expect(day.status).toBe(422);
-		const taken = await newDoctor();
-		const again = await api("POST", "/doctors", { name: "Dr Copy", email: taken.email.toUpperCase(), specialization: "x", address: "x", joiningDate: "2020-01-01" });
+		const taken = await createDoctor(api);
+		const again = await api("POST", "/doctors", doctorBody({ email: taken.email.toUpperCase() }));
 		expect(again.status).toBe(409);
 	});
 
 	test("a change moves updatedAt, a PATCH that changes nothing does not; a taken email is 409, a deleted doctor 404", async () => {
-		const doctor = await newDoctor({ phone: "+44 20 7946 0000" });
+		const doctor = await createDoctor(api, { phone: "+44 20 7946 0000" });
 		const unchanged = await api("PATCH", `/doctors/${doctor.id}`, { name: doctor.name, joiningDate: doctor.joiningDate, availability: doctor.availability.map(({ day, start, end }: any) => ({ end, start, day })) });
 		expect(unchanged.body).toEqual(doctor);
 		expect((await api("PATCH", `/doctors/${doctor.id}`, {})).body).toEqual(doctor);
@@ -134,7 +100,7 @@ describe("doctors", () => {
 		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String) });
 		expect(changed.body.updatedAt).not.toBe(doctor.updatedAt);
 		expect((await api("GET", `/doctors/${doctor.id}`)).body).toEqual(changed.body);
-		const other = await newDoctor();
+		const other = await createDoctor(api);
 		expect((await api("PATCH", `/doctors/${doctor.id}`, { email: other.email.toUpperCase() })).status).toBe(409);
 		expect((await api("DELETE", `/doctors/${other.id}`)).status).toBe(204);
 		expect((await api("PATCH", `/doctors/${other.id}`, { name: "Dr Gone" })).status).toBe(404);
@@ -142,8 +108,8 @@ describe("doctors", () => {
 	});
 
 	test("a soft delete is refused while the doctor has upcoming appointments, and hides the doctor once allowed", async () => {
-		const doctor = await newDoctor();
-		const patient = await newPatient();
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
 		const appointment = await booked(doctor.id, patient.id, `${inDays(3)}T09:00:00Z`);
 		expect((await api("DELETE", `/doctors/${doctor.id}`)).status).toBe(409);
 		await api("POST", `/appointments/${appointment.id}/cancel`, { reason: "Doctor leaving" });
@@ -154,12 +120,12 @@ describe("doctors", () => {
 
 describe("free slots", () => {
 	test("a booked slot disappears from the list, and a cancelled one comes back", async () => {
-		const doctor = await newDoctor();
+		const doctor = await createDoctor(api);
 		const date = inDays(4);
 		const before = await api("GET", `/doctors/${doctor.id}/slots?date=${date}`);
 		expect(before.body.slots).toHaveLength(20); // 08:00–18:00 in 30-minute slots
 		expect(before.body.slots[0]).toEqual({ start: `${date}T08:00:00+00:00`, end: `${date}T08:30:00+00:00` });
-		const appointment = await booked(doctor.id, (await newPatient()).id, `${date}T10:00:00Z`);
+		const appointment = await booked(doctor.id, (await createPatient(api)).id, `${date}T10:00:00Z`);
 		const during = await api("GET", `/doctors/${doctor.id}/slots?date=${date}`);
 		expect(during.body.slots.map((s: any) => s.start)).not.toContain(`${date}T10:00:00+00:00`);
 		expect(during.body.slots).toHaveLength(19);
@@ -169,7 +135,7 @@ describe("free slots", () => {
 	});
 
 	test("from/to spans several days; a bad range is 422", async () => {
-		const doctor = await newDoctor();
+		const doctor = await createDoctor(api);
 		const res = await api("GET", `/doctors/${doctor.id}/slots?from=${inDays(2)}&to=${inDays(3)}`);
 		expect(res.body.slots).toHaveLength(40);
 		expect((await api("GET", `/doctors/${doctor.id}/slots?from=${inDays(5)}&to=${inDays(2)}`)).status).toBe(422);
@@ -179,14 +145,14 @@ describe("free slots", () => {
 
 describe("booking rules", () => {
 	test("availability edges: the first and the last slot; a slot crossing the end of the day is refused", async () => {
-		const doctor = await newDoctor();
+		const doctor = await createDoctor(api);
 		const date = inDays(5);
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T08:00:00Z` })).status).toBe(201);
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T17:30:00Z` })).status).toBe(201);
-		const crossing = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T17:45:00Z` });
+		expect((await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${date}T08:00:00Z` })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${date}T17:30:00Z` })).status).toBe(201);
+		const crossing = await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${date}T17:45:00Z` });
 		expect(crossing.status).toBe(422);
 		expect(crossing.body.data[0].field).toBe("start");
-		const early = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: `${date}T07:45:00Z` });
+		const early = await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${date}T07:45:00Z` });
 		expect(early.status).toBe(422);
 	});
 
@@ -195,23 +161,23 @@ describe("booking rules", () => {
 		const [before, after] = nextClockChange("Europe/Berlin");
 		const offsetOf = (date: string) => offsetMinutes(Date.parse(`${date}T12:00:00Z`), "Europe/Berlin");
 		const iso = (date: string, offset: number) => `${date}T09:00:00${offset > 0 ? "+" : "-"}${String(Math.abs(offset) / 60).padStart(2, "0")}:00`;
-		const doctor = await newDoctor({ timezone: "Europe/Berlin", availability: EVERY_DAY.map(w => ({ ...w, start: "09:00", end: "17:00" })) });
+		const doctor = await createDoctor(api, { timezone: "Europe/Berlin", availability: EVERY_DAY.map(w => ({ ...w, start: "09:00", end: "17:00" })) });
 		const first = await api("GET", `/doctors/${doctor.id}/slots?date=${before}`);
 		const second = await api("GET", `/doctors/${doctor.id}/slots?date=${after}`);
 		expect(first.body.slots[0].start).toBe(iso(before, offsetOf(before)));
 		expect(second.body.slots[0].start).toBe(iso(after, offsetOf(after)));
 		// 09:00 local in UTC, on each side of the change.
 		const nineUtc = (date: string) => new Date(Date.parse(`${date}T09:00:00Z`) - offsetOf(date) * 60_000).toISOString();
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: nineUtc(after) })).status).toBe(201);
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: nineUtc(before) })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: nineUtc(after) })).status).toBe(201);
+		expect((await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: nineUtc(before) })).status).toBe(201);
 		// The other day's 09:00 instant is an hour off the wall clock: 08:00 or 10:00 locally.
 		const shifted = new Date(Date.parse(nineUtc(after)) - 86_400_000).toISOString();
 		const early = offsetOf(after) > offsetOf(before) ? shifted : new Date(Date.parse(nineUtc(before)) + 86_400_000).toISOString();
-		expect((await book({ doctorId: doctor.id, patientId: (await newPatient()).id, start: early })).status).toBe(422);
+		expect((await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: early })).status).toBe(422);
 	});
 
 	test("the patient and the doctor must exist: a 422 names each that does not", async () => {
-		const doctor = await newDoctor();
+		const doctor = await createDoctor(api);
 		const ghost = crypto.randomUUID();
 		const noPatient = await book({ doctorId: doctor.id, patientId: ghost, start: `${inDays(6)}T09:00:00Z` });
 		expect(noPatient.status).toBe(422);
@@ -221,8 +187,8 @@ describe("booking rules", () => {
 	});
 
 	test("start must be in the future and well-formed; durationMinutes defaults to the doctor's slot", async () => {
-		const doctor = await newDoctor({ slotMinutes: 45 });
-		const patient = await newPatient();
+		const doctor = await createDoctor(api, { slotMinutes: 45 });
+		const patient = await createPatient(api);
 		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: "2020-01-06T09:00:00Z" })).status).toBe(422);
 		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: "tomorrow at nine" })).status).toBe(422);
 		expect((await book({ doctorId: doctor.id, patientId: patient.id, start: `${inDays(7)}T09:00:00` })).status).toBe(422); // no offset
@@ -232,9 +198,9 @@ describe("booking rules", () => {
 	});
 
 	test("the original shape: date + startTime, one hour, with endTime, startDateTime and endDateTime", async () => {
-		const doctor = await newDoctor({ timezone: "America/New_York", availability: EVERY_DAY });
+		const doctor = await createDoctor(api, { timezone: "America/New_York", availability: EVERY_DAY });
 		const date = inDays(8);
-		const res = await book({ doctorId: doctor.id, patientId: (await newPatient()).id, date, startTime: "10:30" });
+		const res = await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, date, startTime: "10:30" });
 		expect(res.status).toBe(201);
 		expect(res.body).toMatchObject({
 			durationMinutes: 60,
@@ -249,8 +215,8 @@ describe("booking rules", () => {
 	});
 
 	test("20 parallel requests for one doctor and slot: exactly one 201, the others 409", async () => {
-		const doctor = await newDoctor();
-		const patients = await Promise.all(Array.from({ length: 20 }, () => newPatient()));
+		const doctor = await createDoctor(api);
+		const patients = await Promise.all(Array.from({ length: 20 }, () => createPatient(api)));
 		const start = `${inDays(9)}T11:00:00Z`;
 		const results = await Promise.all(patients.map(p => book({ doctorId: doctor.id, patientId: p.id, start })));
 		expect(results.map(r => r.status).sort()).toEqual([201, ...Array(19).fill(409)]);
@@ -258,8 +224,8 @@ describe("booking rules", () => {
 	});
 
 	test("one patient with two doctors at once, in parallel: exactly one 201", async () => {
-		const [a, b] = [await newDoctor(), await newDoctor()];
-		const patient = await newPatient();
+		const [a, b] = [await createDoctor(api), await createDoctor(api)];
+		const patient = await createPatient(api);
 		const start = `${inDays(9)}T13:00:00Z`;
 		const results = await Promise.all(Array.from({ length: 20 }, (_, i) => book({ doctorId: i % 2 ? a.id : b.id, patientId: patient.id, start })));
 		expect(results.filter(r => r.status === 201)).toHaveLength(1);
@@ -270,8 +236,8 @@ describe("booking rules", () => {
 	});
 
 	test("reschedule follows the same rules", async () => {
-		const doctor = await newDoctor();
-		const [p1, p2] = [await newPatient(), await newPatient()];
+		const doctor = await createDoctor(api);
+		const [p1, p2] = [await createPatient(api), await createPatient(api)];
 		const first = await booked(doctor.id, p1.id, `${inDays(10)}T09:00:00Z`);
 		await booked(doctor.id, p2.id, `${inDays(10)}T10:00:00Z`);
 		expect((await api("PATCH", `/appointments/${first.id}`, { start: `${inDays(10)}T10:00:00Z` })).status).toBe(409);
@@ -286,9 +252,9 @@ describe("the lifecycle", () => {
 	let doctor: any;
 	let slot = 0;
 	beforeAll(async () => {
-		doctor = await newDoctor();
+		doctor = await createDoctor(api);
 	});
-	const fresh = async () => booked(doctor.id, (await newPatient()).id, `${inDays(11)}T${String(8 + Math.floor(slot / 2)).padStart(2, "0")}:${slot++ % 2 ? "30" : "00"}:00Z`);
+	const fresh = async () => booked(doctor.id, (await createPatient(api)).id, `${inDays(11)}T${String(8 + Math.floor(slot / 2)).padStart(2, "0")}:${slot++ % 2 ? "30" : "00"}:00Z`);
 	const step = (id: string, action: string, body?: object) => api("POST", `/appointments/${id}/${action}`, body);
 
 	test("booked → arrived → fulfilled", async () => {
@@ -353,8 +319,8 @@ describe("the lifecycle", () => {
 
 describe("between services", () => {
 	test("a fulfilled appointment charges the doctor's fee to the patient's account, exactly once", async () => {
-		const doctor = await newDoctor({ consultationFee: 12_345 });
-		const patient = await newPatient();
+		const doctor = await createDoctor(api, { consultationFee: 12_345 });
+		const patient = await createPatient(api);
 		const a = await booked(doctor.id, patient.id, `${inDays(13)}T09:00:00Z`);
 		await api("POST", `/appointments/${a.id}/arrive`);
 		const fulfilled = (await api("POST", `/appointments/${a.id}/fulfil`)).body;
@@ -371,8 +337,8 @@ describe("between services", () => {
 	});
 
 	test("deleting a patient cancels their future appointments", async () => {
-		const doctor = await newDoctor();
-		const patient = await newPatient();
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
 		const a = await booked(doctor.id, patient.id, `${inDays(14)}T09:00:00Z`);
 		expect((await api("DELETE", `/patients/${patient.id}`)).status).toBe(204);
 		const after = await eventually(async () => {
@@ -383,8 +349,8 @@ describe("between services", () => {
 	});
 
 	test("lists filter by doctor, patient, status and time, paginated", async () => {
-		const doctor = await newDoctor();
-		const patient = await newPatient();
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
 		const a = await booked(doctor.id, patient.id, `${inDays(15)}T09:00:00Z`);
 		await booked(doctor.id, patient.id, `${inDays(15)}T10:00:00Z`);
 		await api("POST", `/appointments/${a.id}/cancel`, { reason: "x" });
@@ -400,8 +366,8 @@ describe("between services", () => {
 
 describe("roles", () => {
 	test("doctors: everyone reads, only admins write; appointments: clerks book, doctors attend, viewers see nothing", async () => {
-		const doctor = await newDoctor();
-		const patient = await newPatient();
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
 		for (const user of Object.values(users)) expect((await api("GET", `/doctors/${doctor.id}`, undefined, user.token)).status).toBe(200);
 		expect((await api("PATCH", `/doctors/${doctor.id}`, { slotMinutes: 15 }, users.RECEPTIONIST.token)).status).toBe(403);
 		expect((await api("POST", "/doctors", {}, users.DOCTOR.token)).status).toBe(403);

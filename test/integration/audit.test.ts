@@ -7,6 +7,7 @@ import { config } from "../../lib/infra/config";
 import type { AuditJournal, AuditRecord } from "../../lib/infra/audit-journal";
 import { replCommands } from "../../lib/tooling/repl-commands";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
+import { createPatient } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
 
 /**
@@ -25,12 +26,6 @@ const auditOf = (patientId: string, count: number) =>
 		const res = await api("GET", `/audit?patientId=${patientId}`);
 		return res.body.total >= count ? (res.body.rows as Record<string, unknown>[]) : undefined;
 	}, 15_000, `${count} audit record(s) of ${patientId}`);
-
-async function newPatient(): Promise<{ id: string }> {
-	const res = await api("POST", "/patients", { name: "Audit Edge", email: `audit.${Date.now()}.${Math.random()}@example.org`, address: "1 Journal Row", dateOfBirth: "1960-02-29" });
-	expect(res.status).toBe(201);
-	return res.body;
-}
 
 /** A value of the gateway node's Prometheus endpoint. */
 async function metric(name: string): Promise<number | undefined> {
@@ -95,7 +90,7 @@ describe("what an id is", () => {
 		// A UUID to PostgreSQL and the gateway, but not to fastest-validator's `uuid` rule (no version digit).
 		const oddId = "00000000-0000-0000-0000-000000000001";
 		expect((await request(cluster.baseUrl, "GET", `/patients/${oddId}`)).status).toBe(401);
-		const patient = await newPatient();
+		const patient = await createPatient(api);
 		expect((await api("GET", `/patients/${patient.id}`)).status).toBe(200);
 
 		expect(await auditOf(oddId, 1)).toEqual([expect.objectContaining({ userId: null, action: "patients.get", patientId: oddId, outcome: "denied", status: 401 })]);
@@ -103,7 +98,7 @@ describe("what an id is", () => {
 	});
 
 	test("a client's X-Request-ID longer than the trail keeps is cut, and the access recorded", async () => {
-		const patient = await newPatient();
+		const patient = await createPatient(api);
 		const requestId = `r${"x".repeat(300)}`;
 		expect((await request(cluster.baseUrl, "GET", `/patients/${patient.id}`, undefined, { ...bearer(adminToken), "x-request-id": requestId })).status).toBe(200);
 		const rows = await auditOf(patient.id, 2);
@@ -138,7 +133,7 @@ describe("records the audit service refuses", () => {
 			const oddId = "00000000-0000-0000-0000-000000000002";
 			expect((await request(cluster.baseUrl, "GET", `/patients/${oddId}`)).status).toBe(401);
 			journal.append(incurable);
-			const patient = await newPatient();
+			const patient = await createPatient(api);
 			expect((await api("GET", `/patients/${patient.id}`)).status).toBe(200);
 
 			// Every good record arrives, and the two the service refused wait beside the journal.
@@ -181,7 +176,7 @@ describe("a stuck journal", () => {
 		try {
 			await eventually(async () => ((await request(cluster.baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 15_000, "ready");
 			await broker.destroyService(broker.getLocalService("audit")!);
-			const patient = await newPatient();
+			const patient = await createPatient(api);
 
 			const stuck = await eventually(async () => {
 				const res = await request(cluster.baseUrl, "GET", "/ready");

@@ -10,6 +10,7 @@ import { loadSigningKey } from "../../lib/infra/auth/keys";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/infra/auth/tokens";
 import { databaseName, withDatabase } from "../../lib/infra/postgres";
 import { type JsonResponse, type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { patientBody, staffEmail, staffPassword } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
 
 let cluster: TestCluster;
@@ -21,13 +22,6 @@ const call = (method: string, path: string, body?: unknown, headers: Record<stri
 
 /** A fresh client address for each use (the last entry: what our proxy appended), so login throttling by IP never spills between tests. */
 const fromIp = () => ({ "x-forwarded-for": `10.0.0.1, 198.51.100.${crypto.randomInt(1, 254)}` });
-
-const uniqueEmail = (tag: string) => `${tag}.${crypto.randomBytes(4).toString("hex")}@test.medsync.local`;
-const goodPassword = () => `Clinic-${crypto.randomBytes(9).toString("base64url")}`;
-
-function newPatient() {
-	return { name: "Role Matrix", email: uniqueEmail("patient"), address: "1 Test Way", dateOfBirth: "1970-01-01" };
-}
 
 beforeAll(async () => {
 	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, AnalyticsService as ServiceSchema]);
@@ -47,8 +41,8 @@ afterAll(async () => {
 
 describe("signup, login, validate and me", () => {
 	test("end to end", async () => {
-		const email = uniqueEmail("Signup");
-		const password = goodPassword();
+		const email = staffEmail("Signup");
+		const password = staffPassword();
 		const signup = await call("POST", "/auth/signup", { email, password });
 		expect(signup.status).toBe(201);
 		expect(signup.body).toEqual({ id: expect.any(String), email, role: "VIEWER" });
@@ -75,19 +69,19 @@ describe("signup, login, validate and me", () => {
 	});
 
 	test("a taken email, in any case, is 409", async () => {
-		const email = uniqueEmail("taken");
-		expect((await call("POST", "/auth/signup", { email, password: goodPassword() })).status).toBe(201);
-		const again = await call("POST", "/auth/signup", { email: email.toUpperCase(), password: goodPassword() });
+		const email = staffEmail("taken");
+		expect((await call("POST", "/auth/signup", { email, password: staffPassword() })).status).toBe(201);
+		const again = await call("POST", "/auth/signup", { email: email.toUpperCase(), password: staffPassword() });
 		expect(again.status).toBe(409);
 	});
 
 	test("the password policy: 8 to 128 characters, not a common password; the password is never echoed", async () => {
-		const short = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "Ab1!xyz" });
+		const short = await call("POST", "/auth/signup", { email: staffEmail("p"), password: "Ab1!xyz" });
 		expect(short.status).toBe(422);
 		expect(short.body.data[0].field).toBe("password");
-		const long = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "x".repeat(129) });
+		const long = await call("POST", "/auth/signup", { email: staffEmail("p"), password: "x".repeat(129) });
 		expect(long.status).toBe(422);
-		const common = await call("POST", "/auth/signup", { email: uniqueEmail("p"), password: "Password123" });
+		const common = await call("POST", "/auth/signup", { email: staffEmail("p"), password: "Password123" });
 		expect(common.status).toBe(422);
 		expect(common.body.message).toMatch(/password.*common/i);
 		expect(JSON.stringify(common.body)).not.toContain("Password123");
@@ -96,7 +90,7 @@ describe("signup, login, validate and me", () => {
 	test("signup answers 403 when AUTH_SIGNUP=closed", async () => {
 		config.authSignup = "closed";
 		try {
-			const res = await call("POST", "/auth/signup", { email: uniqueEmail("closed"), password: goodPassword() });
+			const res = await call("POST", "/auth/signup", { email: staffEmail("closed"), password: staffPassword() });
 			expect(res.status).toBe(403);
 		} finally {
 			config.authSignup = "open";
@@ -105,7 +99,7 @@ describe("signup, login, validate and me", () => {
 
 	test("bad credentials are 401 with one message, whether or not the email exists", async () => {
 		const wrong = await call("POST", "/auth/login", { email: users.VIEWER.email, password: "not-the-password" }, fromIp());
-		const unknown = await call("POST", "/auth/login", { email: uniqueEmail("nobody"), password: "not-the-password" }, fromIp());
+		const unknown = await call("POST", "/auth/login", { email: staffEmail("nobody"), password: "not-the-password" }, fromIp());
 		expect(wrong.status).toBe(401);
 		expect(unknown.status).toBe(401);
 		expect(unknown.body).toEqual(wrong.body);
@@ -123,7 +117,7 @@ describe("signup, login, validate and me", () => {
 			return times.sort((a, b) => a - b)[2];
 		};
 		const known = await median((await createUser(cluster.baseUrl, adminToken, "VIEWER")).email);
-		const unknown = await median(uniqueEmail("ghost"));
+		const unknown = await median(staffEmail("ghost"));
 		// Without the decoy hash an unknown email answers in a few ms against tens for argon2id.
 		expect(unknown).toBeGreaterThan(known * 0.5);
 	});
@@ -302,7 +296,7 @@ describe("login throttling", () => {
 		const user = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
 		const ip = { "x-forwarded-for": "203.0.113.77" };
 		for (let i = 0; i < 30; i++) {
-			expect((await call("POST", "/auth/login", { email: uniqueEmail("spray"), password: "wrong-password" }, ip)).status).toBe(401);
+			expect((await call("POST", "/auth/login", { email: staffEmail("spray"), password: "wrong-password" }, ip)).status).toBe(401);
 		}
 		const blocked = await call("POST", "/auth/login", { email: user.email, password: user.password }, ip);
 		expect(blocked.status).toBe(429);
@@ -313,7 +307,7 @@ describe("login throttling", () => {
 
 	test("40 parallel wrong passwords from one client across 40 emails: exactly 30 are checked, 10 are 429", async () => {
 		const from = client("203.0.113.3");
-		const answers = await Promise.all(Array.from({ length: 40 }, () => login(uniqueEmail("stuffing"), "wrong-password", from)));
+		const answers = await Promise.all(Array.from({ length: 40 }, () => login(staffEmail("stuffing"), "wrong-password", from)));
 		expect(tally(answers)).toEqual({ 401: 30, 429: 10 });
 		expectRetryAfter(answers, 15 * 60);
 	});
@@ -330,7 +324,7 @@ describe("login throttling", () => {
 	test("a flood of 300 parallel attempts from one client holds no one else up: only 401s and 429s, and another user logs in meanwhile", async () => {
 		const [target, bystander] = await Promise.all([createUser(cluster.baseUrl, adminToken, "VIEWER"), createUser(cluster.baseUrl, adminToken, "DOCTOR")]);
 		const from = client("203.0.113.66");
-		const flood = Promise.all(Array.from({ length: 300 }, (_, i) => login(i % 2 ? target.email : uniqueEmail("flood"), "wrong-password", from)));
+		const flood = Promise.all(Array.from({ length: 300 }, (_, i) => login(i % 2 ? target.email : staffEmail("flood"), "wrong-password", from)));
 		const meanwhile = await login(bystander.email, bystander.password, client("198.51.100.66"));
 		const answers = await flood;
 		expect(meanwhile.status).toBe(200);
@@ -365,7 +359,7 @@ describe("login throttling", () => {
 		const authDb = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("auth")) });
 		await authDb.connect();
 		try {
-			const email = uniqueEmail("pruned");
+			const email = staffEmail("pruned");
 			await authDb.query(
 				`INSERT INTO login_failures (email, ip, at) VALUES ($1, '203.0.113.9', now() - interval '61 minutes'), ($1, '203.0.113.9', now() - interval '59 minutes')`,
 				[email]
@@ -388,8 +382,8 @@ describe("login throttling", () => {
 
 describe("user administration", () => {
 	test("an admin creates, lists and changes users", async () => {
-		const email = uniqueEmail("staff");
-		const created = await call("POST", "/auth/users", { email, password: goodPassword(), role: "DOCTOR" }, bearer(adminToken));
+		const email = staffEmail("staff");
+		const created = await call("POST", "/auth/users", { email, password: staffPassword(), role: "DOCTOR" }, bearer(adminToken));
 		expect(created.status).toBe(201);
 		expect(created.body).toMatchObject({ email, role: "DOCTOR", active: true });
 		expect(created.body.passwordHash).toBeUndefined();
@@ -445,12 +439,12 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 	const cells: Cell[] = [
 		["patients: read (list)", () => ["GET", "/patients"]],
 		["patients: read (one)", id => ["GET", `/patients/${id}`]],
-		["patients: create", () => ["POST", "/patients", newPatient()]],
-		["patients: update (PUT)", id => ["PUT", `/patients/${id}`, { ...newPatient(), name: "Replaced" }]],
+		["patients: create", () => ["POST", "/patients", patientBody()]],
+		["patients: update (PUT)", id => ["PUT", `/patients/${id}`, { ...patientBody(), name: "Replaced" }]],
 		["patients: update (PATCH)", id => ["PATCH", `/patients/${id}`, { address: "Elsewhere 2" }]],
 		["patients: delete", id => ["DELETE", `/patients/${id}`]],
 		["users: list", () => ["GET", "/auth/users"]],
-		["users: create", () => ["POST", "/auth/users", { email: uniqueEmail("matrix"), password: goodPassword(), role: "VIEWER" }]],
+		["users: create", () => ["POST", "/auth/users", { email: staffEmail("matrix"), password: staffPassword(), role: "VIEWER" }]],
 		["audit: read", () => ["GET", "/audit"]],
 		["analytics: read", () => ["GET", "/analytics/registrations"]]
 	];
@@ -472,7 +466,7 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 		for (const role of roles) {
 			const expectAllowed = allowed[cell].includes(role);
 			test(`${cell} × ${role} → ${expectAllowed ? "allowed" : "403"}`, async () => {
-				const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+				const patient = (await call("POST", "/patients", patientBody(), bearer(adminToken))).body;
 				const [method, path, body] = build(patient.id);
 				const res = await call(method, path, body, bearer(users[role].token));
 				if (expectAllowed) expect(res.status).toBeLessThan(300);
@@ -485,7 +479,7 @@ describe("the role matrix, cell by cell, through the gateway", () => {
 	}
 
 	test("nothing under /patients, /auth/users, /audit or /analytics answers without a token", async () => {
-		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		const patient = (await call("POST", "/patients", patientBody(), bearer(adminToken))).body;
 		for (const [, build] of cells) {
 			const [method, path, body] = build(patient.id);
 			const res = await call(method, path, body);
@@ -520,7 +514,7 @@ describe("audit trail", () => {
 		}, 10_000, "audit records");
 
 	test("a patient read leaves a record of who, what, when, outcome and from where", async () => {
-		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		const patient = (await call("POST", "/patients", patientBody(), bearer(adminToken))).body;
 		const ip = { "x-forwarded-for": "192.0.2.10", "x-request-id": `req-${patient.id}` };
 		expect((await call("GET", `/patients/${patient.id}`, undefined, { ...bearer(users.DOCTOR.token), ...ip })).status).toBe(200);
 		const rows = await auditFor(patient.id, 2);
@@ -543,7 +537,7 @@ describe("audit trail", () => {
 	});
 
 	test("a denied attempt is recorded as denied", async () => {
-		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		const patient = (await call("POST", "/patients", patientBody(), bearer(adminToken))).body;
 		expect((await call("GET", `/patients/${patient.id}`, undefined, bearer(users.VIEWER.token))).status).toBe(403);
 		expect((await call("DELETE", `/patients/${patient.id}`)).status).toBe(401);
 		const rows = await auditFor(patient.id, 3);
@@ -613,7 +607,7 @@ describe("audit trail", () => {
 		const auditService = broker.getLocalService("audit")!;
 		const schema = auditService.originalSchema;
 		await broker.destroyService(auditService);
-		const patient = (await call("POST", "/patients", newPatient(), bearer(adminToken))).body;
+		const patient = (await call("POST", "/patients", patientBody(), bearer(adminToken))).body;
 		expect(patient.id).toBeDefined();
 		expect((await call("GET", `/patients/${patient.id}`, undefined, bearer(users.DOCTOR.token))).status).toBe(200);
 

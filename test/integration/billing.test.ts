@@ -13,6 +13,8 @@ import { type GrpcClientSecurity, billingClientSecurity, billingServerSecurity, 
 import { unaryCall } from "../../mixins/grpc-client.mixin";
 import { BillingServiceClient } from "../../proto/generated/billing_service";
 import { type TestCluster, type TestUser, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
+import { failure } from "../helpers/expect";
+import { createPatient } from "../helpers/fixtures";
 import { getAccountOnce } from "../helpers/grpc";
 import { eventually } from "../helpers/node-process";
 
@@ -28,26 +30,6 @@ const call = (method: string, path: string, body?: unknown, headers: Record<stri
 	request(cluster.baseUrl, method, path, body, { ...bearer(adminToken), ...headers });
 
 const rpc = <Req, Res>(method: (req: Req, ...rest: any[]) => any, req: Req) => unaryCall<Req, Res>(grpc, method as any, req, 2000);
-
-async function rpcError(promise: Promise<unknown>): Promise<ServiceError> {
-	try {
-		await promise;
-	} catch (err) {
-		return err as ServiceError;
-	}
-	throw new Error("expected the call to fail");
-}
-
-async function newPatient() {
-	const res = await call("POST", "/patients", {
-		name: "Billing Patient",
-		email: `billing.${crypto.randomBytes(4).toString("hex")}@example.org`,
-		address: "1 Ledger Lane",
-		dateOfBirth: "1980-01-01"
-	});
-	expect(res.status).toBe(201);
-	return res.body;
-}
 
 beforeAll(async () => {
 	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
@@ -99,16 +81,16 @@ describe("BillingService over gRPC on a real port", () => {
 			rpc(grpc.updateBillingAccount, { accountId: missing, name: "X", email: "", status: "" }),
 			rpc(grpc.deleteBillingAccount, { accountId: missing })
 		]) {
-			expect((await rpcError(attempt)).code).toBe(status.NOT_FOUND);
+			expect((await failure<ServiceError>(attempt)).code).toBe(status.NOT_FOUND);
 		}
-		const invalid = await rpcError(rpc(grpc.createBillingAccount, { patientId: "nope", name: "", email: "x" }));
+		const invalid = await failure<ServiceError>(rpc(grpc.createBillingAccount, { patientId: "nope", name: "", email: "x" }));
 		expect(invalid.code).toBe(status.INVALID_ARGUMENT);
 		expect(invalid.details).toMatch(/patientId/);
-		const badStatus = await rpcError(rpc(grpc.updateBillingAccount, { accountId: missing, name: "", email: "", status: "CLOSED" }));
+		const badStatus = await failure<ServiceError>(rpc(grpc.updateBillingAccount, { accountId: missing, name: "", email: "", status: "CLOSED" }));
 		expect(badStatus.code).toBe(status.INVALID_ARGUMENT);
 
 		const nowhere = new BillingServiceClient("127.0.0.1:1", credentials.createInsecure());
-		const down = await rpcError(unaryCall(nowhere, nowhere.getBillingAccount, { accountId: missing }, 500));
+		const down = await failure<ServiceError>(unaryCall(nowhere, nowhere.getBillingAccount, { accountId: missing }, 500));
 		expect(down.code).toBe(status.UNAVAILABLE);
 		nowhere.close();
 	});
@@ -132,12 +114,12 @@ describe("the gRPC port's authentication", () => {
 
 	test("billing serves TLS and requires the service token: none or a wrong one is UNAUTHENTICATED; plaintext gets no answer", async () => {
 		const tlsOnly = credentials.createSsl(Buffer.from(security.tls.ca));
-		expect((await rpcError(getWith(tlsOnly))).code).toBe(status.UNAUTHENTICATED);
+		expect((await failure<ServiceError>(getWith(tlsOnly))).code).toBe(status.UNAUTHENTICATED);
 		const wrongToken = channelCredentials({ ...security, token: crypto.randomBytes(32).toString("base64url") });
-		expect((await rpcError(getWith(wrongToken))).code).toBe(status.UNAUTHENTICATED);
-		expect((await rpcError(getWith(credentials.createInsecure()))).code).toBe(status.UNAVAILABLE);
+		expect((await failure<ServiceError>(getWith(wrongToken))).code).toBe(status.UNAUTHENTICATED);
+		expect((await failure<ServiceError>(getWith(credentials.createInsecure()))).code).toBe(status.UNAVAILABLE);
 		// The right token over TLS reaches the handler: an unknown account is NOT_FOUND, not refused.
-		expect((await rpcError(getWith(channelCredentials(security)))).code).toBe(status.NOT_FOUND);
+		expect((await failure<ServiceError>(getWith(channelCredentials(security)))).code).toBe(status.NOT_FOUND);
 	});
 
 	test("development: the token, CA and certificate are generated once under DATA_DIR (0600), the certificate for the configured host", async () => {
@@ -171,7 +153,7 @@ describe("the gRPC port's authentication", () => {
 
 describe("patients → billing", () => {
 	test("POST /patients opens the account over gRPC and returns its id", async () => {
-		const patient = await newPatient();
+		const patient = await createPatient(call);
 		expect(patient.billingAccountId).toEqual(expect.any(String));
 		const account = await call("GET", `/billing/accounts/${patient.billingAccountId}`);
 		expect(account.body).toMatchObject({ patientId: patient.id, name: patient.name, email: patient.email, status: "ACTIVE", balance: 0 });
@@ -180,7 +162,7 @@ describe("patients → billing", () => {
 	});
 
 	test("the account list carries each account's balance, 0 for one with no transactions", async () => {
-		const [owing, clear] = [await newPatient(), await newPatient()];
+		const [owing, clear] = [await createPatient(call), await createPatient(call)];
 		for (const entry of [{ type: "CHARGE", amount: 500 }, { type: "PAYMENT", amount: 200 }]) {
 			expect((await call("POST", `/billing/accounts/${owing.billingAccountId}/transactions`, entry)).status).toBe(201);
 		}
@@ -197,7 +179,7 @@ describe("patients → billing", () => {
 		const schema = billing.originalSchema;
 		await broker.destroyService(billing);
 
-		const created = [await newPatient(), await newPatient()];
+		const created = [await createPatient(call), await createPatient(call)];
 		expect(created.map(p => p.billingAccountId)).toEqual([null, null]);
 
 		broker.createService(schema);
@@ -216,7 +198,7 @@ describe("patients → billing", () => {
 describe("the ledger", () => {
 	let account: { id: string };
 	beforeEach(async () => {
-		const patient = await newPatient();
+		const patient = await createPatient(call);
 		account = { id: patient.billingAccountId };
 	});
 

@@ -3,8 +3,9 @@ import { ServiceBroker } from "moleculer";
 import { type JsonResponse, adminLogin, bearer, request } from "../helpers/cluster";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { type PostgresServer, startPostgresServer, tcpServer } from "../helpers/postgres-server";
+import { patientBody } from "../helpers/fixtures";
+import { natsUrl } from "../helpers/servers";
 
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const SERVICES = ["auth", "audit", "patients"];
 /**
  * An answer must come before Moleculer's 10 s request timeout, which is what a
@@ -46,14 +47,15 @@ describe.each([
 	let baseUrl: string;
 	let token: string;
 	const api = (method: string, path: string, body?: unknown) => request(baseUrl, method, path, body, bearer(token));
-	const newPatient = (tag: string) => ({ name: `Outage ${tag}`, email: `${tag}.${namespace}@example.org`, address: "1 Fault Lane", dateOfBirth: "1980-02-02" });
+	/** What is posted while the database is gone, each time: it must leave nothing behind. */
+	const refused = patientBody();
 
 	/** Each request that needs the database answers 503 promptly, and /ready says which database is down. */
 	async function expectOutageAnswered(patientId: string) {
 		const requests: [string, string, unknown?][] = [
 			["GET", "/patients"],
 			["GET", `/patients/${patientId}`],
-			["POST", "/patients", newPatient("during")]
+			["POST", "/patients", refused]
 		];
 		for (const [method, path, body] of requests) {
 			const started = performance.now();
@@ -68,10 +70,11 @@ describe.each([
 	}
 
 	beforeAll(async () => {
+		const nats = await natsUrl();
 		const port = await freePort();
 		baseUrl = `http://127.0.0.1:${port}`;
 		const env = {
-			TRANSPORTER: NATS_URL,
+			TRANSPORTER: nats,
 			NAMESPACE: namespace,
 			PORT: String(port),
 			DATABASE_URL: postgres.url,
@@ -80,7 +83,7 @@ describe.each([
 			BILLING_GRPC_DEADLINE_MS: "300",
 			BILLING_RECONCILE_INTERVAL_MS: "600000"
 		};
-		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		observer = new ServiceBroker({ namespace, transporter: nats as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		await observer.start();
 		processes = nodes.map(services => startNode(services, env));
 		await observer.waitForServices(["api", ...SERVICES], 60_000);
@@ -94,7 +97,7 @@ describe.each([
 	});
 
 	test("503 with Retry-After while it is gone, refusing or silent; served again once it is back", async () => {
-		const before = await api("POST", "/patients", newPatient("before"));
+		const before = await api("POST", "/patients", patientBody());
 		expect(before.status).toBe(201);
 
 		// A fast shutdown: open connections are told so (57P01), new ones are refused.
@@ -115,10 +118,10 @@ describe.each([
 			return res.status === 200 ? res : undefined;
 		}, 20_000, "the patient served again");
 		expect(read.body).toEqual(before.body);
-		const after = await api("POST", "/patients", newPatient("after"));
+		const after = await api("POST", "/patients", patientBody());
 		expect(after.status).toBe(201);
 		// What was refused during the outage left nothing behind.
-		const during = await api("GET", `/patients?search=${encodeURIComponent(newPatient("during").email)}`);
+		const during = await api("GET", `/patients?search=${encodeURIComponent(refused.email)}`);
 		expect(during.body.total).toBe(0);
 		// Billing does not run here, so /ready stays 503 for its sake; the databases report themselves up.
 		const ready = await eventually(async () => {

@@ -4,6 +4,7 @@ import BillingService from "../../services/billing.service";
 import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
+import { doctorBody, patientBody } from "../helpers/fixtures";
 
 /**
  * The classes of bad input that once gave a 500 or were silently misread, each
@@ -22,15 +23,6 @@ afterAll(() => cluster?.stop());
 
 const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
 	request(cluster.baseUrl, method, path, body, { ...admin, ...headers });
-
-const newDoctor = (overrides: Record<string, unknown> = {}) => ({
-	name: "Dr Edge",
-	email: `dr.edge.${Math.random().toString(36).slice(2)}@example.org`,
-	specialization: "General",
-	address: "1 Edge Road",
-	joiningDate: "2020-01-01",
-	...overrides
-});
 
 /** Every error body has all five fields, and names no node or action. */
 function expectErrorBody(res: { status: number; body: any }, status: number, type?: string) {
@@ -57,10 +49,10 @@ describe("paging bounds", () => {
 
 describe("control characters", () => {
 	test("a NUL in a body's string is 422 naming the field, on create and update", async () => {
-		const created = await api("POST", "/patients", { name: "Nul\u0000Byte", email: "nul@example.org", address: "x", dateOfBirth: "1990-01-01" });
+		const created = await api("POST", "/patients", patientBody({ name: "Nul\u0000Byte" }));
 		expectErrorBody(created, 422, "VALIDATION_ERROR");
 		expect(created.body.data).toEqual([expect.objectContaining({ field: "name", type: "controlCharacter" })]);
-		const doctor = await api("POST", "/doctors", newDoctor());
+		const doctor = await api("POST", "/doctors", doctorBody());
 		expect(doctor.status).toBe(201);
 		const patched = await api("PATCH", `/doctors/${doctor.body.id}`, { address: "line\u0000two" });
 		expect(patched.body.data).toEqual([expect.objectContaining({ field: "address", type: "controlCharacter" })]);
@@ -74,7 +66,7 @@ describe("control characters", () => {
 	});
 
 	test("line breaks and tabs in an address are kept", async () => {
-		const res = await api("POST", "/patients", { name: "Multi Line", email: "multi.line@example.org", address: "Flat 2\n12 High St\tNorth", dateOfBirth: "1990-01-01" });
+		const res = await api("POST", "/patients", patientBody({ address: "Flat 2\n12 High St\tNorth" }));
 		expect(res.status).toBe(201);
 		expect(res.body.address).toBe("Flat 2\n12 High St\tNorth");
 	});
@@ -82,16 +74,16 @@ describe("control characters", () => {
 
 describe("null for a field that is optional but not nullable", () => {
 	test.each(["timezone", "consultationFee", "slotMinutes", "availability"])("a doctor's %s: null is 422 on create and on update", async field => {
-		const created = await api("POST", "/doctors", newDoctor({ [field]: null }));
+		const created = await api("POST", "/doctors", doctorBody({ [field]: null }));
 		expectErrorBody(created, 422, "VALIDATION_ERROR");
 		expect(created.body.data).toEqual([expect.objectContaining({ field, type: "notNullable" })]);
-		const doctor = await api("POST", "/doctors", newDoctor());
+		const doctor = await api("POST", "/doctors", doctorBody());
 		const patched = await api("PATCH", `/doctors/${doctor.body.id}`, { [field]: null });
 		expect(patched.body.data).toEqual([expect.objectContaining({ field, type: "notNullable" })]);
 	});
 
 	test("a nullable field still clears with null", async () => {
-		const doctor = await api("POST", "/doctors", newDoctor({ phone: "+44 20 7946 0000" }));
+		const doctor = await api("POST", "/doctors", doctorBody({ phone: "+44 20 7946 0000" }));
 		const patched = await api("PATCH", `/doctors/${doctor.body.id}`, { phone: null });
 		expect(patched.status).toBe(200);
 		expect(patched.body.phone).toBeNull();
@@ -112,7 +104,7 @@ describe("content types", () => {
 	});
 
 	test("a JSON-based media type and a charset are read as JSON; a request without a body needs no content type", async () => {
-		const res = await api("POST", "/patients", { name: "Plus Json", email: "plus.json@example.org", address: "x", dateOfBirth: "1990-01-01" }, { "content-type": "application/vnd.medsync+json; charset=utf-8" });
+		const res = await api("POST", "/patients", patientBody(), { "content-type": "application/vnd.medsync+json; charset=utf-8" });
 		expect(res.status).toBe(201);
 		const bodiless = await fetch(`${cluster.baseUrl}/auth/logout`, { method: "POST", headers: bearer(await adminLogin(cluster.baseUrl)) });
 		expect(bodiless.status).toBe(204);
@@ -145,7 +137,7 @@ describe("every error body", () => {
 		expectErrorBody(await api("POST", "/patients", "{"), 400, "INVALID_JSON");
 		expectErrorBody(await request(cluster.baseUrl, "GET", "/patients"), 401, "UNAUTHORIZED");
 		expectErrorBody(await api("GET", "/no/such/route"), 404, "NOT_FOUND");
-		const patient = { name: "Twice", email: "twice@example.org", address: "x", dateOfBirth: "1990-01-01" };
+		const patient = patientBody();
 		expect((await api("POST", "/patients", patient)).status).toBe(201);
 		expectErrorBody(await api("POST", "/patients", patient), 409, "CONFLICT");
 		expectErrorBody(await api("POST", "/patients", { name: "x".repeat(200 * 1024) }), 413, "PAYLOAD_TOO_LARGE");
@@ -171,7 +163,7 @@ describe("security headers", () => {
 	}
 
 	test("on answers carrying patient data, and on every kind of error", async () => {
-		const created = await api("POST", "/patients", { name: "Header Check", email: "header.check@example.org", address: "x", dateOfBirth: "1990-01-01" });
+		const created = await api("POST", "/patients", patientBody());
 		expectApiHeaders(created.headers);
 		expectApiHeaders((await api("GET", `/patients/${created.body.id}`)).headers);
 		expectApiHeaders((await request(cluster.baseUrl, "GET", "/patients")).headers);

@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { portOpen } from "../../lib/tooling/network";
 import { adminLogin, bearer, request } from "../helpers/cluster";
+import { patientBody } from "../helpers/fixtures";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { processesIn } from "../helpers/postgres-server";
 
@@ -50,7 +51,7 @@ describe("the embedded PostgreSQL killed under a running node", () => {
 	});
 
 	test("kill -9 of the postmaster: restarted, logged, and the data served again; nothing left after the node stops", async () => {
-		const created = await api("POST", "/patients", { name: "Embedded Survivor", email: "embedded.survivor@example.org", address: "9 Crash Court", dateOfBirth: "1970-07-07" });
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 
 		const killed = postmasterPid();
@@ -67,7 +68,7 @@ describe("the embedded PostgreSQL killed under a running node", () => {
 			return res.status === 200 ? res : undefined;
 		}, 20_000, "the patient served again");
 		expect(read.body).toEqual(created.body);
-		expect((await api("POST", "/patients", { name: "After Crash", email: "after.crash@example.org", address: "9 Crash Court", dateOfBirth: "1971-01-01" })).status).toBe(201);
+		expect((await api("POST", "/patients", patientBody())).status).toBe(201);
 
 		await node.stop();
 		// A server stopped on purpose is not started again: nothing of it runs, nothing listens.

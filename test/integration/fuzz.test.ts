@@ -7,6 +7,7 @@ import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
 import { PROTOTYPE_KEYS as PROTOTYPE_KEY_SET } from "../../lib/infra/validator";
 import { type TestCluster, adminLogin, request, startCluster } from "../helpers/cluster";
+import { doctorBody, patientBody } from "../helpers/fixtures";
 
 /**
  * Property-based fuzzing of every operation the gateway documents in
@@ -67,8 +68,8 @@ afterAll(() => cluster?.stop());
 /** A patient (with its billing account), a doctor and a booking between them. */
 async function recordsToFuzz(): Promise<Record<string, string>> {
 	const admin = { authorization: `Bearer ${token}` };
-	const patient = await request(cluster.baseUrl, "POST", "/patients", { name: "Fuzz Target", email: "fuzz.target@example.org", address: "1 Test Street", dateOfBirth: "1980-01-01" }, admin);
-	const doctor = await request(cluster.baseUrl, "POST", "/doctors", { name: "Dr Fuzz", email: "dr.fuzz@example.org", specialization: "General", address: "2 Test Street", joiningDate: "2020-01-01", availability: [{ day: "monday", start: "08:00", end: "18:00" }] }, admin);
+	const patient = await request(cluster.baseUrl, "POST", "/patients", patientBody(), admin);
+	const doctor = await request(cluster.baseUrl, "POST", "/doctors", doctorBody(), admin);
 	expect([patient.status, doctor.status]).toEqual([201, 201]);
 	const appointment = await request(cluster.baseUrl, "POST", "/appointments", { patientId: patient.body.id, doctorId: doctor.body.id, start: "2030-01-07T09:00:00Z" }, admin);
 	expect(appointment.status).toBe(201);

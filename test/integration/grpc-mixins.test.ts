@@ -16,6 +16,7 @@ import {
 	BillingServiceService,
 	type UpdateBillingRequest
 } from "../../proto/generated/billing_service";
+import { failure } from "../helpers/expect";
 import { getAccountOnce } from "../helpers/grpc";
 
 /**
@@ -52,15 +53,6 @@ const get = (accountId: string, deadlineMs = 2000) => {
 	const billing = client.grpcClients.stub as BillingServiceClient;
 	return unaryCall<BillingAccountRequest, unknown>(billing, billing.getBillingAccount, { accountId }, deadlineMs);
 };
-
-async function failure(promise: Promise<unknown>): Promise<ServiceError> {
-	try {
-		await promise;
-	} catch (err) {
-		return err as ServiceError;
-	}
-	throw new Error("expected a failure");
-}
 
 /** Counts the call, then fails as `id` asks (FAILURES), takes its time for a `slow…` id, or lets the handler answer. */
 async function stubCall(id: string): Promise<void> {
@@ -135,7 +127,7 @@ describe("the gRPC server's authentication", () => {
 
 	async function refused(promise: Promise<unknown>): Promise<ServiceError> {
 		const before = handled;
-		const err = await failure(promise);
+		const err = await failure<ServiceError>(promise);
 		expect(handled).toBe(before);
 		return err;
 	}
@@ -234,7 +226,7 @@ describe("the gRPC mixins", () => {
 		["peer-missing", status.UNAVAILABLE],
 		["bug", status.INTERNAL]
 	])("a handler's %s error arrives as status %i, never UNKNOWN", async (accountId, code) => {
-		const err = await failure(get(accountId));
+		const err = await failure<ServiceError>(get(accountId));
 		expect(err.code).toBe(code);
 		expect(err.code).not.toBe(status.UNKNOWN);
 		expect(err.details).not.toMatch(/secret/);
@@ -242,7 +234,7 @@ describe("the gRPC mixins", () => {
 
 	test("the client retries UNAVAILABLE within its deadline, then gives up with UNAVAILABLE", async () => {
 		const started = Date.now();
-		const err = await failure(get("no-database", 600));
+		const err = await failure<ServiceError>(get("no-database", 600));
 		expect(err.code).toBe(status.UNAVAILABLE);
 		// It kept trying (backoff) until the deadline rather than failing on the first answer.
 		expect(Date.now() - started).toBeGreaterThanOrEqual(300);
@@ -253,6 +245,6 @@ describe("the gRPC mixins", () => {
 		await new Promise(r => setTimeout(r, 100));
 		await broker.destroyService(serverService);
 		await expect(inFlight).resolves.toMatchObject({ accountId: "slow-1" });
-		expect((await failure(get("acc-2"))).code).toBe(status.UNAVAILABLE);
+		expect((await failure<ServiceError>(get("acc-2"))).code).toBe(status.UNAVAILABLE);
 	});
 });

@@ -5,6 +5,7 @@ import { ServiceBroker } from "moleculer";
 import brokerConfig from "../../moleculer.config";
 import { portOpen } from "../../lib/tooling/network";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
+import { natsUrl } from "../helpers/servers";
 
 /**
  * Where each listener binds (the gateway, billing's gRPC server, the metrics
@@ -43,7 +44,7 @@ describe("listener addresses", () => {
 
 	test("with a transporter they listen on every interface, unless told otherwise (HOST, METRICS_HOST)", async () => {
 		const env = {
-			TRANSPORTER: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
+			TRANSPORTER: await natsUrl(),
 			NAMESPACE: `test-${crypto.randomBytes(4).toString("hex")}`,
 			HOST: "127.0.0.1",
 			METRICS_HOST: "127.0.0.1"

@@ -2,8 +2,9 @@ import crypto from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { type NodeProcess, eventually, freePort, startNode } from "../helpers/node-process";
 import { adminLogin, bearer, request } from "../helpers/cluster";
+import { patientBody } from "../helpers/fixtures";
+import { natsUrl } from "../helpers/servers";
 
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const PATIENT_NODE = ["patients", "auth", "audit"];
 
 /**
@@ -23,29 +24,23 @@ describe("services on separate nodes over NATS", () => {
 	const spans: { traceID: string; name: string; tags: Record<string, any>; service?: { name: string } }[] = [];
 	const api = (method: string, path: string, body?: unknown) => request(baseUrl, method, path, body, bearer(token));
 
-	const newPatient = (tag: string) => ({
-		name: `Patient ${tag}`,
-		email: `${tag}.${namespace}@example.org`,
-		address: "Wire Street 1",
-		dateOfBirth: "1975-05-05"
-	});
-
 	const availableServices = async () =>
 		(observer.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as { name: string }[]).map(s => s.name);
 
 	beforeAll(async () => {
+		const nats = await natsUrl();
 		const port = await freePort();
 		const grpcPort = await freePort();
 		baseUrl = `http://127.0.0.1:${port}`;
 		env = {
-			TRANSPORTER: NATS_URL,
+			TRANSPORTER: nats,
 			NAMESPACE: namespace,
 			PORT: String(port),
 			BILLING_GRPC_PORT: String(grpcPort),
 			BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
 			TRACING_EXPORTER: "Event"
 		};
-		observer = new ServiceBroker({ namespace, transporter: NATS_URL as "NATS", logger: false, nodeID: `observer-${namespace}` });
+		observer = new ServiceBroker({ namespace, transporter: nats as "NATS", logger: false, nodeID: `observer-${namespace}` });
 		// Collects the spans the nodes export (TRACING_EXPORTER=Event sends them as `$tracing.spans`).
 		observer.createService({
 			name: "span-collector",
@@ -78,7 +73,7 @@ describe("services on separate nodes over NATS", () => {
 		expect(patientsNode).toBeDefined();
 		expect(gatewayNode).not.toBe(patientsNode);
 
-		const created = await api("POST", "/patients", newPatient("crossing"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 		// Opened by the billing process, called over gRPC.
 		expect(created.body.billingAccountId).toEqual(expect.any(String));
@@ -91,7 +86,7 @@ describe("services on separate nodes over NATS", () => {
 
 	test("the gateway's request id reaches the other node and is on its log lines", async () => {
 		const requestId = `trace-${namespace}`;
-		const created = await request(baseUrl, "POST", "/patients", newPatient("traced"), { ...bearer(token), "x-request-id": requestId });
+		const created = await request(baseUrl, "POST", "/patients", patientBody(), { ...bearer(token), "x-request-id": requestId });
 		expect(created.status).toBe(201);
 		expect(created.headers.get("x-request-id")).toBe(requestId);
 		const line = await eventually(async () => {
@@ -106,7 +101,7 @@ describe("services on separate nodes over NATS", () => {
 	});
 
 	test("tracing: one request's spans, from the gateway node and the patients node, share a trace", async () => {
-		const created = await api("POST", "/patients", newPatient("spans"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 		// The request's spans, found by its request id (not by trace), from both nodes: they must share one trace.
 		const own = await eventually(async () => {
@@ -133,7 +128,7 @@ describe("services on separate nodes over NATS", () => {
 	});
 
 	test("stopping a node removes its services from discovery; restarting brings them back", async () => {
-		const created = await api("POST", "/patients", newPatient("restart"));
+		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
 
 		await patients.stop();

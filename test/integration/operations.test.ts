@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import path from "node:path";
 import { adminLogin, bearer, request } from "../helpers/cluster";
+import { EVERY_DAY, createDoctor, createPatient } from "../helpers/fixtures";
 import { eventually, freePort } from "../helpers/node-process";
+import { SERVER_WAIT_MS, type TestKafka, natsUrl, useKafka } from "../helpers/servers";
 
 /**
  * Operating MedSync as its operators do: `npm run stack` (every service its own
@@ -10,8 +12,9 @@ import { eventually, freePort } from "../helpers/node-process";
  * joining that cluster. The code under test is the build in dist/.
  */
 const ROOT = path.resolve(__dirname, "../..");
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
+let kafka: TestKafka;
+let nats: string;
 let stack: ChildProcess;
 let output = "";
 let baseUrl: string;
@@ -32,13 +35,17 @@ function run(script: string, input?: string): Promise<{ code: number | null; out
 const pidOf = (service: string) => [...output.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
 
 beforeAll(async () => {
+	[kafka, nats] = await Promise.all([useKafka(), natsUrl()]);
+}, SERVER_WAIT_MS);
+
+beforeAll(async () => {
 	const [port, grpcPort] = [await freePort(), await freePort()];
 	baseUrl = `http://127.0.0.1:${port}`;
 	env = {
-		TRANSPORTER: NATS_URL,
+		TRANSPORTER: nats,
 		NAMESPACE: `stack-${crypto.randomBytes(4).toString("hex")}`,
 		PORT: String(port),
-		KAFKA_BROKERS: process.env.KAFKA_TEST_BROKERS!,
+		KAFKA_BROKERS: kafka.brokers,
 		BILLING_GRPC_PORT: String(grpcPort),
 		BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
 		BILLING_RECONCILE_INTERVAL_MS: "500",
@@ -57,10 +64,14 @@ beforeAll(async () => {
 }, 150_000);
 
 afterAll(async () => {
-	if (!stack || stack.exitCode !== null) return;
-	const exited = new Promise(resolve => stack.once("exit", resolve));
-	stack.kill("SIGINT");
-	await exited;
+	try {
+		if (!stack || stack.exitCode !== null) return;
+		const exited = new Promise(resolve => stack.once("exit", resolve));
+		stack.kill("SIGINT");
+		await exited;
+	} finally {
+		kafka?.release();
+	}
 }, 60_000);
 
 describe("npm run stack", () => {
@@ -77,23 +88,8 @@ describe("npm run stack", () => {
 		const countToday = async () => (await api("GET", `/analytics/registrations?from=${today}&to=${today}`)).body.total as number;
 		const registeredBefore = await countToday();
 
-		const doctor = (
-			await api("POST", "/doctors", {
-				name: "Dr Stack",
-				email: `dr.stack.${crypto.randomBytes(3).toString("hex")}@clinic.example`,
-				specialization: "Internal Medicine",
-				address: "1 Process Row",
-				joiningDate: "2021-01-01",
-				consultationFee: 9_000,
-				availability: ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].map(day => ({ day, start: "00:00", end: "24:00" }))
-			})
-		).body;
-		const newPatient = async (tag: string) => {
-			const res = await api("POST", "/patients", { name: `Stack ${tag}`, email: `stack.${tag}.${crypto.randomBytes(3).toString("hex")}@example.org`, address: "x", dateOfBirth: "1970-07-07" });
-			expect(res.status).toBe(201);
-			return res.body;
-		};
-		const first = await newPatient("first");
+		const doctor = await createDoctor(api, { consultationFee: 9_000, availability: EVERY_DAY.map(window => ({ ...window, start: "00:00", end: "24:00" })) });
+		const first = await createPatient(api);
 		const { slots } = (await api("GET", `/doctors/${doctor.id}/slots?date=${new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10)}`)).body;
 		const appointment = (await api("POST", "/appointments", { doctorId: doctor.id, patientId: first.id, start: slots[10].start })).body;
 		expect((await api("POST", `/appointments/${appointment.id}/arrive`)).status).toBe(200);
@@ -105,7 +101,7 @@ describe("npm run stack", () => {
 
 		// The clinic goes on: the visit is fulfilled and a new patient registers while billing is away.
 		expect((await api("POST", `/appointments/${appointment.id}/fulfil`)).status).toBe(200);
-		const second = await newPatient("second");
+		const second = await createPatient(api);
 
 		// The stack starts billing again; the Kafka event and the appointments' retry catch up.
 		await eventually(async () => (pidOf("billing") !== billingPid ? true : undefined), 15_000, "billing to be restarted");

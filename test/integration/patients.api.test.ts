@@ -7,35 +7,18 @@ import { isValidMrn } from "../../lib/domain/mrn";
 import { todayIn } from "../../lib/domain/dates";
 import { type PatientFilter, patientPage } from "../../services/patients/queries";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
+import { createPatient, patientBody } from "../helpers/fixtures";
+import { eventRecorder } from "../helpers/service-broker";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 let cluster: TestCluster;
 let db: Client;
 let adminToken: string;
-const events: { name: string; payload: any }[] = [];
-let seq = 0;
-
-/** A valid new patient; each call gets its own email. */
-function newPatient(overrides: Record<string, unknown> = {}) {
-	seq += 1;
-	return {
-		name: `Test Patient ${seq}`,
-		email: `patient${seq}.${Date.now()}@example.org`,
-		address: "12 Harbour Road, Portsmouth",
-		dateOfBirth: "1984-06-15",
-		...overrides
-	};
-}
+const { schema: recorder, events } = eventRecorder("patient.*");
 
 /** A request as an admin, who may do anything with patients. */
 const api = (method: string, path: string, body?: unknown) => request(cluster.baseUrl, method, path, body, bearer(adminToken));
-
-async function create(overrides: Record<string, unknown> = {}) {
-	const res = await api("POST", "/patients", newPatient(overrides));
-	expect(res.status).toBe(201);
-	return res.body;
-}
 
 /** Asserts a 422 whose data names exactly these fields (in any order). */
 function expectInvalid(res: { status: number; body: any }, fields: string[]) {
@@ -49,15 +32,7 @@ function expectInvalid(res: { status: number; body: any }, fields: string[]) {
 }
 
 beforeAll(async () => {
-	const listener: ServiceSchema = {
-		name: "patient-listener",
-		events: {
-			"patient.*"(ctx: any) {
-				events.push({ name: ctx.eventName, payload: ctx.params });
-			}
-		}
-	};
-	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, listener]);
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, recorder]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
 	await db.connect();
@@ -70,7 +45,7 @@ afterAll(async () => {
 
 describe("POST /patients", () => {
 	test("creates a patient: 201, Location, generated id and mrn, register date today", async () => {
-		const input = newPatient({ phone: "+44 20 7946 0958", gender: "female" });
+		const input = patientBody({ phone: "+44 20 7946 0958", gender: "female" });
 		const res = await api("POST", "/patients", input);
 		expect(res.status).toBe(201);
 		expect(res.body).toMatchObject({ ...input, registerDate: todayIn("UTC") });
@@ -83,27 +58,27 @@ describe("POST /patients", () => {
 	});
 
 	test("keeps a given register date and stores optional fields as null when absent", async () => {
-		const patient = await create({ registerDate: "2020-01-31" });
+		const patient = await createPatient(api, { registerDate: "2020-01-31" });
 		expect(patient.registerDate).toBe("2020-01-31");
 		expect(patient.phone).toBeNull();
 		expect(patient.gender).toBeNull();
 	});
 
 	test("a duplicate email, in any case, is 409 naming the field", async () => {
-		const first = await create();
-		const res = await api("POST", "/patients", newPatient({ email: first.email.toUpperCase() }));
+		const first = await createPatient(api);
+		const res = await api("POST", "/patients", patientBody({ email: first.email.toUpperCase() }));
 		expect(res.status).toBe(409);
 		expect(res.body).toMatchObject({ name: "ConflictError", code: 409, type: "CONFLICT", data: { field: "email" } });
 	});
 
 	test("two simultaneous creates with one email: one 201, one 409, never a 500", async () => {
-		const input = newPatient();
+		const input = patientBody();
 		const results = await Promise.all([api("POST", "/patients", input), api("POST", "/patients", input)]);
 		expect(results.map(r => r.status).sort()).toEqual([201, 409]);
 	});
 
 	test("concurrent creates get distinct, valid MRNs", async () => {
-		const results = await Promise.all(Array.from({ length: 12 }, () => api("POST", "/patients", newPatient())));
+		const results = await Promise.all(Array.from({ length: 12 }, () => api("POST", "/patients", patientBody())));
 		const mrns = results.map(r => r.body.mrn);
 		expect(results.every(r => r.status === 201)).toBe(true);
 		expect(new Set(mrns).size).toBe(12);
@@ -117,7 +92,7 @@ describe("POST /patients", () => {
 	});
 
 	test("a body over the size limit is 413", async () => {
-		const res = await api("POST", "/patients", newPatient({ address: "x".repeat(200 * 1024) }));
+		const res = await api("POST", "/patients", patientBody({ address: "x".repeat(200 * 1024) }));
 		expect(res.status).toBe(413);
 		expect(res.body).toMatchObject({ code: 413, type: "PAYLOAD_TOO_LARGE" });
 	});
@@ -127,34 +102,34 @@ describe("POST /patients", () => {
 	});
 
 	test("wrong types are 422 naming each field", async () => {
-		const res = await api("POST", "/patients", newPatient({ name: 42, dateOfBirth: 19840615, gender: true, phone: ["1"] }));
+		const res = await api("POST", "/patients", patientBody({ name: 42, dateOfBirth: 19840615, gender: true, phone: ["1"] }));
 		expectInvalid(res, ["name", "dateOfBirth", "gender", "phone"]);
 	});
 
 	test("unknown fields are 422 naming them", async () => {
-		expectInvalid(await api("POST", "/patients", newPatient({ isAdmin: true })), ["isAdmin"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ isAdmin: true })), ["isAdmin"]);
 	});
 
 	test("blank, too long and malformed values are 422", async () => {
-		expectInvalid(await api("POST", "/patients", newPatient({ name: "   " })), ["name"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ name: "n".repeat(101) })), ["name"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ email: "not-an-email" })), ["email"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ gender: "robot" })), ["gender"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ phone: "call me maybe" })), ["phone"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ name: "   " })), ["name"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ name: "n".repeat(101) })), ["name"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ email: "not-an-email" })), ["email"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ gender: "robot" })), ["gender"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ phone: "call me maybe" })), ["phone"]);
 	});
 
 	test("impossible and future dates are 422", async () => {
-		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "2023-02-30" })), ["dateOfBirth"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "1990-13-01" })), ["dateOfBirth"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "15/06/1984" })), ["dateOfBirth"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ dateOfBirth: "2999-01-01" })), ["dateOfBirth"]);
-		expectInvalid(await api("POST", "/patients", newPatient({ registerDate: "2021-04-31" })), ["registerDate"]);
-		expect((await api("POST", "/patients", newPatient({ dateOfBirth: "2024-02-29" }))).status).toBe(201);
+		expectInvalid(await api("POST", "/patients", patientBody({ dateOfBirth: "2023-02-30" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ dateOfBirth: "1990-13-01" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ dateOfBirth: "15/06/1984" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ dateOfBirth: "2999-01-01" })), ["dateOfBirth"]);
+		expectInvalid(await api("POST", "/patients", patientBody({ registerDate: "2021-04-31" })), ["registerDate"]);
+		expect((await api("POST", "/patients", patientBody({ dateOfBirth: "2024-02-29" }))).status).toBe(201);
 	});
 
 	test("SQL-looking strings are stored verbatim and harm nothing", async () => {
 		const name = "Robert'); DROP TABLE patients;--";
-		const patient = await create({ name, address: "1' OR '1'='1" });
+		const patient = await createPatient(api, { name, address: "1' OR '1'='1" });
 		expect(patient.name).toBe(name);
 		const fetched = await api("GET", `/patients/${patient.id}`);
 		expect(fetched.body).toMatchObject({ name, address: "1' OR '1'='1" });
@@ -163,7 +138,7 @@ describe("POST /patients", () => {
 	});
 
 	test("unicode names round-trip and are searchable case-insensitively", async () => {
-		const patient = await create({ name: "Zoë Ñúñez-李小龙 😀" });
+		const patient = await createPatient(api, { name: "Zoë Ñúñez-李小龙 😀" });
 		expect(patient.name).toBe("Zoë Ñúñez-李小龙 😀");
 		const res = await api("GET", `/patients?search=${encodeURIComponent("ZOË ÑÚ")}`);
 		expect(res.body.rows.map((p: { id: string }) => p.id)).toContain(patient.id);
@@ -172,7 +147,7 @@ describe("POST /patients", () => {
 
 describe("GET /patients/:id", () => {
 	test("returns the patient", async () => {
-		const patient = await create();
+		const patient = await createPatient(api);
 		const res = await api("GET", `/patients/${patient.id}`);
 		expect(res.status).toBe(200);
 		expect(res.body).toEqual(patient);
@@ -194,8 +169,8 @@ describe("GET /patients/:id", () => {
 
 describe("PUT /patients/:id", () => {
 	test("replaces the record, clears omitted optional fields and keeps the register date", async () => {
-		const patient = await create({ phone: "555-0100", gender: "male", registerDate: "2019-05-05" });
-		const replacement = newPatient({ name: "Replaced Name" });
+		const patient = await createPatient(api, { phone: "555-0100", gender: "male", registerDate: "2019-05-05" });
+		const replacement = patientBody({ name: "Replaced Name" });
 		const res = await api("PUT", `/patients/${patient.id}`, replacement);
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ ...replacement, id: patient.id, mrn: patient.mrn, phone: null, gender: null, registerDate: "2019-05-05" });
@@ -203,42 +178,42 @@ describe("PUT /patients/:id", () => {
 	});
 
 	test("changes the register date only when the body gives it", async () => {
-		const patient = await create();
-		const res = await api("PUT", `/patients/${patient.id}`, newPatient({ registerDate: "2018-08-08" }));
+		const patient = await createPatient(api);
+		const res = await api("PUT", `/patients/${patient.id}`, patientBody({ registerDate: "2018-08-08" }));
 		expect(res.body.registerDate).toBe("2018-08-08");
 	});
 
 	test("requires every required field (422) and refuses a taken email (409)", async () => {
-		const a = await create();
-		const b = await create();
+		const a = await createPatient(api);
+		const b = await createPatient(api);
 		expectInvalid(await api("PUT", `/patients/${a.id}`, { name: "Only Name" }), ["email", "address", "dateOfBirth"]);
-		const clash = await api("PUT", `/patients/${a.id}`, newPatient({ email: b.email }));
+		const clash = await api("PUT", `/patients/${a.id}`, patientBody({ email: b.email }));
 		expect(clash.status).toBe(409);
 	});
 
 	test("an unknown or malformed id is 404", async () => {
-		expect((await api("PUT", "/patients/00000000-0000-4000-8000-000000000000", newPatient())).status).toBe(404);
-		expect((await api("PUT", "/patients/nope", newPatient())).status).toBe(404);
+		expect((await api("PUT", "/patients/00000000-0000-4000-8000-000000000000", patientBody())).status).toBe(404);
+		expect((await api("PUT", "/patients/nope", patientBody())).status).toBe(404);
 	});
 });
 
 describe("PATCH /patients/:id", () => {
 	test("updates only the given fields", async () => {
-		const patient = await create({ phone: "555-0101" });
+		const patient = await createPatient(api, { phone: "555-0101" });
 		const res = await api("PATCH", `/patients/${patient.id}`, { address: "New Street 5" });
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ ...patient, address: "New Street 5", updatedAt: expect.any(String) });
 	});
 
 	test("may clear an optional field with null", async () => {
-		const patient = await create({ phone: "555-0102" });
+		const patient = await createPatient(api, { phone: "555-0102" });
 		const res = await api("PATCH", `/patients/${patient.id}`, { phone: null });
 		expect(res.body.phone).toBeNull();
 	});
 
 	test("validates what it is given (422) and refuses a taken email (409)", async () => {
-		const a = await create();
-		const b = await create();
+		const a = await createPatient(api);
+		const b = await createPatient(api);
 		expectInvalid(await api("PATCH", `/patients/${a.id}`, { dateOfBirth: "2023-02-30", colour: "red" }), ["dateOfBirth", "colour"]);
 		expectInvalid(await api("PATCH", `/patients/${a.id}`, { name: null }), ["name"]);
 		expect((await api("PATCH", `/patients/${a.id}`, { email: b.email.toUpperCase() })).status).toBe(409);
@@ -249,7 +224,7 @@ describe("PATCH /patients/:id", () => {
 	});
 
 	test("updatedAt moves when a field changes, and only then; a delete moves it too", async () => {
-		const patient = await create();
+		const patient = await createPatient(api);
 		const unchanged = await api("PATCH", `/patients/${patient.id}`, { address: patient.address, phone: null });
 		expect(unchanged.status).toBe(200);
 		expect(unchanged.body).toEqual(patient);
@@ -264,7 +239,7 @@ describe("PATCH /patients/:id", () => {
 
 describe("DELETE /patients/:id", () => {
 	test("soft-deletes: 204, hidden from reads and lists, but the row stays", async () => {
-		const patient = await create();
+		const patient = await createPatient(api);
 		const res = await api("DELETE", `/patients/${patient.id}`);
 		expect(res.status).toBe(204);
 		expect(res.body).toBeUndefined();
@@ -282,9 +257,9 @@ describe("DELETE /patients/:id", () => {
 	});
 
 	test("a deleted patient's email can be registered again", async () => {
-		const patient = await create();
+		const patient = await createPatient(api);
 		await api("DELETE", `/patients/${patient.id}`);
-		const again = await api("POST", "/patients", newPatient({ email: patient.email }));
+		const again = await api("POST", "/patients", patientBody({ email: patient.email }));
 		expect(again.status).toBe(201);
 		expect(again.body.mrn).not.toBe(patient.mrn);
 	});
@@ -301,7 +276,7 @@ describe("GET /patients", () => {
 	beforeAll(async () => {
 		const births = ["1950-01-01", "1960-06-15", "1970-12-31", "1980-03-03", "1990-09-09"];
 		for (const [i, dateOfBirth] of births.entries()) {
-			created.push(await create({ name: `${tag} ${String.fromCharCode(69 - i)}`, dateOfBirth, registerDate: `2021-0${i + 1}-01` }));
+			created.push(await createPatient(api, { name: `${tag} ${String.fromCharCode(69 - i)}`, dateOfBirth, registerDate: `2021-0${i + 1}-01` }));
 		}
 	});
 
@@ -422,7 +397,7 @@ describe("gateway", () => {
 
 describe("broker events", () => {
 	test("patient.created, patient.updated and patient.deleted carry the patient", async () => {
-		const patient = await create();
+		const patient = await createPatient(api);
 		await api("PATCH", `/patients/${patient.id}`, { address: "Moved 1" });
 		await api("DELETE", `/patients/${patient.id}`);
 		const mine = events.filter(e => e.payload.id === patient.id);

@@ -1,7 +1,8 @@
-import type { Queryable, Statement } from "../../lib/infra/database";
 import { ConflictError } from "../../lib/infra/errors";
 import { type DoctorView, exclusive, schedule } from "../../services/appointments/booking";
 import { chargeFulfilled } from "../../services/appointments/charges";
+import { lockKeys, markCharged, unchargedAppointments } from "../../services/appointments/queries";
+import { StubDatabase } from "../helpers/stub-database";
 
 /**
  * The appointments service's modules, each given what it uses: the booking
@@ -46,35 +47,26 @@ describe("when a booking may be", () => {
 
 describe("a booking write", () => {
 	const who = { doctorId: doctor.id, patientId: "00000000-0000-4000-8000-000000000002" };
-	const inTransaction = (onWork: (statement: Statement) => unknown) => {
-		const statements: Statement[] = [];
-		const tx: Queryable = {
-			async query<T>(statement: Statement) {
-				statements.push(statement);
-				return [onWork(statement)] as T[];
-			}
-		};
-		return { statements, db: { transaction: <T>(work: (tx: Queryable) => Promise<T>) => work(tx) } };
-	};
+	const INSERT = { text: "INSERT", values: [] };
 
 	test("takes the doctor's and the patient's locks in one statement, in one order, before the write", async () => {
-		const { statements, db } = inTransaction(() => "row");
-		expect(await exclusive(db, who, tx => tx.query({ text: "INSERT", values: [] }))).toEqual(["row"]);
-		expect(statements.map(s => s.values)).toEqual([[[`appointment-doctor:${who.doctorId}`, `appointment-patient:${who.patientId}`]], []]);
+		const db = new StubDatabase().answer(INSERT, ["row"]);
+		expect(await exclusive(db, who, tx => tx.query(INSERT))).toEqual(["row"]);
+		expect(db.statements.map(s => s.values)).toEqual([[[`appointment-doctor:${who.doctorId}`, `appointment-patient:${who.patientId}`]], []]);
 	});
 
 	test("an overlap is 409 naming whose appointment collides; any other error passes through", async () => {
 		for (const [constraint, field] of [["appointments_doctor_no_overlap", "doctorId"], ["appointments_patient_no_overlap", "patientId"]]) {
 			const overlap = Object.assign(new Error("conflicting key value violates exclusion constraint"), { code: "23P01", constraint });
-			const { db } = inTransaction(s => {
-				if (s.text === "INSERT") throw overlap;
+			const db = new StubDatabase().answer(INSERT, () => {
+				throw overlap;
 			});
-			const err = await exclusive(db, who, tx => tx.query({ text: "INSERT", values: [] })).catch((e: unknown) => e);
+			const err = await exclusive(db, who, tx => tx.query(INSERT)).catch((e: unknown) => e);
 			expect(err).toBeInstanceOf(ConflictError);
 			expect(err).toMatchObject({ code: 409, data: { field } });
 		}
 		const broken = new TypeError("x is undefined");
-		const { db } = inTransaction(() => {
+		const db = new StubDatabase().answer(lockKeys([]), () => {
 			throw broken;
 		});
 		await expect(exclusive(db, who, async () => "never")).rejects.toBe(broken);
@@ -85,17 +77,14 @@ describe("charging fulfilled visits", () => {
 	const uncharged = ["a", "b", "c"].map(id => ({ id, patientId: `patient-${id}`, consultationFee: "1200" }));
 
 	function service(billingTakes: (appointmentId: string) => boolean) {
-		const marked: unknown[] = [];
+		const db = new StubDatabase().answer(unchargedAppointments(), uncharged);
 		const warnings: string[] = [];
 		return {
-			marked,
-			warnings,
-			db: {
-				async query<T>(statement: Statement) {
-					if (statement.text.startsWith("UPDATE")) marked.push(statement.values[0]);
-					return (statement.text.startsWith("SELECT") ? uncharged : []) as T[];
-				}
+			get marked() {
+				return db.sent(markCharged("")).map(s => s.values[0]);
 			},
+			warnings,
+			db,
 			broker: {
 				call: (async (_action: string, params: { appointmentId: string; consultationFee: number }) => {
 					expect(params.consultationFee).toBe(1200);
