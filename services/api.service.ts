@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ActionSchema, Context, ServiceSchema } from "moleculer";
+import { type ActionSchema, type Context, Errors, type ServiceSchema } from "moleculer";
 import serveStatic from "serve-static";
 import { getAbsoluteFSPath as swaggerUiPath } from "swagger-ui-dist";
 import { type RoutedAction, buildOpenApi } from "../lib/infra/openapi";
@@ -10,6 +10,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/infra/client-errors";
 import { config } from "../lib/infra/config";
 import { errorFields } from "../lib/infra/log-fields";
+import { requestConditions } from "../lib/infra/http";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
@@ -65,8 +66,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			? {
 					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
 					methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key"],
-					exposedHeaders: ["Location", "X-Request-Id"],
+					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key", "If-Match"],
+					exposedHeaders: ["Location", "X-Request-Id", "ETag"],
 					maxAge: 3600
 				}
 			: undefined,
@@ -99,9 +100,12 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				authentication: true,
 				authorization: true,
 				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
-					// Actions that post money honour a client's retry key (billing.postTransaction).
-					const key = req.headers["idempotency-key"];
-					if (typeof key === "string" && key && req.$ctx) req.$ctx.meta.idempotencyKey = key.slice(0, 255);
+					// The client's retry key (Idempotency-Key) and the versions a change may apply to (If-Match), for the action.
+					const conditions = requestConditions(req.headers);
+					if ("malformed" in conditions) {
+						throw new Errors.MoleculerClientError(`The ${conditions.malformed} header is malformed`, 400, "BAD_REQUEST", { header: conditions.malformed });
+					}
+					if (req.$ctx) Object.assign(req.$ctx.meta, conditions.meta);
 				},
 				onAfterCall(
 					this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void },

@@ -61,3 +61,21 @@ export function invalidFields(problems: { field: string; message: string }[]): E
 		problems.map(p => ({ ...p, type: "rule" }))
 	);
 }
+
+/** 412: the request's If-Match names a version the record no longer has (or never had); nothing was written. */
+export class PreconditionFailedError extends Errors.MoleculerClientError {
+	constructor(entity: string, currentVersion: number) {
+		super(`${entity} has changed: it is at version ${currentVersion}; read it again and retry with If-Match: W/"${currentVersion}"`, 412, "PRECONDITION_FAILED", {
+			currentVersion
+		});
+		this.name = "PreconditionFailedError";
+	}
+}
+
+/** 422: an Idempotency-Key already used for a request with another body. */
+export class IdempotencyKeyReusedError extends Errors.MoleculerClientError {
+	constructor() {
+		super("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", { field: "Idempotency-Key" });
+		this.name = "IdempotencyKeyReusedError";
+	}
+}

@@ -1,7 +1,8 @@
 import crypto from "node:crypto";
-import { type Context, Errors } from "moleculer";
+import type { Context } from "moleculer";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { ConflictError, ForbiddenError } from "../../lib/infra/errors";
+import { ConflictError, ForbiddenError, IdempotencyKeyReusedError } from "../../lib/infra/errors";
+import { requestFingerprint } from "../../lib/infra/idempotency";
 import type { AuthenticatedUser } from "../../lib/infra/http";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { BILLING_ADMINS } from "../../lib/domain/roles";
@@ -58,10 +59,7 @@ export function checkMayPost(caller: AuthenticatedUser | null | undefined, posti
 
 /** What a retry under the same idempotency key must repeat exactly. */
 function fingerprint(posting: Posting): string {
-	return crypto
-		.createHash("sha256")
-		.update(JSON.stringify([posting.type, posting.amount, posting.description ?? null, posting.reference ?? null]))
-		.digest("hex");
+	return requestFingerprint([posting.type, posting.amount, posting.description ?? null, posting.reference ?? null]);
 }
 
 /** Posts to the ledger, once per idempotency key: a retry gets the transaction the first attempt posted. */
@@ -74,11 +72,7 @@ export async function postEntry(db: Database, accountId: string, posting: Postin
 		let [row] = await tx.query<TransactionRow>(insertTransaction(transaction, account.status));
 		if (!row && idempotencyKey) {
 			[row] = await tx.query<TransactionRow>(transactionByKey(account.id, idempotencyKey));
-			if (row && row.fingerprint !== print) {
-				throw new Errors.MoleculerClientError("This Idempotency-Key was used for a different request", 422, "IDEMPOTENCY_KEY_REUSED", {
-					field: "Idempotency-Key"
-				});
-			}
+			if (row && row.fingerprint !== print) throw new IdempotencyKeyReusedError();
 		}
 		if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
 		return { ...toTransaction(row), balance: await balanceOf(tx, account.id), patientId: account.patientId };
