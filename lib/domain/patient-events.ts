@@ -1,7 +1,9 @@
 import { isUuid } from "../infra/sql";
 import { PatientEvent } from "../../proto/generated/patient_event";
 
-export const PATIENT_EVENT_TYPES = ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED"] as const;
+export const PATIENT_EVENT_TYPES = ["PATIENT_CREATED", "PATIENT_UPDATED", "PATIENT_DELETED", "PATIENT_MERGED"] as const;
+
+export type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
 
 /**
  * Decodes a PatientEvent and checks what consumers rely on. Protobuf decodes
@@ -13,6 +15,7 @@ export function decodePatientEvent(value: Buffer): PatientEvent {
 	if (!isUuid(event.eventId)) throw new Error("PatientEvent without a valid event_id");
 	if (!isUuid(event.patientId)) throw new Error("PatientEvent without a valid patientId");
 	if (!(PATIENT_EVENT_TYPES as readonly string[]).includes(event.eventType)) throw new Error(`Unknown event_type "${event.eventType}"`);
+	if (event.eventType === "PATIENT_MERGED" && !isUuid(event.mergedInto)) throw new Error("PATIENT_MERGED without a valid merged_into");
 	if (Number.isNaN(Date.parse(event.occurredAt))) throw new Error("PatientEvent without a valid occurred_at");
 	return event;
 }

@@ -1,14 +1,16 @@
 import crypto from "node:crypto";
 import { config } from "../../lib/infra/config";
-import type { PATIENT_EVENT_TYPES } from "../../lib/domain/patient-events";
+import type { PatientEventType } from "../../lib/domain/patient-events";
 import type { OutgoingMessage } from "../../mixins/kafka.mixin";
 import { PatientEvent } from "../../proto/generated/patient_event";
 import type { OutboxEvent, OutboxRow, Patient } from "./queries";
 
-type PatientEventType = (typeof PATIENT_EVENT_TYPES)[number];
-
-/** The PatientEvent announcing a change of `patient`, for the outbox; the patient id is the key, so one patient's events keep their order. */
-export function patientEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">): OutboxEvent {
+/**
+ * The PatientEvent announcing a change of `patient`, for the outbox; the
+ * patient id is the key, so one patient's events keep their order.
+ * `mergedInto` names the survivor of a PATIENT_MERGED.
+ */
+export function patientEvent(type: PatientEventType, patient: Pick<Patient, "id" | "name" | "email">, mergedInto = ""): OutboxEvent {
 	const eventId = crypto.randomUUID();
 	const payload = PatientEvent.encode({
 		patientId: patient.id,
@@ -16,7 +18,8 @@ export function patientEvent(type: PatientEventType, patient: Pick<Patient, "id"
 		email: patient.email,
 		eventType: type,
 		eventId,
-		occurredAt: new Date().toISOString()
+		occurredAt: new Date().toISOString(),
+		mergedInto
 	}).finish();
 	return { eventId, topic: config.patientTopic, key: patient.id, eventType: type, payload };
 }
