@@ -15,6 +15,8 @@ import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
+import { fhirContentNegotiation, prepareFhirRequest, sendOperationOutcome } from "./fhir/gateway";
+import { patientShownBy } from "./fhir/audit-subject";
 
 interface GatewayAlias {
 	method: string;
@@ -51,6 +53,17 @@ interface RequestLogFields {
 
 /** A dependency down (a database, a service node) is back within seconds, or the client had better wait longer. */
 const SERVICE_UNAVAILABLE_RETRY_SECONDS = 5;
+
+/** The client's retry key (Idempotency-Key) and the versions a change may apply to (If-Match), for the action. */
+function passRequestConditions(req: GatewayRequest): void {
+	const conditions = requestConditions(req.headers);
+	if ("malformed" in conditions) {
+		throw new Errors.MoleculerClientError(`The ${conditions.malformed} header is malformed`, 400, "BAD_REQUEST", { header: conditions.malformed });
+	}
+	if (req.$ctx) Object.assign(req.$ctx.meta, conditions.meta);
+}
+
+type RecordsAccess = { recordAccess(req: GatewayRequest, status: number, result?: unknown): void };
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
 
@@ -89,6 +102,33 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				}
 			},
 			{
+				// FHIR R4 (services/fhir.service.ts): the same tokens, roles and audit trail as the REST API, in FHIR's
+				// media type, the body unmerged (a resource is not params), and every error an OperationOutcome.
+				path: "/fhir",
+				whitelist: ["fhir.*"],
+				authentication: true,
+				authorization: true,
+				autoAliases: true,
+				mappingPolicy: "restrict",
+				mergeParams: false,
+				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
+					passRequestConditions(req);
+					prepareFhirRequest(req);
+				},
+				onAfterCall(this: RecordsAccess, ctx: { meta: { $statusCode?: number } }, _route: unknown, req: GatewayRequest, _res: ServerResponse, data: unknown) {
+					// The patient the answer shows, as a REST answer's `patientId` or `id` names it.
+					this.recordAccess(req, ctx.meta.$statusCode ?? 200, { patientId: patientShownBy(data) });
+					return data;
+				},
+				onError: sendOperationOutcome,
+				bodyParsers: {
+					json: { strict: true, limit: config.bodyLimit, type: JSON_MEDIA_TYPES },
+					urlencoded: false
+				},
+				use: [apiSecurityHeaders, fhirContentNegotiation, requireJsonBody, refusePrototypeKeys],
+				logging: true
+			},
+			{
 				path: "/",
 				whitelist: ["api.health", "api.ready", "api.openapi", "auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
 				aliases: {
@@ -100,15 +140,10 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				authentication: true,
 				authorization: true,
 				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
-					// The client's retry key (Idempotency-Key) and the versions a change may apply to (If-Match), for the action.
-					const conditions = requestConditions(req.headers);
-					if ("malformed" in conditions) {
-						throw new Errors.MoleculerClientError(`The ${conditions.malformed} header is malformed`, 400, "BAD_REQUEST", { header: conditions.malformed });
-					}
-					if (req.$ctx) Object.assign(req.$ctx.meta, conditions.meta);
+					passRequestConditions(req);
 				},
 				onAfterCall(
-					this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void },
+					this: RecordsAccess,
 					ctx: { meta: { $statusCode?: number } },
 					_route: unknown,
 					req: GatewayRequest,
@@ -156,7 +191,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					(this.broker.registry.getActionList({}) as { name: string; action?: ActionSchema }[]).map(a => [a.name, a.action])
 				);
 				const routes: RoutedAction[] = aliases
-					.filter(alias => alias.action && alias.method !== "*")
+					// FHIR describes itself, at /fhir/metadata.
+					.filter(alias => alias.action && alias.method !== "*" && !alias.action.startsWith("fhir."))
 					.map(alias => {
 						const action = actions.get(alias.action!);
 						return { method: alias.method, path: alias.fullPath, action: alias.action!, params: action?.params as Record<string, unknown>, roles: action?.roles, public: action?.public };
