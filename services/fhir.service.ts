@@ -12,10 +12,22 @@ import { resourceOf } from "./fhir/input";
 import { badRequest, withFhirPaths } from "./fhir/outcome";
 import type { FhirContext, FhirRequestInfo, InteractionName, ResourceDefinition } from "./fhir/resource";
 import { parseSearch } from "./fhir/search";
+import { appointmentResource } from "./fhir/appointment";
 import { patientResource } from "./fhir/patient";
+import { practitionerResource } from "./fhir/practitioner";
+import { practitionerRoleResource } from "./fhir/practitioner-role";
+import { scheduleResource } from "./fhir/schedule";
+import { slotResource } from "./fhir/slot";
 
 /** Every resource MedSync serves, in the CapabilityStatement's order. */
-export const FHIR_RESOURCES: ResourceDefinition[] = [patientResource as ResourceDefinition];
+export const FHIR_RESOURCES = [
+	patientResource,
+	practitionerResource,
+	practitionerRoleResource,
+	scheduleResource,
+	slotResource,
+	appointmentResource
+] as ResourceDefinition[];
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
 

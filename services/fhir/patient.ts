@@ -4,6 +4,7 @@ import type { Page } from "../../lib/domain/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../../lib/domain/roles";
 import type { Patient as PatientRecord, PatientFields } from "../patients/queries";
 import { MRN_SYSTEM } from "./conventions";
+import { callDomain, noneIfNotFound } from "./domain";
 import { arrayAt, onlyElements, resourceOf, stringAt } from "./input";
 import { badRequest, unprocessable } from "./outcome";
 import type { FhirContext, ResourceDefinition } from "./resource";
@@ -119,16 +120,17 @@ async function searchPatients(ctx: FhirContext, request: SearchRequest): Promise
 		(!bornTo || p.dateOfBirth <= bornTo);
 
 	// An id, an MRN or an email names one patient at most: find it, then check the other criteria here.
+	if (mrn === null) return { resources: [], total: 0 };
 	if (id || mrn !== undefined || email) {
 		let found: PatientRecord[];
-		if (id) found = await ctx.call<PatientRecord, { id: string }>("patients.get", { id }).then(p => [p], notFoundAsNone);
+		if (id) found = await callDomain<PatientRecord>(ctx, "patients.get", { id }).then(p => [p], noneIfNotFound<PatientRecord>);
 		else if (mrn !== undefined && !isValidMrn(mrn)) found = [];
-		else found = (await ctx.call<Page<PatientRecord>, object>("patients.list", { search: mrn ?? email, pageSize: 100 })).rows;
+		else found = (await callDomain<Page<PatientRecord>>(ctx, "patients.list", { search: mrn ?? email, pageSize: 100 })).rows;
 		const kept = found.filter(matches);
 		const start = (request.page - 1) * request.count;
 		return { resources: kept.slice(start, start + request.count).map(toFhirPatient), total: kept.length };
 	}
-	const page = await ctx.call<Page<PatientRecord>, object>("patients.list", {
+	const page = await callDomain<Page<PatientRecord>>(ctx, "patients.list", {
 		page: request.page,
 		pageSize: request.count,
 		...(name && { search: name }),
@@ -139,19 +141,14 @@ async function searchPatients(ctx: FhirContext, request: SearchRequest): Promise
 	return { resources: page.rows.map(toFhirPatient), total: page.total };
 }
 
-function notFoundAsNone(err: { code?: number }): PatientRecord[] {
-	if (err.code === 404) return [];
-	throw err;
-}
-
 /** The MRN a PUT names must be the patient's: MedSync assigns it, and never changes it. */
 async function replacePatient(ctx: FhirContext, id: string, body: Patient): Promise<Patient> {
 	const { fields, mrn } = fromFhirPatient(body);
 	if (mrn !== undefined) {
-		const current = await ctx.call<PatientRecord, { id: string }>("patients.get", { id });
+		const current = await callDomain<PatientRecord>(ctx, "patients.get", { id });
 		if (current.mrn !== mrn) throw unprocessable([{ field: "Patient.identifier", message: "The MRN is MedSync's to assign; it cannot change." }]);
 	}
-	return toFhirPatient(await ctx.call<PatientRecord, object>("patients.replace", { id, ...fields }));
+	return toFhirPatient(await callDomain<PatientRecord>(ctx, "patients.replace", { id, ...fields }));
 }
 
 export const patientResource: ResourceDefinition<Patient> = {
@@ -161,7 +158,7 @@ export const patientResource: ResourceDefinition<Patient> = {
 	paths: PATHS,
 	read: {
 		roles: PATIENT_READERS,
-		run: async (ctx, id) => toFhirPatient(await ctx.call<PatientRecord, { id: string }>("patients.get", { id }))
+		run: async (ctx, id) => toFhirPatient(await callDomain<PatientRecord>(ctx, "patients.get", { id }))
 	},
 	search: {
 		roles: PATIENT_READERS,
@@ -181,14 +178,14 @@ export const patientResource: ResourceDefinition<Patient> = {
 		async run(ctx, body) {
 			const { fields, mrn } = fromFhirPatient(body);
 			if (mrn !== undefined) throw unprocessable([{ field: "Patient.identifier", message: "The MRN is MedSync's to assign: leave it out of a new patient." }]);
-			return toFhirPatient(await ctx.call<PatientRecord, object>("patients.create", fields));
+			return toFhirPatient(await callDomain<PatientRecord>(ctx, "patients.create", fields));
 		}
 	},
 	update: { roles: PATIENT_WRITERS, run: replacePatient },
 	delete: {
 		roles: PATIENT_DELETERS,
 		run: async (ctx, id) => {
-			await ctx.call("patients.remove", { id });
+			await callDomain(ctx, "patients.remove", { id });
 		}
 	}
 };

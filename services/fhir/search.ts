@@ -16,6 +16,8 @@ export interface SearchParamDefinition {
 	documentation: string;
 	/** For a reference: the resource types it may name. */
 	target?: string[];
+	/** For a reference: the target's parameters it may be chained with, e.g. `actor` for `schedule.actor`. */
+	chain?: string[];
 }
 
 export interface SearchDefinition {
@@ -70,7 +72,7 @@ function single(name: string, values: string[]): string {
 }
 
 export function parseSearch(query: Record<string, unknown>, definition: SearchDefinition, handling: Handling): SearchRequest {
-	const known = new Map(definition.params.map(p => [p.name, p]));
+	const known = new Set(definition.params.flatMap(p => [p.name, ...(p.chain ?? []).map(chained => `${p.name}.${chained}`)]));
 	const request: SearchRequest = { values: new Map(), count: DEFAULT_COUNT, page: 1, total: "accurate", ignored: [] };
 	for (const [name, raw] of Object.entries(query)) {
 		if (GATEWAY_PARAMS.has(name)) continue;
@@ -104,14 +106,13 @@ export function oneValue(request: SearchRequest, name: string): string | undefin
 	return values ? single(name, values) : undefined;
 }
 
-/** A token `system|code`, `|code` or `code`; with `system` given, a value of another system matches nothing, so it is refused. */
-export function tokenCode(name: string, value: string, system?: string): string {
+/** The code of a token `system|code`, `|code` or `code`; null for a code of another system than `system`, which nothing of MedSync's has. */
+export function tokenCode(name: string, value: string, system?: string): string | null {
 	const bar = value.indexOf("|");
 	if (bar < 0) return value;
 	const [given, code] = [value.slice(0, bar), value.slice(bar + 1)];
-	if (given && given !== system) throw badRequest(`${name} takes codes of ${system ?? "no system"}`, name);
 	if (!code) throw badRequest(`${name} needs a code after the '|'`, name);
-	return code;
+	return given && given !== system ? null : code;
 }
 
 const ID = /^[A-Za-z0-9\-.]{1,64}$/;
