@@ -13,6 +13,7 @@ import { badRequest, withFhirPaths } from "./fhir/outcome";
 import type { FhirContext, FhirRequestInfo, InteractionName, ResourceDefinition } from "./fhir/resource";
 import { parseSearch } from "./fhir/search";
 import { appointmentResource } from "./fhir/appointment";
+import { auditEventResource } from "./fhir/audit-event";
 import { patientResource } from "./fhir/patient";
 import { practitionerResource } from "./fhir/practitioner";
 import { practitionerRoleResource } from "./fhir/practitioner-role";
@@ -26,7 +27,8 @@ export const FHIR_RESOURCES = [
 	practitionerRoleResource,
 	scheduleResource,
 	slotResource,
-	appointmentResource
+	appointmentResource,
+	auditEventResource
 ] as ResourceDefinition[];
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;

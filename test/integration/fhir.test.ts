@@ -85,7 +85,7 @@ describe("metadata", () => {
 		const statement = await client.capabilityStatement();
 		expect(statement).toMatchObject({ resourceType: "CapabilityStatement", fhirVersion: "4.0.1", kind: "instance", format: expect.arrayContaining(["application/fhir+json"]) });
 		const types = statement.rest[0].resource.map((r: any) => r.type);
-		expect(types).toEqual(["Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment"]);
+		expect(types).toEqual(["Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment", "AuditEvent"]);
 		const patient = statement.rest[0].resource[0];
 		expect(patient.interaction.map((i: any) => i.code)).toEqual(["read", "search-type", "create", "update", "delete"]);
 		expect(patient.conditionalCreate).toBe(true);
@@ -114,6 +114,7 @@ describe("metadata", () => {
 			start: "ge2020-01-01",
 			date: "ge2020-01-01",
 			status: "free",
+			altid: crypto.randomUUID(),
 			_count: "5",
 			_page: "1",
 			_total: "accurate"
@@ -276,6 +277,14 @@ describe("Patient", () => {
 		expect(view("fhir.patientRead", "success")).toMatchObject({ userId: users.DOCTOR.id, role: "DOCTOR", resource: "patient", patientId: patient.id, status: 200 });
 		expect(view("fhir.patientRead", "denied")).toEqual(view("patients.get", "denied"));
 		expect(view("fhir.patientRead", "denied")).toMatchObject({ userId: users.VIEWER.id, status: 403, patientId: patient.id });
+
+		// The same trail as AuditEvents, for ADMIN only.
+		const events = await client.search({ resourceType: "AuditEvent", searchParams: { patient: `Patient/${patient.id}`, altid: users.VIEWER.id, date: `ge${new Date(Date.now() - 3_600_000).toISOString()}` } });
+		expect(events.total).toBe(2);
+		expect(events.entry.map((e: any) => e.resource.subtype[0].code).sort()).toEqual(["fhir.patientRead", "patients.get"]);
+		expect(events.entry[0].resource).toMatchObject({ outcome: "4", agent: [{ altId: users.VIEWER.id, role: [{ text: "VIEWER" }], requestor: true }], entity: [{ what: { reference: `Patient/${patient.id}` } }] });
+		expect((await client.search({ resourceType: "AuditEvent", searchParams: { patient: `Patient/${patient.id}`, date: "lt2000" } })).total).toBe(0);
+		expectOutcome(await fhir("GET", `/AuditEvent?patient=Patient/${patient.id}`, undefined, {}, users.RECEPTIONIST.token), 403, "forbidden");
 	});
 });
 
@@ -350,7 +359,7 @@ describe("scheduling", () => {
 test("every resource MedSync emitted validates against the R4 base profiles (HAPI FHIR), with no errors", async () => {
 	await validatorReady;
 	const types = new Set(emitted.flatMap(r => [r.resourceType, ...(r.entry ?? []).map((e: { resource: Resource }) => e.resource.resourceType)]));
-	for (const type of ["CapabilityStatement", "Bundle", "OperationOutcome", "Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment"]) expect(types).toContain(type);
+	for (const type of ["CapabilityStatement", "Bundle", "OperationOutcome", "Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment", "AuditEvent"]) expect(types).toContain(type);
 	// Many answers repeat (the same OperationOutcome, the same Patient): each distinct one is validated once.
 	const distinct = [...new Map(emitted.map(r => [JSON.stringify(r), r])).values()];
 	expect(await fhirValidationErrors(distinct)).toEqual([]);
