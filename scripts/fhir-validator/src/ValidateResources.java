@@ -1,12 +1,15 @@
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
 import ca.uhn.fhir.validation.FhirValidator;
-import ca.uhn.fhir.validation.SingleValidationMessage;
-import ca.uhn.fhir.validation.ValidationResult;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingQueue;
 import org.hl7.fhir.common.hapi.validation.support.CommonCodeSystemsTerminologyService;
 import org.hl7.fhir.common.hapi.validation.support.InMemoryTerminologyServerValidationSupport;
 import org.hl7.fhir.common.hapi.validation.support.SnapshotGeneratingValidationSupport;
@@ -16,9 +19,10 @@ import org.hl7.fhir.common.hapi.validation.validator.FhirInstanceValidator;
 /**
  * Validates FHIR R4 resources against the official base profiles that
  * hapi-fhir-validation-resources-r4 carries, offline: no terminology server.
- * Reads one JSON resource per line on stdin; writes one line per resource on
- * stdout, in the same order: the OperationOutcome HAPI makes of its findings.
- * One JVM for a whole batch: loading the profiles is the slow part.
+ * Reads one JSON resource per line on stdin, as they come, so a test can feed
+ * it while it runs; writes one line per resource on stdout, in the same order:
+ * the OperationOutcome HAPI makes of its findings. One JVM for a whole batch
+ * (loading the profiles is the slow part), validating on every core.
  */
 public final class ValidateResources {
 	public static void main(String[] args) throws Exception {
@@ -28,15 +32,29 @@ public final class ValidateResources {
 			new CommonCodeSystemsTerminologyService(context),
 			new InMemoryTerminologyServerValidationSupport(context),
 			new SnapshotGeneratingValidationSupport(context));
-		FhirInstanceValidator module = new FhirInstanceValidator(chain);
-		FhirValidator validator = context.newValidator().registerValidatorModule(module);
+		// A FhirValidator is thread-safe once built.
+		FhirValidator validator = context.newValidator().registerValidatorModule(new FhirInstanceValidator(chain));
+		ExecutorService workers = Executors.newFixedThreadPool(Math.max(1, Runtime.getRuntime().availableProcessors()));
+		BlockingQueue<Future<String>> pending = new LinkedBlockingQueue<>();
+		Future<String> end = workers.submit(() -> null);
 		PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+		Thread writer = new Thread(() -> {
+			try {
+				for (Future<String> next = pending.take(); next != end; next = pending.take()) out.println(next.get());
+			} catch (Exception e) {
+				e.printStackTrace();
+				System.exit(1);
+			}
+		});
+		writer.start();
 		BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-		String line;
-		while ((line = in.readLine()) != null) {
+		for (String line = in.readLine(); line != null; line = in.readLine()) {
 			if (line.isBlank()) continue;
-			ValidationResult result = validator.validateWithResult(line);
-			out.println(context.newJsonParser().encodeResourceToString(result.toOperationOutcome()));
+			String resource = line;
+			pending.put(workers.submit(() -> context.newJsonParser().encodeResourceToString(validator.validateWithResult(resource).toOperationOutcome())));
 		}
+		pending.put(end);
+		writer.join();
+		workers.shutdown();
 	}
 }
