@@ -3,7 +3,7 @@ import path from "node:path";
 import type { ActionSchema, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Resource } from "@medplum/fhirtypes";
 import { config } from "../lib/infra/config";
-import { created, noContent } from "../lib/infra/http";
+import { created, entityTag, noContent } from "../lib/infra/http";
 import { PROJECT_ROOT } from "../lib/infra/paths";
 import { searchBundle } from "./fhir/bundle";
 import { capabilityStatement } from "./fhir/capability";
@@ -57,16 +57,19 @@ function idOf(ctx: FhirContext): string {
 function answer<R extends Resource>(ctx: FhirContext, resource: R, status = 200): R {
 	ctx.meta.$statusCode = status;
 	ctx.meta.$responseType = FHIR_JSON;
-	ctx.meta.$responseHeaders = resource.meta?.versionId ? { ETag: `W/"${resource.meta.versionId}"` } : {};
+	ctx.meta.$responseHeaders = resource.meta?.versionId ? { ETag: entityTag(Number(resource.meta.versionId)) } : {};
 	if (resource.meta?.lastUpdated) ctx.meta.$responseHeaders["Last-Modified"] = new Date(resource.meta.lastUpdated).toUTCString();
 	delete ctx.meta.$location;
 	return resource;
 }
 
+/** A created or changed resource's answer: where it lives, as Location. */
 function located<R extends Resource>(ctx: FhirContext, resource: R, status: 200 | 201): R {
 	answer(ctx, resource, status);
 	const location = `${fhirOf(ctx).base}/${resource.resourceType}/${resource.id}${resource.meta?.versionId ? `/_history/${resource.meta.versionId}` : ""}`;
-	return status === 201 ? created(ctx, location, resource) : ((ctx.meta.$responseHeaders!.Location = location), resource);
+	if (status === 201) return created(ctx, location, resource);
+	ctx.meta.$responseHeaders!.Location = location;
+	return resource;
 }
 
 /** Runs an interaction's work; the domain's validation errors come out naming the resource's elements. */
