@@ -37,7 +37,7 @@ async function main(): Promise<void> {
 		startedKafka = spawnSync(KAFKA_SCRIPT, ["status"]).status !== 0;
 		const start = spawnSync(KAFKA_SCRIPT, ["start"], { stdio: "inherit" });
 		if (start.status !== 0) throw new Error("Could not start Kafka (scripts/kafka.sh start)");
-		kafkaBrokers = "127.0.0.1:9092";
+		kafkaBrokers = `127.0.0.1:${process.env.KAFKA_PORT ?? "9092"}`;
 	}
 
 	// One PostgreSQL for all: DATABASE_URL, or the embedded server, started here and shared.
@@ -102,8 +102,12 @@ async function main(): Promise<void> {
 		log("stopped");
 		process.exit(0);
 	};
-	process.on("SIGINT", stop);
-	process.on("SIGTERM", stop);
+	// The embedded PostgreSQL's package (through async-exit-hook) ends the process at the first signal, before the children
+	// have stopped: the stack stops them itself, then the server, and only then exits.
+	for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+		process.removeAllListeners(signal);
+		process.on(signal, stop);
+	}
 }
 
 main().catch(err => {

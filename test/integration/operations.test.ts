@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { adminLogin, bearer, request } from "../helpers/cluster";
 import { EVERY_DAY, createDoctor, createPatient } from "../helpers/fixtures";
@@ -31,8 +33,31 @@ function run(script: string, input?: string): Promise<{ code: number | null; out
 	});
 }
 
+/** The stack in a process group of its own, as in a terminal, where Ctrl-C signals the whole group. */
+function startStack(stackEnv: Record<string, string | undefined>, onOutput: (chunk: string) => void): ChildProcess {
+	const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts/stack.js")], { cwd: ROOT, env: stackEnv, stdio: ["ignore", "pipe", "pipe"], detached: true });
+	child.stdout?.on("data", c => onOutput(String(c)));
+	child.stderr?.on("data", c => onOutput(String(c)));
+	return child;
+}
+
+/** The processes in `pids` still running. */
+function alive(pids: number[]): number[] {
+	return pids.filter(pid => {
+		try {
+			process.kill(pid, 0);
+			return true;
+		} catch {
+			return false;
+		}
+	});
+}
+
+/** Every service pid the stack reported (restarted ones too). */
+const servicePids = (out: string) => [...out.matchAll(/\[stack\] \w+ pid (\d+)/g)].map(m => Number(m[1]));
+
 /** The pid the stack reported for a service, the latest one if it was restarted. */
-const pidOf = (service: string) => [...output.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
+const pidOf = (service: string, out = output) => [...out.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
 
 beforeAll(async () => {
 	[kafka, nats] = await Promise.all([useKafka(), natsUrl()]);
@@ -52,9 +77,7 @@ beforeAll(async () => {
 		LOG_LEVEL: "warn",
 		SEED_URL: baseUrl
 	};
-	stack = spawn(process.execPath, [path.join(ROOT, "dist/scripts/stack.js")], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-	stack.stdout?.on("data", c => (output += c));
-	stack.stderr?.on("data", c => (output += c));
+	stack = startStack({ ...process.env, ...env }, chunk => (output += chunk));
 	await eventually(async () => ((await request(baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
 	// The gateway builds its routes shortly after it sees each service: wait until every one answers (401, not 404).
 	await eventually(async () => {
@@ -154,18 +177,52 @@ describe("npm run repl", () => {
 
 describe("Ctrl-C", () => {
 	test("stops every service process, then the stack itself", async () => {
-		const pids = [...output.matchAll(/\[stack\] \w+ pid (\d+)/g)].map(m => Number(m[1]));
+		const pids = servicePids(output);
 		const exited = new Promise<number | null>(resolve => stack.once("exit", code => resolve(code)));
-		stack.kill("SIGINT");
+		process.kill(-stack.pid!, "SIGINT");
 		expect(await exited).toBe(0);
-		const alive = pids.filter(pid => {
-			try {
-				process.kill(pid, 0);
-				return true;
-			} catch {
-				return false;
-			}
-		});
-		expect(alive).toEqual([]);
+		expect(alive(pids)).toEqual([]);
 	}, 60_000);
+
+	test("with the embedded PostgreSQL and a node slow to stop, leaves no process behind", async () => {
+		// The embedded server's package ends its process at the first SIGINT, within 10 s: the stack must still stop its children first.
+		const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-stack-"));
+		fs.chmodSync(dataDir, 0o755);
+		const [port, grpcPort, postgresPort] = [await freePort(), await freePort(), await freePort()];
+		const { DATABASE_URL: _, ...inherited } = process.env;
+		let out = "";
+		const embedded = startStack(
+			{
+				...inherited,
+				...env,
+				NAMESPACE: `stack-${crypto.randomBytes(4).toString("hex")}`,
+				PORT: String(port),
+				BILLING_GRPC_PORT: String(grpcPort),
+				BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
+				DATA_DIR: dataDir,
+				EMBEDDED_POSTGRES_PORT: String(postgresPort)
+			},
+			chunk => (out += chunk)
+		);
+		try {
+			await eventually(async () => ((await request(`http://127.0.0.1:${port}`, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
+			const postmaster = Number(fs.readFileSync(path.join(dataDir, "postgres", "postmaster.pid"), "utf8").split("\n")[0]);
+			const pids = [...servicePids(out), postmaster];
+			expect(pids).toHaveLength(9);
+			// A node slow to stop (here: frozen) must not outlive the stack, which kills what has not stopped in time.
+			process.kill(pidOf("analytics", out)!, "SIGSTOP");
+			const exited = new Promise<number | null>(resolve => embedded.once("exit", code => resolve(code)));
+			process.kill(-embedded.pid!, "SIGINT");
+			expect(await exited).toBe(0);
+			expect(alive(pids)).toEqual([]);
+			expect(out).toMatch(/\[stack\] stopped/);
+		} finally {
+			// Whatever is left of the group, should the test fail.
+			try {
+				process.kill(-embedded.pid!, "SIGKILL");
+			} catch {
+				// none left
+			}
+		}
+	}, 180_000);
 });
