@@ -63,9 +63,7 @@ const brokerConfig: BrokerOptions = {
 	registry: { strategy: "RoundRobin", preferLocal: true },
 	circuitBreaker: { enabled: false },
 	// fastest-validator, plus the rules every input shares: no control characters, null only where declared.
-	validator: new InputValidator({
-		messages: { objectStrict: "Unknown field(s): {actual}. Allowed: {expected}." }
-	}),
+	validator: new InputValidator(),
 	errorHandler: null,
 	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id.
 	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware],
