@@ -4,7 +4,7 @@ import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
 import { stopEmbeddedPostgres } from "./lib/infra/postgres";
 import { replCommands } from "./lib/tooling/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/infra/request-context";
-import { runnerServices } from "./lib/infra/runner-services";
+import { nodeIdFor, runnerServices } from "./lib/infra/runner-services";
 import { transporterOptions } from "./lib/infra/transporter";
 import { InputValidator } from "./lib/infra/validator";
 
@@ -29,6 +29,8 @@ class PrometheusReporter extends MetricReporters.Prometheus {
 }
 MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 
+// Read before SERVICES is rewritten below.
+const nodeID = nodeIdFor(process.env.SERVICES);
 // moleculer-runner loads this file before it reads SERVICES; a service with modules in services/<name>/ needs its file named.
 if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERVICES, process.env.SERVICEDIR);
 
@@ -39,7 +41,8 @@ if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERV
  */
 const brokerConfig: BrokerOptions = {
 	namespace: config.namespace,
-	nodeID: null,
+	// Names the node's services, which the default (host and pid) does not.
+	nodeID,
 	transporter: transporterOptions(config),
 	logger:
 		config.logFormat === "pretty"

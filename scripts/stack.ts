@@ -64,7 +64,8 @@ async function main(): Promise<void> {
 			stdio: ["ignore", "pipe", "pipe"]
 		});
 		children.set(name, child);
-		log(`${name} pid ${child.pid}`);
+		const ports = [name === "api" && `HTTP ${config.port}`, name === "billing" && `gRPC ${config.billingGrpcPort}`, `metrics ${metricsPort}`].filter(Boolean);
+		log(`${name} pid ${child.pid} (${ports.join(", ")})`);
 		const prefix = (chunk: Buffer) =>
 			chunk
 				.toString()
