@@ -1,3 +1,4 @@
+import type { Server } from "node:http";
 import { type BrokerOptions, MetricReporters } from "moleculer";
 import { config } from "./lib/infra/config";
 import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
@@ -16,15 +17,33 @@ function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpo
 	return type;
 }
 
+type ReporterInternals = { server: Server; registry: { broker: { fatal(message: string, err?: Error): void } } };
+
 /**
  * Moleculer's Prometheus reporter drops `host` when the port is 0 (any free
- * port, as the tests ask) and then listens on every interface; this one keeps it.
+ * port, as the tests ask) and then listens on every interface; this one keeps
+ * it. A port it cannot listen on (in use) was an unhandled error event and a
+ * stack trace: here it stops the node with the setting and address to change.
  */
 class PrometheusReporter extends MetricReporters.Prometheus {
 	constructor(options: NonNullable<ConstructorParameters<typeof MetricReporters.Prometheus>[0]>) {
 		// A copy: Moleculer's constructor edits the options it is given, which every broker of this config shares.
 		super({ ...options });
 		this.opts.host = options.host;
+	}
+
+	override init(registry: Parameters<MetricReporters.Prometheus["init"]>[0]): void {
+		super.init(registry);
+		const { server } = this as unknown as ReporterInternals;
+		server.once("error", (err: NodeJS.ErrnoException) => {
+			const where = `${this.opts.host ?? "*"}:${this.opts.port}`;
+			(this as unknown as ReporterInternals).registry.broker.fatal(`The metrics endpoint cannot listen on ${where} (${err.code ?? err.message}): set METRICS_PORT (or METRICS_HOST), or METRICS_PORT=off`, err);
+		});
+	}
+
+	override stop(): Promise<void> {
+		// A server that never listened has nothing to close, and closing it would throw.
+		return (this as unknown as ReporterInternals).server.listening ? super.stop() : Promise.resolve();
 	}
 }
 MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
