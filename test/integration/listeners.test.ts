@@ -66,7 +66,7 @@ describe("listener addresses", () => {
 	});
 });
 
-describe("a listener's port in use", () => {
+describe("a start-up problem names the setting and the address", () => {
 	let taken: Server;
 	let port: number;
 
@@ -96,5 +96,13 @@ describe("a listener's port in use", () => {
 		const { code, output } = await failedStart({ METRICS_PORT: "off", BILLING_GRPC_PORT: String(port) });
 		expect(code).not.toBe(0);
 		expect(output).toContain(`The gRPC server cannot listen on 127.0.0.1:${port} (in use, or not this machine's): set BILLING_GRPC_PORT`);
+	});
+
+	test("for Kafka that does not answer, the node keeps trying and says where it looked (KAFKA_BROKERS)", async () => {
+		// Nothing listens there: each attempt fails, and the node must say where it looked.
+		const nowhere = await freePort();
+		node = startNode(["analytics"], { TRANSPORTER: "", METRICS_PORT: "off", KAFKA_BROKERS: `127.0.0.1:${nowhere}` });
+		await eventually(async () => (node!.output().includes(`KAFKA_BROKERS=127.0.0.1:${nowhere}`) ? true : undefined), 30_000, "a warning naming KAFKA_BROKERS");
+		expect(node.child.exitCode).toBeNull();
 	});
 });
