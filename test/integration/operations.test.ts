@@ -22,9 +22,9 @@ let output = "";
 let baseUrl: string;
 let env: Record<string, string>;
 
-function run(script: string, input?: string, extraEnv: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
+function run(script: string, input?: string, extraEnv: Record<string, string> = {}, args: string[] = []): Promise<{ code: number | null; out: string }> {
 	return new Promise(resolve => {
-		const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts", script)], { cwd: ROOT, env: { ...process.env, ...env, ...extraEnv } });
+		const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts", script), ...args], { cwd: ROOT, env: { ...process.env, ...env, ...extraEnv } });
 		let out = "";
 		child.stdout.on("data", c => (out += c));
 		child.stderr.on("data", c => (out += c));
@@ -155,6 +155,31 @@ describe("npm run seed", () => {
 		const doctors = await request(baseUrl, "GET", "/doctors?specialization=Cardiology", undefined, bearer(token));
 		expect(doctors.body.total).toBeGreaterThanOrEqual(2);
 	}, 180_000);
+
+	test("a second run adds nothing; sizes are options", async () => {
+		const token = await adminLogin(baseUrl);
+		const totals = async () =>
+			Promise.all(["/doctors", "/patients", "/appointments", "/billing/accounts"].map(async p => (await request(baseUrl, "GET", `${p}?pageSize=1`, undefined, bearer(token))).body.total));
+		const before = await totals();
+		const again = await run("seed.js");
+		expect(again.code).toBe(0);
+		expect(JSON.parse(again.out.trim().split("\n").at(-1)!).added).toEqual({ doctors: 0, patients: 0, appointments: 0, payments: 0 });
+		expect(await totals()).toEqual(before);
+
+		const larger = await run("seed.js", undefined, {}, ["--patients", "120", "--appointments", "30"]);
+		expect(larger.code).toBe(0);
+		const result = JSON.parse(larger.out.trim().split("\n").at(-1)!);
+		expect(result).toMatchObject({ patients: 120, added: { patients: 90, appointments: 5 } });
+		// Not a terminal: progress comes as lines, a tenth at a time.
+		expect(larger.out).toContain("seed: patients 120/120");
+	}, 180_000);
+
+	test("with MedSync away, says which URL it tried and what to do", async () => {
+		const nowhere = `http://127.0.0.1:${await freePort()}`;
+		const { code, out } = await run("seed.js", undefined, { SEED_URL: nowhere });
+		expect(code).toBe(1);
+		expect(out).toContain(`MedSync does not answer at ${nowhere} (ECONNREFUSED): start it (npm start, or npm run stack), or set SEED_URL`);
+	});
 });
 
 describe("npm run repl", () => {
