@@ -41,5 +41,13 @@ CREATE INDEX appointments_start_idx ON appointments (start_at, id);
 ALTER TABLE appointments ADD COLUMN charged_at timestamptz;
 CREATE INDEX appointments_uncharged_idx ON appointments (updated_at) WHERE status = 'fulfilled' AND charged_at IS NULL;
 `
+	},
+	{
+		version: 3,
+		name: "appointments' versions",
+		sql: `
+-- Raised by every change: the ETag a client sends back in If-Match, so a stale write is refused, not applied.
+ALTER TABLE appointments ADD COLUMN version integer NOT NULL DEFAULT 1;
+`
 	}
 ];

@@ -27,5 +27,13 @@ CREATE INDEX doctors_specialization_idx ON doctors (specialization, lower(name),
 CREATE INDEX doctors_name_prefix_idx ON doctors (lower(name) text_pattern_ops) WHERE deleted_at IS NULL;
 CREATE INDEX doctors_name_idx ON doctors (lower(name), id) WHERE deleted_at IS NULL;
 `
+	},
+	{
+		version: 2,
+		name: "doctors' versions",
+		sql: `
+-- Raised by every change: the ETag a client sends back in If-Match, so a stale write is refused, not applied.
+ALTER TABLE doctors ADD COLUMN version integer NOT NULL DEFAULT 1;
+`
 	}
 ];

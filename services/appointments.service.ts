@@ -10,7 +10,7 @@ import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } f
 import type { Interval } from "../lib/domain/scheduling";
 import { instant, idParam, uuidRule } from "../lib/domain/validation";
 import { errorFields } from "../lib/infra/log-fields";
-import { type RequestMeta, created } from "../lib/infra/http";
+import { type RequestMeta, checkIfMatch, created, withVersion } from "../lib/infra/http";
 import { type WhenInput, doctorFor, exclusive, participants, reasonParam, schedule, whenParams } from "./appointments/booking";
 import { chargeFulfilled } from "./appointments/charges";
 import { findAppointment, transition } from "./appointments/lifecycle";
@@ -61,7 +61,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 				const booking = { id: crypto.randomUUID(), patientId, doctorId, span, timezone: doctor.timezone, consultationFee: doctor.consultationFee, reason: ctx.params.reason ?? null };
 				const [row] = await exclusive(this.db, { doctorId, patientId }, tx => tx.query<AppointmentRow>(insertAppointment(booking)));
 				const appointment = toAppointment(row);
-				created(ctx, `/appointments/${appointment.id}`, appointment);
+				created(ctx, `/appointments/${appointment.id}`, withVersion(ctx, appointment));
 				await ctx.emit("appointment.booked", appointment);
 				return appointment;
 			}
@@ -93,8 +93,8 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
-			async handler(ctx: Context<{ id: string }>): Promise<Appointment> {
-				return toAppointment(await findAppointment(this.db, ctx.params.id));
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
+				return withVersion(ctx, toAppointment(await findAppointment(this.db, ctx.params.id)));
 			}
 		},
 
@@ -103,15 +103,21 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "PATCH /:id",
 			params: { $$strict: true, id: idParam, ...whenParams, reason: reasonParam },
-			async handler(ctx: Context<WhenInput & { id: string; reason?: string }>): Promise<Appointment> {
+			async handler(ctx: Context<WhenInput & { id: string; reason?: string }, RequestMeta>): Promise<Appointment> {
 				const current = await findAppointment(this.db, ctx.params.id);
+				checkIfMatch(ctx.meta, "Appointment", current.version);
 				if (current.status !== "booked") throw new ConflictError(`A ${current.status} appointment cannot be rescheduled`, { status: current.status });
 				const doctor = await doctorFor(ctx, current.doctorId);
 				const keepStart = !ctx.params.start && !ctx.params.date && !ctx.params.startTime;
 				const span = schedule(doctor, keepStart ? { ...ctx.params, start: current.startAt.toISOString() } : ctx.params, current.durationMinutes);
-				const [row] = await exclusive(this.db, current, tx => tx.query<AppointmentRow>(moveAppointment(current.id, span, ctx.params.reason ?? null)));
-				if (!row) throw new ConflictError("The appointment changed meanwhile; reload it");
-				return toAppointment(row);
+				const [row] = await exclusive(this.db, current, tx =>
+					tx.query<AppointmentRow>(moveAppointment(current.id, span, ctx.params.reason ?? null, ctx.meta.ifMatch))
+				);
+				if (!row) {
+					checkIfMatch(ctx.meta, "Appointment", (await findAppointment(this.db, current.id)).version);
+					throw new ConflictError("The appointment changed meanwhile; reload it");
+				}
+				return withVersion(ctx, toAppointment(row));
 			}
 		},
 
@@ -120,7 +126,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/arrive",
 			params: { $$strict: true, id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Appointment> {
+			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "arrive");
 			}
 		},
@@ -130,7 +136,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/fulfil",
 			params: { $$strict: true, id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Appointment> {
+			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "fulfil");
 			}
 		},
@@ -140,7 +146,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/no-show",
 			params: { $$strict: true, id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Appointment> {
+			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "noShow");
 			}
 		},
@@ -150,7 +156,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/cancel",
 			params: { $$strict: true, id: idParam, reason: { type: "string", trim: true, empty: false, max: 500 } },
-			handler(ctx: Context<{ id: string; reason: string }>): Promise<Appointment> {
+			handler(ctx: Context<{ id: string; reason: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "cancel", ctx.params.reason);
 			}
 		},

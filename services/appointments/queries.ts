@@ -22,6 +22,8 @@ export interface Appointment {
 	cancellationReason: string | null;
 	createdAt: string;
 	updatedAt: string;
+	/** Raised by each change: the ETag, which If-Match names. */
+	version: number;
 	/** The original API's computed fields, in the doctor's wall-clock time. */
 	date: string;
 	startTime: string;
@@ -31,7 +33,10 @@ export interface Appointment {
 }
 
 /** An appointment as stored: the API's names, the instants as pg reads them, the bigint fee as its text. */
-export type AppointmentRow = Pick<Appointment, "id" | "patientId" | "doctorId" | "durationMinutes" | "timezone" | "status" | "reason" | "cancellationReason"> & {
+export type AppointmentRow = Pick<
+	Appointment,
+	"id" | "patientId" | "doctorId" | "durationMinutes" | "timezone" | "status" | "reason" | "cancellationReason" | "version"
+> & {
 	startAt: Date;
 	endAt: Date;
 	consultationFee: string;
@@ -40,7 +45,10 @@ export type AppointmentRow = Pick<Appointment, "id" | "patientId" | "doctorId" |
 };
 
 const COLUMNS = `id, patient_id AS "patientId", doctor_id AS "doctorId", start_at AS "startAt", end_at AS "endAt", duration_minutes AS "durationMinutes",
-	timezone, consultation_fee AS "consultationFee", status, reason, cancellation_reason AS "cancellationReason", created_at AS "createdAt", updated_at AS "updatedAt"`;
+	timezone, consultation_fee AS "consultationFee", status, reason, cancellation_reason AS "cancellationReason", created_at AS "createdAt", updated_at AS "updatedAt", version`;
+
+/** The If-Match guard of a write, on parameter $n: no list (no If-Match) lets any version through. */
+const versionIn = (n: number) => `($${n}::int[] IS NULL OR version = ANY($${n}::int[]))`;
 
 export function toAppointment(row: AppointmentRow): Appointment {
 	// `YYYY-MM-DDTHH:mm:ss±hh:mm` in the doctor's zone: the original's local fields are slices of it.
@@ -60,6 +68,7 @@ export function toAppointment(row: AppointmentRow): Appointment {
 		cancellationReason: row.cancellationReason,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString(),
+		version: row.version,
 		date: start.slice(0, 10),
 		startTime: start.slice(11, 19),
 		endTime: end.slice(11, 19),
@@ -101,28 +110,28 @@ export function appointmentById(id: string): Statement {
 	return { text: `SELECT ${COLUMNS} FROM appointments WHERE id = $1`, values: [id] };
 }
 
-/** Moves a booked appointment (and nothing else) to `span`; a new reason replaces the old one. */
-export function moveAppointment(id: string, span: Interval, reason: string | null): Statement {
+/** Moves a booked appointment (and nothing else) at a version `ifMatch` allows to `span`; a new reason replaces the old one. */
+export function moveAppointment(id: string, span: Interval, reason: string | null, ifMatch?: number[]): Statement {
 	return {
-		text: `UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now()
-			WHERE id = $1 AND status = 'booked' RETURNING ${COLUMNS}`,
-		values: [id, new Date(span.start), new Date(span.end), minutes(span), reason]
+		text: `UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now(), version = version + 1
+			WHERE id = $1 AND status = 'booked' AND ${versionIn(6)} RETURNING ${COLUMNS}`,
+		values: [id, new Date(span.start), new Date(span.end), minutes(span), reason, ifMatch ?? null]
 	};
 }
 
-/** Moves an appointment to `to`, only from one of the `from` states: no row if it is in none. */
-export function changeStatus(id: string, from: readonly Status[], to: Status, cancellationReason: string | null): Statement {
+/** Moves an appointment to `to`, only from one of the `from` states and at a version `ifMatch` allows: no row otherwise. */
+export function changeStatus(id: string, from: readonly Status[], to: Status, cancellationReason: string | null, ifMatch?: number[]): Statement {
 	return {
-		text: `UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now()
-			WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING ${COLUMNS}`,
-		values: [id, to, from, cancellationReason]
+		text: `UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now(), version = version + 1
+			WHERE id = $1 AND status = ANY($3::varchar[]) AND ${versionIn(5)} RETURNING ${COLUMNS}`,
+		values: [id, to, from, cancellationReason, ifMatch ?? null]
 	};
 }
 
 /** Cancels a patient's active appointments still to come. */
 export function cancelFutureOfPatient(patientId: string): Statement {
 	return {
-		text: `UPDATE appointments SET status = 'cancelled', cancellation_reason = 'The patient''s record was deleted', updated_at = now()
+		text: `UPDATE appointments SET status = 'cancelled', cancellation_reason = 'The patient''s record was deleted', updated_at = now(), version = version + 1
 			WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING ${COLUMNS}`,
 		values: [patientId]
 	};

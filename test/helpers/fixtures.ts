@@ -79,6 +79,7 @@ export function doctorRow(overrides: Partial<DoctorRow> = {}): DoctorRow {
 		availability: EVERY_DAY,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }
@@ -100,6 +101,7 @@ export function appointmentRow(status: Status, overrides: Partial<AppointmentRow
 		cancellationReason: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }

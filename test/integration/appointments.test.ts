@@ -97,7 +97,7 @@ describe("doctors", () => {
 		expect(unchanged.body).toEqual(doctor);
 		expect((await api("PATCH", `/doctors/${doctor.id}`, {})).body).toEqual(doctor);
 		const changed = await api("PATCH", `/doctors/${doctor.id}`, { name: "Dr Renamed", phone: null });
-		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String) });
+		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String), version: 2 });
 		expect(changed.body.updatedAt).not.toBe(doctor.updatedAt);
 		expect((await api("GET", `/doctors/${doctor.id}`)).body).toEqual(changed.body);
 		const other = await createDoctor(api);
@@ -314,6 +314,69 @@ describe("the lifecycle", () => {
 		const names = (id: string) => events.filter(e => e.payload.id === id).map(e => e.name);
 		expect(names(a.id)).toEqual(["appointment.booked", "appointment.fulfilled"]);
 		expect(names(b.id)).toEqual(["appointment.booked", "appointment.cancelled"]);
+	});
+});
+
+describe("versions and If-Match", () => {
+	const ifMatch = (version: number) => ({ ...bearer(adminToken), "if-match": `W/"${version}"` });
+	const conditional = (method: string, path: string, version: number, body?: unknown) => request(cluster.baseUrl, method, path, body, ifMatch(version));
+
+	test("doctors: ETag on 201, GET and PATCH; a stale If-Match is 412 and writes nothing; a fresh one passes; DELETE too", async () => {
+		const created = await api("POST", "/doctors", doctorBody());
+		expect(created.body.version).toBe(1);
+		expect(created.headers.get("etag")).toBe('W/"1"');
+		const read = await api("GET", `/doctors/${created.body.id}`);
+		expect(read.headers.get("etag")).toBe('W/"1"');
+
+		// Two clients read version 1: the first change wins, the second is refused.
+		const first = await conditional("PATCH", `/doctors/${created.body.id}`, 1, { slotMinutes: 20 });
+		expect(first.status).toBe(200);
+		expect(first.body).toMatchObject({ slotMinutes: 20, version: 2 });
+		expect(first.headers.get("etag")).toBe('W/"2"');
+		const second = await conditional("PATCH", `/doctors/${created.body.id}`, 1, { slotMinutes: 45 });
+		expect(second.status).toBe(412);
+		expect(second.body).toMatchObject({ type: "PRECONDITION_FAILED", data: { currentVersion: 2 } });
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 1, {})).status).toBe(412);
+		expect((await api("GET", `/doctors/${created.body.id}`)).body).toEqual(first.body);
+
+		// A change that changes nothing keeps the version.
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 2, { slotMinutes: 20 })).body).toEqual(first.body);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 1)).status).toBe(412);
+		expect((await api("GET", `/doctors/${created.body.id}`)).status).toBe(200);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 2)).status).toBe(204);
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 2, { slotMinutes: 15 })).status).toBe(404);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 3)).status).toBe(404);
+	});
+
+	test("appointments: ETag on 201 and GET; PATCH and every step refuse a stale If-Match with 412, unchanged, and take a fresh one", async () => {
+		const doctor = await createDoctor(api);
+		const a = await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${inDays(17)}T09:00:00Z` });
+		expect(a.body.version).toBe(1);
+		expect(a.headers.get("etag")).toBe('W/"1"');
+		expect((await api("GET", `/appointments/${a.body.id}`)).headers.get("etag")).toBe('W/"1"');
+
+		const moved = await conditional("PATCH", `/appointments/${a.body.id}`, 1, { start: `${inDays(17)}T10:00:00Z` });
+		expect(moved.status).toBe(200);
+		expect(moved.body).toMatchObject({ start: `${inDays(17)}T10:00:00+00:00`, version: 2 });
+		expect(moved.headers.get("etag")).toBe('W/"2"');
+		const staleMove = await conditional("PATCH", `/appointments/${a.body.id}`, 1, { start: `${inDays(17)}T11:00:00Z` });
+		expect(staleMove.status).toBe(412);
+		expect(staleMove.body.data).toEqual({ currentVersion: 2 });
+		for (const [action, body] of [["arrive"], ["no-show"], ["cancel", { reason: "Stale screen" }]] as [string, object?][]) {
+			const refused = await conditional("POST", `/appointments/${a.body.id}/${action}`, 1, body);
+			expect([action, refused.status]).toEqual([action, 412]);
+		}
+		expect((await api("GET", `/appointments/${a.body.id}`)).body).toEqual(moved.body);
+
+		const arrived = await conditional("POST", `/appointments/${a.body.id}/arrive`, 2);
+		expect(arrived.body).toMatchObject({ status: "arrived", version: 3 });
+		expect(arrived.headers.get("etag")).toBe('W/"3"');
+		expect((await conditional("POST", `/appointments/${a.body.id}/fulfil`, 2)).status).toBe(412);
+		const fulfilled = await conditional("POST", `/appointments/${a.body.id}/fulfil`, 3);
+		expect(fulfilled.body).toMatchObject({ status: "fulfilled", version: 4 });
+		// The version is right but the step is not: still the lifecycle's 409.
+		expect((await conditional("POST", `/appointments/${a.body.id}/cancel`, 4, { reason: "Too late" })).status).toBe(409);
+		expect((await conditional("POST", `/appointments/${crypto.randomUUID()}/arrive`, 1)).status).toBe(404);
 	});
 });
 

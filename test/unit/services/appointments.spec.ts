@@ -29,9 +29,10 @@ import { StubDatabase } from "../../helpers/stub-database";
 let stored: AppointmentRow;
 const db = new StubDatabase()
 	.answer(appointmentById(""), ([id]) => (id === stored.id ? [stored] : []))
-	.answer(changeStatus("", [], "booked", null), ([id, to, from, reason]) => {
+	.answer(changeStatus("", [], "booked", null), ([id, to, from, reason, ifMatch]) => {
 		if (id !== stored.id || !(from as Status[]).includes(stored.status)) return [];
-		stored = { ...stored, status: to as Status, cancellationReason: (reason as string | null) ?? stored.cancellationReason };
+		if (ifMatch && !(ifMatch as number[]).includes(stored.version)) return [];
+		stored = { ...stored, status: to as Status, cancellationReason: (reason as string | null) ?? stored.cancellationReason, version: stored.version + 1 };
 		return [stored];
 	});
 
@@ -121,6 +122,18 @@ describe("the lifecycle", () => {
 		expect(await failure(broker.call("appointments.arrive", { id: "no-such-id" }))).toMatchObject({ code: 404 });
 		// (The charge timer's statement may come meanwhile.)
 		expect(db.statements.slice(sent).filter(s => s.text !== unchargedAppointments().text)).toEqual([]);
+	});
+
+	test("a step honours If-Match: a stale version is 412 naming the current one, and the status stays; the right one passes and sends the new ETag", async () => {
+		stored = appointmentRow("booked", { version: 3 });
+		const stale = await failure(broker.call("appointments.arrive", { id: stored.id }, { meta: { ifMatch: [2] } }));
+		expect(stale).toMatchObject({ code: 412, data: { currentVersion: 3 } });
+		expect(stored).toMatchObject({ status: "booked", version: 3 });
+		const meta: Record<string, any> = { ifMatch: [2, 3] };
+		expect(await broker.call("appointments.arrive", { id: stored.id }, { meta })).toMatchObject({ status: "arrived", version: 4 });
+		expect(meta.$responseHeaders).toEqual({ ETag: 'W/"4"' });
+		// A step its state does not allow stays a 409 when the version is right.
+		expect(await failure(broker.call("appointments.arrive", { id: stored.id }, { meta: { ifMatch: [4] } }))).toMatchObject({ code: 409 });
 	});
 
 	test("a cancellation needs a reason, kept on the appointment", async () => {
