@@ -49,5 +49,20 @@ CREATE INDEX appointments_uncharged_idx ON appointments (updated_at) WHERE statu
 -- Raised by every change: the ETag a client sends back in If-Match, so a stale write is refused, not applied.
 ALTER TABLE appointments ADD COLUMN version integer NOT NULL DEFAULT 1;
 `
+	},
+	{
+		version: 4,
+		name: "appointments remember the Idempotency-Key they were booked with",
+		sql: `
+-- A retried POST /appointments with its key gets the first answer again, not a
+-- 409 from its own first booking: the key, its caller, the request's fingerprint
+-- and the answer stay on the row it created.
+ALTER TABLE appointments
+	ADD COLUMN idempotency_key varchar(255),
+	ADD COLUMN idempotency_user uuid,
+	ADD COLUMN request_fingerprint char(64),
+	ADD COLUMN idempotency_answer jsonb;
+CREATE UNIQUE INDEX appointments_idempotency_key ON appointments (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+`
 	}
 ];

@@ -11,6 +11,7 @@ import type { Interval } from "../lib/domain/scheduling";
 import { instant, idParam, uuidRule } from "../lib/domain/validation";
 import { errorFields } from "../lib/infra/log-fields";
 import { type RequestMeta, checkIfMatch, created, withVersion } from "../lib/infra/http";
+import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/idempotent-create";
 import { type WhenInput, doctorFor, exclusive, participants, reasonParam, schedule, whenParams } from "./appointments/booking";
 import { chargeFulfilled } from "./appointments/charges";
 import { findAppointment, transition } from "./appointments/lifecycle";
@@ -19,12 +20,15 @@ import {
 	type Appointment,
 	type AppointmentFilter,
 	type AppointmentRow,
+	type EarlierBooking,
+	appointmentBookedByKey,
 	appointmentPage,
 	busyTimes,
 	cancelFutureOfPatient,
 	countUpcoming,
 	insertAppointment,
 	moveAppointment,
+	rememberAnswer,
 	toAppointment
 } from "./appointments/queries";
 
@@ -56,11 +60,30 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			params: { $$strict: true, patientId: idParam, doctorId: idParam, ...whenParams, reason: reasonParam },
 			async handler(ctx: Context<WhenInput & { patientId: string; doctorId: string; reason?: string }, RequestMeta>): Promise<Appointment> {
 				const { patientId, doctorId } = ctx.params;
+				const request = idempotentRequest(ctx);
+				// A retry of a booking that was made gets its answer, whatever the slot or the patient has become since.
+				const replay = (earlier: EarlierBooking) => replayCreated(ctx, request!, earlier, a => `/appointments/${a.id}`);
+				const [earlier] = request ? await this.db.query<EarlierBooking>(appointmentBookedByKey(request)) : [];
+				if (earlier) return replay(earlier);
 				const doctor = await participants(ctx, patientId, doctorId);
 				const span = schedule(doctor, ctx.params, ctx.params.start ? doctor.slotMinutes : 60);
 				const booking = { id: crypto.randomUUID(), patientId, doctorId, span, timezone: doctor.timezone, consultationFee: doctor.consultationFee, reason: ctx.params.reason ?? null };
-				const [row] = await exclusive(this.db, { doctorId, patientId }, tx => tx.query<AppointmentRow>(insertAppointment(booking)));
-				const appointment = toAppointment(row);
+				const outcome = await exclusive(
+					this.db,
+					{ doctorId, patientId },
+					async tx => {
+						// A retry that raced the first attempt waited for its key's lock, and finds its booking now rather than colliding with it.
+						const [raced] = request ? await tx.query<EarlierBooking>(appointmentBookedByKey(request)) : [];
+						if (raced) return { raced };
+						const [row] = await tx.query<AppointmentRow>(insertAppointment(booking, request));
+						const appointment = toAppointment(row);
+						if (request) await tx.query(rememberAnswer(appointment.id, appointment));
+						return { appointment };
+					},
+					request ? [idempotencyLock("appointments", request)] : []
+				);
+				if (outcome.raced) return replay(outcome.raced);
+				const { appointment } = outcome;
 				created(ctx, `/appointments/${appointment.id}`, withVersion(ctx, appointment));
 				await ctx.emit("appointment.booked", appointment);
 				return appointment;

@@ -3,7 +3,8 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { isUuid } from "../lib/infra/sql";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { doctorMigrations } from "../migrations/doctors";
-import type { Statement } from "../lib/infra/database";
+import type { Queryable, Statement } from "../lib/infra/database";
+import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/idempotent-create";
 import { ConflictError, NotFoundError } from "../lib/infra/errors";
 import { violatedUniqueConstraint } from "../lib/infra/db-errors";
 import { type Page, pagingParams, toPage } from "../lib/domain/paging";
@@ -12,12 +13,27 @@ import type { Interval } from "../lib/domain/scheduling";
 import { dateOnly, partialUpdate, idParam } from "../lib/domain/validation";
 import { type RequestMeta, checkIfMatch, created, noContent, withVersion } from "../lib/infra/http";
 import { doctorFields } from "./doctors/params";
-import { type Doctor, type DoctorFilter, type DoctorInput, type DoctorRow, deleteDoctor, doctorById, doctorPage, insertDoctor, toDoctor, updateDoctor } from "./doctors/queries";
+import {
+	type Doctor,
+	type DoctorFilter,
+	type DoctorInput,
+	type DoctorRow,
+	type EarlierDoctor,
+	deleteDoctor,
+	doctorById,
+	doctorCreatedByKey,
+	doctorPage,
+	insertDoctor,
+	lockKey,
+	rememberAnswer,
+	toDoctor,
+	updateDoctor
+} from "./doctors/queries";
 import { type SlotDates, doctorSlots, slotDates, slotInstants } from "./doctors/slots";
 
 interface DoctorMethods {
 	findDoctor(id: string): Promise<Doctor>;
-	saveDoctor(id: string, statement: Statement, meta?: RequestMeta): Promise<Doctor>;
+	saveDoctor(id: string, statement: Statement, meta?: RequestMeta, db?: Queryable): Promise<Doctor>;
 	refusedWrite(id: string, meta: RequestMeta): Promise<never>;
 }
 
@@ -40,8 +56,21 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			params: { $$strict: true, ...doctorFields },
 			async handler(ctx: Context<DoctorInput, RequestMeta>): Promise<Doctor> {
 				const id = crypto.randomUUID();
-				const doctor = await this.saveDoctor(id, insertDoctor(id, ctx.params));
-				return created(ctx, `/doctors/${doctor.id}`, withVersion(ctx, doctor));
+				const request = idempotentRequest(ctx);
+				if (!request) return created(ctx, `/doctors/${id}`, withVersion(ctx, await this.saveDoctor(id, insertDoctor(id, ctx.params))));
+				const replay = (earlier: EarlierDoctor) => replayCreated(ctx, request, earlier, doctor => `/doctors/${doctor.id}`);
+				const [earlier] = await this.db.query<EarlierDoctor>(doctorCreatedByKey(request));
+				if (earlier) return replay(earlier);
+				const outcome = await this.db.transaction(async tx => {
+					await tx.query(lockKey(idempotencyLock("doctors", request)));
+					// A retry that raced the first attempt waited for it above, and finds its doctor now.
+					const [raced] = await tx.query<EarlierDoctor>(doctorCreatedByKey(request));
+					if (raced) return { raced };
+					const doctor = await this.saveDoctor(id, insertDoctor(id, ctx.params, request), {}, tx);
+					await tx.query(rememberAnswer(id, doctor));
+					return { doctor };
+				});
+				return outcome.raced ? replay(outcome.raced) : created(ctx, `/doctors/${id}`, withVersion(ctx, outcome.doctor));
 			}
 		},
 
@@ -126,10 +155,10 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 		 * Runs a statement that writes the doctor `id` and returns it: 409 if the email is taken; if it wrote none,
 		 * 404 (no live doctor) or 412 (one at a version the If-Match in `meta` does not name).
 		 */
-		async saveDoctor(this: DoctorsThis, id: string, statement: Statement, meta: RequestMeta = {}): Promise<Doctor> {
+		async saveDoctor(this: DoctorsThis, id: string, statement: Statement, meta: RequestMeta = {}, db: Queryable = this.db): Promise<Doctor> {
 			let row: DoctorRow | undefined;
 			try {
-				[row] = await this.db.query<DoctorRow>(statement);
+				[row] = await db.query<DoctorRow>(statement);
 			} catch (err) {
 				if (violatedUniqueConstraint(err) === "doctors_email_key") throw new ConflictError("A doctor with this email already exists", { field: "email" });
 				throw err;

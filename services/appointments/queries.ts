@@ -1,4 +1,5 @@
 import type { Statement } from "../../lib/infra/database";
+import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import type { Interval } from "../../lib/domain/scheduling";
 import { formatZoned } from "../../lib/domain/zoned-time";
@@ -98,12 +99,42 @@ export interface NewAppointment {
 	reason: string | null;
 }
 
-export function insertAppointment(a: NewAppointment): Statement {
+/** A new appointment, booked, with the retry key it came with. */
+export function insertAppointment(a: NewAppointment, request?: IdempotentRequest): Statement {
 	return {
-		text: `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
-		values: [a.id, a.patientId, a.doctorId, new Date(a.span.start), new Date(a.span.end), minutes(a.span), a.timezone, a.consultationFee, a.reason]
+		text: `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason,
+				idempotency_user, idempotency_key, request_fingerprint)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${COLUMNS}`,
+		values: [
+			a.id,
+			a.patientId,
+			a.doctorId,
+			new Date(a.span.start),
+			new Date(a.span.end),
+			minutes(a.span),
+			a.timezone,
+			a.consultationFee,
+			a.reason,
+			request?.user ?? null,
+			request?.key ?? null,
+			request?.fingerprint ?? null
+		]
 	};
+}
+
+export type EarlierBooking = EarlierCreate<Appointment>;
+
+/** What an earlier booking under the caller's key left (an `EarlierBooking`), whatever became of the appointment since. */
+export function appointmentBookedByKey(request: IdempotentRequest): Statement {
+	return {
+		text: `SELECT request_fingerprint AS fingerprint, idempotency_answer AS answer FROM appointments WHERE idempotency_user = $1 AND idempotency_key = $2`,
+		values: [request.user, request.key]
+	};
+}
+
+/** Keeps a keyed booking's answer on its row, for its retries. */
+export function rememberAnswer(id: string, answer: Appointment): Statement {
+	return { text: "UPDATE appointments SET idempotency_answer = $2 WHERE id = $1", values: [id, JSON.stringify(answer)] };
 }
 
 export function appointmentById(id: string): Statement {

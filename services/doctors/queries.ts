@@ -1,6 +1,7 @@
 import type { Statement } from "../../lib/infra/database";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import type { AvailabilityWindow } from "../../lib/domain/scheduling";
+import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
 import { escapeLike } from "../../lib/infra/sql";
 
 /** Every SQL statement of the doctors service, and the mapper from its rows to the API's doctor. A deleted doctor keeps its row, with `deleted_at` set. */
@@ -68,14 +69,34 @@ function givenColumns(input: DoctorInput): { column: string; type: string; value
 		});
 }
 
-/** A new doctor from the fields given; the columns left out take the migration's defaults. */
-export function insertDoctor(id: string, input: DoctorInput): Statement {
+/** A new doctor from the fields given, and the retry key it came with; the columns left out take the migration's defaults. */
+export function insertDoctor(id: string, input: DoctorInput, request?: IdempotentRequest): Statement {
 	const given = givenColumns(input);
 	return {
-		text: `INSERT INTO doctors (id, ${given.map(g => g.column).join(", ")}, created_at, updated_at)
-			VALUES ($1, ${given.map((_, i) => `$${i + 2}`).join(", ")}, now(), now()) RETURNING ${COLUMNS}`,
-		values: [id, ...given.map(g => g.value)]
+		text: `INSERT INTO doctors (id, idempotency_user, idempotency_key, request_fingerprint, ${given.map(g => g.column).join(", ")}, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, ${given.map((_, i) => `$${i + 5}`).join(", ")}, now(), now()) RETURNING ${COLUMNS}`,
+		values: [id, request?.user ?? null, request?.key ?? null, request?.fingerprint ?? null, ...given.map(g => g.value)]
 	};
+}
+
+/** What an earlier create under the caller's key left (`EarlierCreate<Doctor>`), deleted since or not. */
+export function doctorCreatedByKey(request: IdempotentRequest): Statement {
+	return {
+		text: `SELECT request_fingerprint AS fingerprint, idempotency_answer AS answer FROM doctors WHERE idempotency_user = $1 AND idempotency_key = $2`,
+		values: [request.user, request.key]
+	};
+}
+
+export type EarlierDoctor = EarlierCreate<Doctor>;
+
+/** Keeps a keyed create's answer on its row, for its retries. */
+export function rememberAnswer(id: string, answer: Doctor): Statement {
+	return { text: "UPDATE doctors SET idempotency_answer = $2 WHERE id = $1", values: [id, JSON.stringify(answer)] };
+}
+
+/** Takes a transaction lock. */
+export function lockKey(key: string): Statement {
+	return { text: "SELECT pg_advisory_xact_lock(hashtext($1))", values: [key] };
 }
 
 export function doctorById(id: string): Statement {

@@ -380,6 +380,72 @@ describe("versions and If-Match", () => {
 	});
 });
 
+describe("Idempotency-Key", () => {
+	const keyed = (method: string, path: string, key: string, body: unknown, token = adminToken) =>
+		request(cluster.baseUrl, method, path, body, { ...bearer(token), "idempotency-key": key });
+	const answerOf = (res: Awaited<ReturnType<typeof keyed>>) => ({ status: res.status, body: res.body, location: res.headers.get("location"), etag: res.headers.get("etag") });
+
+	test("a retried booking gets the first answer again, one appointment and one event, not a 409 from its own first attempt", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T09:00:00Z`, reason: "Check-up" };
+		const key = crypto.randomUUID();
+		const first = await keyed("POST", "/appointments", key, body);
+		expect(first.status).toBe(201);
+		const retried = await keyed("POST", "/appointments", key, { ...body });
+		expect(answerOf(retried)).toEqual(answerOf(first));
+		expect(answerOf(first)).toMatchObject({ location: `/appointments/${first.body.id}`, etag: 'W/"1"' });
+		// The retry answers as the first attempt did, even once the appointment has moved on.
+		await api("POST", `/appointments/${first.body.id}/cancel`, { reason: "Patient called" });
+		expect(answerOf(await keyed("POST", "/appointments", key, body))).toEqual(answerOf(first));
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+		expect(events.filter(e => e.name === "appointment.booked" && e.payload.patientId === patient.id)).toHaveLength(1);
+	});
+
+	test("retries racing each other make one appointment, and all get its answer", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T11:00:00Z` };
+		const key = crypto.randomUUID();
+		const answers = await Promise.all(Array.from({ length: 8 }, () => keyed("POST", "/appointments", key, body)));
+		expect(answers.map(a => a.status)).toEqual(Array(8).fill(201));
+		expect(new Set(answers.map(a => a.body.id)).size).toBe(1);
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+	});
+
+	test("the key with another body is 422 and books nothing; keys are each caller's own", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const key = crypto.randomUUID();
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T13:00:00Z` };
+		expect((await keyed("POST", "/appointments", key, body)).status).toBe(201);
+		const other = await keyed("POST", "/appointments", key, { ...body, start: `${inDays(18)}T14:00:00Z` });
+		expect(other.status).toBe(422);
+		expect(other.body).toMatchObject({ type: "IDEMPOTENCY_KEY_REUSED", data: { field: "Idempotency-Key" } });
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+		// Another clerk's request with the same key is theirs, not a retry of the admin's.
+		const clerks = await keyed("POST", "/appointments", key, { ...body, start: `${inDays(18)}T15:00:00Z` }, users.RECEPTIONIST.token);
+		expect(clerks.status).toBe(201);
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(2);
+	});
+
+	test("doctors: a retried POST gets the first answer and makes one doctor, racing or not; another body is 422", async () => {
+		const body = doctorBody();
+		const key = crypto.randomUUID();
+		const answers = await Promise.all(Array.from({ length: 4 }, () => keyed("POST", "/doctors", key, body)));
+		expect(answers.map(answerOf)).toEqual(Array(4).fill(answerOf(answers[0])));
+		expect(answerOf(answers[0])).toMatchObject({ status: 201, location: `/doctors/${answers[0].body.id}`, etag: 'W/"1"' });
+		await api("PATCH", `/doctors/${answers[0].body.id}`, { slotMinutes: 15 });
+		expect(answerOf(await keyed("POST", "/doctors", key, body))).toEqual(answerOf(answers[0]));
+		expect((await api("GET", `/doctors?search=${encodeURIComponent(body.name)}`)).body.total).toBe(1);
+		const other = await keyed("POST", "/doctors", key, { ...body, specialization: "Dermatology" });
+		expect(other.status).toBe(422);
+		expect(other.body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+		// Without a key, the same body is a second doctor with a taken email.
+		expect((await api("POST", "/doctors", body)).status).toBe(409);
+	});
+});
+
 describe("between services", () => {
 	test("a fulfilled appointment charges the doctor's fee to the patient's account, exactly once", async () => {
 		const doctor = await createDoctor(api, { consultationFee: 12_345 });
