@@ -1,4 +1,5 @@
 import type { Migration } from "../lib/infra/migrations";
+import { appendOnlySql } from "../lib/infra/sql";
 
 export const appointmentMigrations: Migration[] = [
 	{
@@ -63,6 +64,35 @@ ALTER TABLE appointments
 	ADD COLUMN request_fingerprint char(64),
 	ADD COLUMN idempotency_answer jsonb;
 CREATE UNIQUE INDEX appointments_idempotency_key ON appointments (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+`
+	},
+	{
+		version: 5,
+		name: "appointments' status history",
+		sql: `
+-- Each status an appointment took (and each move to another patient on a merge), who
+-- made the change and when: written by the statement that makes the change.
+CREATE TABLE appointment_status_history (
+	id bigserial PRIMARY KEY,
+	appointment_id uuid NOT NULL REFERENCES appointments (id),
+	-- The appointment's version and state after the change.
+	version integer NOT NULL,
+	status varchar(10) NOT NULL,
+	patient_id uuid NOT NULL,
+	-- The staff user who asked; NULL when MedSync made the change itself, from a patient's deletion or merge.
+	changed_by uuid,
+	cause varchar(16) NOT NULL CHECK (cause IN ('request', 'patient-deleted', 'patient-merged', 'before-history')),
+	reason varchar(500),
+	changed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX appointment_status_history_appointment_idx ON appointment_status_history (appointment_id, id);
+${appendOnlySql("appointment_status_history", "an appointment's history is append-only")}
+
+-- Appointments booked before the history began: their booking and their present status, by no one known.
+INSERT INTO appointment_status_history (appointment_id, version, status, patient_id, cause, changed_at)
+SELECT id, 1, 'booked', patient_id, 'before-history', created_at FROM appointments;
+INSERT INTO appointment_status_history (appointment_id, version, status, patient_id, cause, reason, changed_at)
+SELECT id, version, status, patient_id, 'before-history', cancellation_reason, updated_at FROM appointments WHERE status <> 'booked';
 `
 	}
 ];

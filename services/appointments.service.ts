@@ -5,7 +5,7 @@ import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/infra/config";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { ConflictError } from "../lib/infra/errors";
-import { type Page, pagingParams, toPage } from "../lib/domain/paging";
+import { type Page, type PageRequest, pagingParams, toPage } from "../lib/domain/paging";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/domain/roles";
 import type { Interval } from "../lib/domain/scheduling";
 import { instant, idParam, uuidRule } from "../lib/domain/validation";
@@ -21,15 +21,19 @@ import {
 	type AppointmentFilter,
 	type AppointmentRow,
 	type EarlierBooking,
+	type HistoryEntry,
+	type HistoryRow,
 	appointmentBookedByKey,
 	appointmentPage,
 	busyTimes,
 	cancelFutureOfPatient,
 	countUpcoming,
+	historyPage,
 	insertAppointment,
 	moveAppointment,
 	rememberAnswer,
-	toAppointment
+	toAppointment,
+	toHistoryEntry
 } from "./appointments/queries";
 
 interface AppointmentsVars extends DbVars {
@@ -75,7 +79,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 						// A retry that raced the first attempt waited for its key's lock, and finds its booking now rather than colliding with it.
 						const [raced] = request ? await tx.query<EarlierBooking>(appointmentBookedByKey(request)) : [];
 						if (raced) return { raced };
-						const [row] = await tx.query<AppointmentRow>(insertAppointment(booking, request));
+						const [row] = await tx.query<AppointmentRow>(insertAppointment(booking, request, ctx.meta.user?.id ?? null));
 						const appointment = toAppointment(row);
 						if (request) await tx.query(rememberAnswer(appointment.id, appointment));
 						return { appointment };
@@ -118,6 +122,21 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return withVersion(ctx, toAppointment(await findAppointment(this.db, ctx.params.id)));
+			}
+		},
+
+		history: {
+			roles: APPOINTMENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/history",
+			params: { $$strict: true, id: idParam, ...pagingParams() },
+			async handler(ctx: Context<{ id: string } & PageRequest>): Promise<Page<HistoryEntry> & { appointmentId: string; patientId: string }> {
+				const appointment = await findAppointment(this.db, ctx.params.id);
+				const page = historyPage(appointment.id, ctx.params);
+				const [{ total }] = await this.db.query<{ total: number }>(page.count);
+				const rows = await this.db.query<HistoryRow>(page.rows);
+				// The patient it belongs to now: the audit trail names them.
+				return { ...toPage(rows.map(toHistoryEntry), total, ctx.params), appointmentId: appointment.id, patientId: appointment.patientId };
 			}
 		},
 

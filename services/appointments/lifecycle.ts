@@ -32,7 +32,7 @@ export async function transition(
 	cancellationReason?: string
 ): Promise<Appointment> {
 	const { from, to } = STEPS[step];
-	const [row] = isUuid(id) ? await service.db.query<AppointmentRow>(changeStatus(id, from, to, cancellationReason ?? null, ctx.meta.ifMatch)) : [];
+	const [row] = isUuid(id) ? await service.db.query<AppointmentRow>(changeStatus(id, from, to, cancellationReason ?? null, ctx.meta.ifMatch, ctx.meta.user?.id ?? null)) : [];
 	if (!row) {
 		// Only a failed step reads the row: to answer 404 if there is none, 412 if its version is not the one named, else 409 naming its status.
 		const now = await findAppointment(service.db, id);

@@ -99,12 +99,15 @@ export interface NewAppointment {
 	reason: string | null;
 }
 
-/** A new appointment, booked, with the retry key it came with. */
-export function insertAppointment(a: NewAppointment, request?: IdempotentRequest): Statement {
+/** A new appointment, booked by `changedBy`, with the retry key it came with; its history's first entry in the same statement. */
+export function insertAppointment(a: NewAppointment, request?: IdempotentRequest, changedBy: string | null = null): Statement {
 	return {
-		text: `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason,
-				idempotency_user, idempotency_key, request_fingerprint)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${COLUMNS}`,
+		text: `WITH booked AS (
+				INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason,
+					idempotency_user, idempotency_key, request_fingerprint)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *
+			), logged AS (${logChanges("booked", "$13::uuid", "'request'", "NULL")})
+			SELECT ${COLUMNS} FROM booked`,
 		values: [
 			a.id,
 			a.patientId,
@@ -117,7 +120,8 @@ export function insertAppointment(a: NewAppointment, request?: IdempotentRequest
 			a.reason,
 			request?.user ?? null,
 			request?.key ?? null,
-			request?.fingerprint ?? null
+			request?.fingerprint ?? null,
+			changedBy
 		]
 	};
 }
@@ -150,21 +154,79 @@ export function moveAppointment(id: string, span: Interval, reason: string | nul
 	};
 }
 
-/** Moves an appointment to `to`, only from one of the `from` states and at a version `ifMatch` allows: no row otherwise. */
-export function changeStatus(id: string, from: readonly Status[], to: Status, cancellationReason: string | null, ifMatch?: number[]): Statement {
+/**
+ * Moves an appointment to `to`, only from one of the `from` states and at a version `ifMatch` allows
+ * (no row otherwise), and enters the change, by `changedBy`, in its history in the same statement.
+ */
+export function changeStatus(
+	id: string,
+	from: readonly Status[],
+	to: Status,
+	cancellationReason: string | null,
+	ifMatch?: number[],
+	changedBy: string | null = null
+): Statement {
 	return {
-		text: `UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now(), version = version + 1
-			WHERE id = $1 AND status = ANY($3::varchar[]) AND ${versionIn(5)} RETURNING ${COLUMNS}`,
-		values: [id, to, from, cancellationReason, ifMatch ?? null]
+		text: `WITH changed AS (
+				UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now(), version = version + 1
+				WHERE id = $1 AND status = ANY($3::varchar[]) AND ${versionIn(5)} RETURNING *
+			), logged AS (${logChanges("changed", "$6::uuid", "'request'", "$4")})
+			SELECT ${COLUMNS} FROM changed`,
+		values: [id, to, from, cancellationReason, ifMatch ?? null, changedBy]
 	};
 }
 
-/** Cancels a patient's active appointments still to come. */
+const DELETED_PATIENT = "The patient's record was deleted";
+
+/** Cancels a patient's active appointments still to come, each change in the history as MedSync's own. */
 export function cancelFutureOfPatient(patientId: string): Statement {
 	return {
-		text: `UPDATE appointments SET status = 'cancelled', cancellation_reason = 'The patient''s record was deleted', updated_at = now(), version = version + 1
-			WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING ${COLUMNS}`,
-		values: [patientId]
+		text: `WITH changed AS (
+				UPDATE appointments SET status = 'cancelled', cancellation_reason = $2, updated_at = now(), version = version + 1
+				WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING *
+			), logged AS (${logChanges("changed", "NULL::uuid", "'patient-deleted'", "$2")})
+			SELECT ${COLUMNS} FROM changed`,
+		values: [patientId, DELETED_PATIENT]
+	};
+}
+
+/** What makes an entry in an appointment's history: a request (by its caller), or a patient's deletion or merge (by MedSync). */
+export const CHANGE_CAUSES = ["request", "patient-deleted", "patient-merged", "before-history"] as const;
+
+/** One entry of an appointment's history: its status (and patient) after a change, who made it and when. */
+export interface HistoryEntry {
+	version: number;
+	status: Status;
+	patientId: string;
+	/** The staff user who made the change; null when MedSync made it (a patient's deletion or merge) or no one is known. */
+	changedBy: string | null;
+	cause: (typeof CHANGE_CAUSES)[number];
+	reason: string | null;
+	changedAt: string;
+}
+
+export type HistoryRow = Omit<HistoryEntry, "changedAt"> & { changedAt: Date };
+
+export function toHistoryEntry(row: HistoryRow): HistoryEntry {
+	return { ...row, changedAt: row.changedAt.toISOString() };
+}
+
+/** The INSERT that enters each row of `changes` (a CTE of appointments' rows after a change) in the history. */
+function logChanges(changes: string, changedBy: string, cause: string, reason: string): string {
+	return `INSERT INTO appointment_status_history (appointment_id, version, status, patient_id, changed_by, cause, reason)
+		SELECT id, version, status, patient_id, ${changedBy}, ${cause}, ${reason} FROM ${changes}`;
+}
+
+/** A page of an appointment's history, newest first, and the count of its entries. */
+export function historyPage(appointmentId: string, page: PageRequest): { count: Statement; rows: Statement } {
+	const { limit, offset } = limitOffset(page);
+	return {
+		count: { text: "SELECT count(*)::int AS total FROM appointment_status_history WHERE appointment_id = $1", values: [appointmentId] },
+		rows: {
+			text: `SELECT version, status, patient_id AS "patientId", changed_by AS "changedBy", cause, reason, changed_at AS "changedAt"
+				FROM appointment_status_history WHERE appointment_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`,
+			values: [appointmentId, limit, offset]
+		}
 	};
 }
 

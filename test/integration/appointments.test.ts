@@ -446,6 +446,61 @@ describe("Idempotency-Key", () => {
 	});
 });
 
+describe("status history", () => {
+	test("each status change, who made it and when, newest first; for the appointment's readers, audited as the patient's", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const clerk = users.RECEPTIONIST;
+		const a = (await book({ doctorId: doctor.id, patientId: patient.id, start: `${inDays(19)}T09:00:00Z` }, clerk.token)).body;
+		await api("PATCH", `/appointments/${a.id}`, { start: `${inDays(19)}T10:00:00Z` });
+		await api("POST", `/appointments/${a.id}/arrive`, undefined, users.DOCTOR.token);
+		await api("POST", `/appointments/${a.id}/fulfil`, undefined, users.DOCTOR.token);
+		// A refused step leaves no entry.
+		expect((await api("POST", `/appointments/${a.id}/cancel`, { reason: "Too late" })).status).toBe(409);
+
+		const history = await api("GET", `/appointments/${a.id}/history`, undefined, users.DOCTOR.token);
+		expect(history.status).toBe(200);
+		const entry = { patientId: patient.id, reason: null, cause: "request", changedAt: expect.any(String) };
+		expect(history.body).toEqual({
+			appointmentId: a.id,
+			patientId: patient.id,
+			rows: [
+				{ ...entry, version: 4, status: "fulfilled", changedBy: users.DOCTOR.id },
+				{ ...entry, version: 3, status: "arrived", changedBy: users.DOCTOR.id },
+				{ ...entry, version: 1, status: "booked", changedBy: clerk.id }
+			],
+			total: 3,
+			page: 1,
+			pageSize: 20,
+			totalPages: 1
+		});
+		const times = history.body.rows.map((r: { changedAt: string }) => Date.parse(r.changedAt));
+		expect(times).toEqual([...times].sort((x, y) => y - x));
+		expect(Date.parse(history.body.rows[2].changedAt)).toBe(Date.parse(a.createdAt));
+		expect((await api("GET", `/appointments/${a.id}/history?pageSize=1&page=3`)).body.rows.map((r: { status: string }) => r.status)).toEqual(["booked"]);
+
+		expect((await api("GET", `/appointments/${a.id}/history`, undefined, users.VIEWER.token)).status).toBe(403);
+		expect((await api("GET", `/appointments/${crypto.randomUUID()}/history`)).status).toBe(404);
+		await eventually(async () => {
+			const trail = await api("GET", `/audit?patientId=${patient.id}`);
+			return trail.body.rows.some((r: { action: string; outcome: string }) => r.action === "appointments.history" && r.outcome === "success") || undefined;
+		}, 10_000, "the audit record");
+	});
+
+	test("a cancellation keeps its reason; one made because the patient was deleted is MedSync's own", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const a = await booked(doctor.id, patient.id, `${inDays(19)}T13:00:00Z`);
+		const b = await booked(doctor.id, patient.id, `${inDays(19)}T14:00:00Z`);
+		await api("POST", `/appointments/${a.id}/cancel`, { reason: "Feeling better" });
+		const latest = async (id: string) => (await api("GET", `/appointments/${id}/history?pageSize=1`)).body.rows[0];
+		expect(await latest(a.id)).toMatchObject({ status: "cancelled", version: 2, reason: "Feeling better", cause: "request", changedBy: expect.any(String) });
+		await api("DELETE", `/patients/${patient.id}`);
+		await eventually(async () => ((await latest(b.id)).status === "cancelled" ? true : undefined), 10_000, "the cancellation");
+		expect(await latest(b.id)).toMatchObject({ version: 2, cause: "patient-deleted", changedBy: null, reason: expect.stringMatching(/deleted/) });
+	});
+});
+
 describe("between services", () => {
 	test("a fulfilled appointment charges the doctor's fee to the patient's account, exactly once", async () => {
 		const doctor = await createDoctor(api, { consultationFee: 12_345 });

@@ -214,7 +214,8 @@ test("clerks book, reschedule and cancel; doctors attend too; viewers see nothin
 		fulfil: attendants,
 		noShow: attendants,
 		list: attendants,
-		get: attendants
+		get: attendants,
+		history: attendants
 	});
 	// Only other services ask these: no route, no role.
 	for (const action of ["busy", "countUpcoming"]) expect(declared(broker, `appointments.${action}`)).toEqual({});
