@@ -194,8 +194,8 @@ describe("appointments.book", () => {
 		const written = db.statements.slice(sent).filter(s => s.text === INSERT.text || s.text === lockKeys([]).text);
 		expect(written.map(s => s.text)).toEqual([lockKeys([]).text, INSERT.text]);
 		expect(written[0].values).toEqual([[`appointment-doctor:${doctor.id}`, `appointment-patient:${knownPatient}`].sort()]);
-		// No Idempotency-Key: no key, caller or fingerprint.
-		expect(written[1].values.slice(1)).toEqual([knownPatient, doctor.id, new Date(start), new Date("2031-03-03T09:30:00Z"), 30, "UTC", 7_500, "Check-up", null, null, null]);
+		// No Idempotency-Key (no key, caller or fingerprint), and no user to name in the history.
+		expect(written[1].values.slice(1)).toEqual([knownPatient, doctor.id, new Date(start), new Date("2031-03-03T09:30:00Z"), 30, "UTC", 7_500, "Check-up", null, null, null, null]);
 		expect(db.transactions.at(-1)).toBe("committed");
 		expect(booked).toMatchObject({ id: written[1].values[0], start: "2031-03-03T09:00:00+00:00", durationMinutes: 30 });
 		expect(meta).toMatchObject({ $statusCode: 201, $location: `/appointments/${booked.id}` });
