@@ -1,5 +1,6 @@
 import type { Migration } from "../lib/infra/migrations";
 import { appendOnlySql } from "../lib/infra/sql";
+import { PROCESSED_EVENTS_SQL } from "../lib/domain/patient-events";
 
 export const appointmentMigrations: Migration[] = [
 	{
@@ -93,6 +94,14 @@ INSERT INTO appointment_status_history (appointment_id, version, status, patient
 SELECT id, 1, 'booked', patient_id, 'before-history', created_at FROM appointments;
 INSERT INTO appointment_status_history (appointment_id, version, status, patient_id, cause, reason, changed_at)
 SELECT id, version, status, patient_id, 'before-history', cancellation_reason, updated_at FROM appointments WHERE status <> 'booked';
+`
+	},
+	{
+		version: 6,
+		name: "the patient events the appointments service applied",
+		sql: `
+-- Appointments follow a merged patient to the survivor (PATIENT_MERGED), once per event.
+${PROCESSED_EVENTS_SQL}
 `
 	}
 ];

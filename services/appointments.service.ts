@@ -1,6 +1,7 @@
 import crypto from "node:crypto";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
+import { KafkaMixin } from "../mixins/kafka.mixin";
 import { appointmentMigrations } from "../migrations/appointments";
 import { config } from "../lib/infra/config";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
@@ -14,6 +15,7 @@ import { type RequestMeta, checkIfMatch, created, withVersion } from "../lib/inf
 import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/idempotent-create";
 import { type WhenInput, doctorFor, exclusive, participants, reasonParam, schedule, whenParams } from "./appointments/booking";
 import { chargeFulfilled } from "./appointments/charges";
+import { patientEventsConsumer } from "./appointments/consumers";
 import { findAppointment, transition } from "./appointments/lifecycle";
 import {
 	APPOINTMENT_STATUSES,
@@ -45,12 +47,18 @@ type AppointmentsThis = Service<ServiceSettingSchema> & AppointmentsVars;
 /**
  * Appointments, which can never collide: an exclusion constraint over each
  * doctor's and each patient's active time ranges makes the database refuse the
- * second of two overlapping bookings, however close together they arrive.
+ * second of two overlapping bookings, however close together they arrive. They
+ * follow a merged patient to the survivor (the patient topic's PATIENT_MERGED).
  */
 const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, never>, AppointmentsVars> = {
 	name: "appointments",
 
-	mixins: [DbMixin("appointments", appointmentMigrations)],
+	// The last mixin starts first and stops last (DbMixin): no patient event is handled before the database is open.
+	mixins: [KafkaMixin(), DbMixin("appointments", appointmentMigrations)],
+
+	kafka: {
+		consumers: [patientEventsConsumer]
+	},
 
 	settings: {
 		rest: "/appointments"

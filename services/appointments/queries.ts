@@ -1,5 +1,6 @@
 import type { Statement } from "../../lib/infra/database";
 import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
+import { onFirstDelivery } from "../../lib/domain/patient-events";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import type { Interval } from "../../lib/domain/scheduling";
 import { formatZoned } from "../../lib/domain/zoned-time";
@@ -187,6 +188,38 @@ export function cancelFutureOfPatient(patientId: string): Statement {
 			), logged AS (${logChanges("changed", "NULL::uuid", "'patient-deleted'", "$2")})
 			SELECT ${COLUMNS} FROM changed`,
 		values: [patientId, DELETED_PATIENT]
+	};
+}
+
+/** An appointment a merge moved, and whether the merge cancelled it on the way. */
+export type MovedRow = AppointmentRow & { cancelledByMerge: boolean };
+
+/**
+ * Moves every appointment of the merged patient ($2) to the survivor ($3), once per event ($1). One
+ * that is active and overlaps an active appointment of the survivor is the same visit booked twice,
+ * which the patient exclusion constraint would refuse to move: it is cancelled ($4 says why), then
+ * moved. Each is entered in its history as MedSync's doing ($5 names the merge).
+ */
+export function moveToSurvivor(eventId: string, mergedId: string, survivorId: string): Statement {
+	const merge = `Patient ${mergedId} was merged into ${survivorId}`;
+	return {
+		text: onFirstDelivery(`, plan AS (
+				SELECT m.id, m.status IN ('booked', 'arrived') AND EXISTS (
+					SELECT 1 FROM appointments s
+					WHERE s.patient_id = $3 AND s.id <> m.id AND s.status IN ('booked', 'arrived')
+						AND tstzrange(s.start_at, s.end_at, '[)') && tstzrange(m.start_at, m.end_at, '[)')
+				) AS clashes
+				FROM appointments m, first_delivery WHERE m.patient_id = $2 AND $2 <> $3
+			), moved AS (
+				UPDATE appointments a SET patient_id = $3,
+					status = CASE WHEN plan.clashes THEN 'cancelled' ELSE a.status END,
+					cancellation_reason = CASE WHEN plan.clashes THEN $4 ELSE a.cancellation_reason END,
+					updated_at = now(), version = a.version + 1
+				FROM plan WHERE a.id = plan.id
+				RETURNING a.*, plan.clashes
+			), logged AS (${logChanges("moved", "NULL::uuid", "'patient-merged'", "CASE WHEN clashes THEN $4::varchar ELSE $5::varchar END")})
+			SELECT ${COLUMNS}, clashes AS "cancelledByMerge" FROM moved`),
+		values: [eventId, mergedId, survivorId, `Booked twice: ${merge}, who has an appointment at that time`, merge]
 	};
 }
 
