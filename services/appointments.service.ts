@@ -234,7 +234,9 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 
 	events: {
 		/** A deleted patient keeps no future appointments. */
-		async "patient.deleted"(this: AppointmentsThis, ctx: Context<{ id: string }>) {
+		async "patient.deleted"(this: AppointmentsThis, ctx: Context<{ id: string; mergedInto?: string | null }>) {
+			// A duplicate that a merge retired keeps them: they follow it to the survivor (PATIENT_MERGED) instead.
+			if (ctx.params.mergedInto) return;
 			const rows = await this.db.query<AppointmentRow>(cancelFutureOfPatient(ctx.params.id));
 			for (const row of rows) await ctx.emit("appointment.cancelled", toAppointment(row));
 		}

@@ -12,6 +12,7 @@ import {
 	appointmentById,
 	changeStatus,
 	insertAppointment,
+	cancelFutureOfPatient,
 	lockKeys,
 	markCharged,
 	moveToSurvivor,
@@ -253,6 +254,13 @@ describe("a patient merge (PATIENT_MERGED on the patient topic)", () => {
 		]);
 		expect(statement.text).toMatch(/INSERT INTO processed_events/);
 		expect(statement.text).toMatch(/INSERT INTO appointment_status_history[\s\S]*NULL::uuid, 'patient-merged'/);
+	});
+
+	test("a deleted patient's future appointments are cancelled; a merged one's are left to follow the merge", async () => {
+		const [deleted, merged] = [crypto.randomUUID(), crypto.randomUUID()];
+		await broker.emit("patient.deleted", { id: deleted, mergedInto: null });
+		await broker.emit("patient.deleted", { id: merged, mergedInto: crypto.randomUUID() });
+		expect(db.sent(cancelFutureOfPatient("")).map(s => s.values[0])).toEqual([deleted]);
 	});
 
 	test("other patient events, and a merge into itself, change no appointment", async () => {
