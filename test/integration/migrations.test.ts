@@ -69,7 +69,7 @@ describe("versioned migrations", () => {
 		const [booked, cancelled] = [crypto.randomUUID(), crypto.randomUUID()];
 		await db.query(insert, [booked, "booked", null, 1]);
 		await db.query(insert, [cancelled, "cancelled", "Doctor ill", 3]);
-		expect(await migrate(url, appointmentMigrations)).toEqual([5]);
+		expect(await migrate(url, appointmentMigrations.filter(m => m.version <= 5))).toEqual([5]);
 		const { rows } = await db.query("SELECT appointment_id, version, status, cause, reason, changed_by FROM appointment_status_history ORDER BY appointment_id = $1 DESC, version", [booked]);
 		const entry = { cause: "before-history", changed_by: null };
 		expect(rows).toEqual([
