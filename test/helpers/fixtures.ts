@@ -3,6 +3,7 @@ import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import type { AppointmentRow, Status } from "../../services/appointments/queries";
 import type { AccountRow } from "../../services/billing/queries";
 import type { DoctorRow } from "../../services/doctors/queries";
+import type { PatientEvent } from "../../proto/generated/patient_event";
 import type { JsonResponse } from "./cluster";
 
 /**
@@ -79,6 +80,7 @@ export function doctorRow(overrides: Partial<DoctorRow> = {}): DoctorRow {
 		availability: EVERY_DAY,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }
@@ -100,6 +102,7 @@ export function appointmentRow(status: Status, overrides: Partial<AppointmentRow
 		cancellationReason: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }
@@ -115,6 +118,20 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		status: "ACTIVE",
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		...overrides
+	};
+}
+
+/** A patient event as the patients service's outbox publishes it (to encode with PatientEvent.encode), with an id of its own. */
+export function patientEvent(eventType: PatientEvent["eventType"], overrides: Partial<PatientEvent> = {}): PatientEvent {
+	return {
+		eventId: crypto.randomUUID(),
+		eventType,
+		patientId: crypto.randomUUID(),
+		name: "",
+		email: "",
+		occurredAt: new Date().toISOString(),
+		mergedInto: "",
 		...overrides
 	};
 }
