@@ -4,15 +4,14 @@ import { patientMigrations } from "../migrations/patients";
 import { Database } from "../lib/infra/database";
 import { migrate } from "../lib/infra/migrations";
 import { withDatabase } from "../lib/infra/postgres";
-import { duplicateCandidates, duplicateSearchSettings } from "../services/patients/duplicate-queries";
-import { DUPLICATE_WEIGHTS, MIN_DUPLICATE_SCORE, NAME_SIMILARITY_FLOOR, findDuplicates } from "../services/patients/duplicates";
+import { REGISTERED_TWICE, explainDuplicateSearch, loadSyntheticPatients } from "../lib/tooling/duplicate-search";
+import { findDuplicates } from "../services/patients/duplicates";
 
 /**
  * `npm run bench:duplicates [-- --patients=100000 --lookups=500]`: how fast
  * `GET /patients/:id/duplicates` finds candidates among many patients. It
- * loads a throwaway patients database (every migration, then the patients
- * straight into the table, some with a planted duplicate: a typo'd name with
- * the same birth date, or the same name and phone with a second email), then
+ * loads a throwaway patients database (every migration, then the patients of
+ * `loadSyntheticPatients`, one in a hundred registered twice), then
  * times the work the action does (`findDuplicates`: its transaction and
  * statements, on a pool of its own) for patients picked at random, one after
  * another, and the same with PostgreSQL forbidden its indexes, for contrast.
@@ -27,40 +26,7 @@ const WARMUP = 50;
 const SERVER = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DATABASE = `medsync_bench_duplicates_${crypto.randomBytes(3).toString("hex")}`;
 
-const FIRST = ["Amira", "Ben", "Chen", "Dana", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jonas", "Kemal", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Samir", "Tara", "Uma", "Victor",
-	"Maria", "Mark", "Martin", "Anna", "John", "Joan", "Sara", "Sean", "Laura", "Luis", "Emma", "Emil", "Olga", "Oscar", "Ines", "Igor", "Yara", "Yusuf"];
-const SYLLABLES = ["ka", "lo", "mi", "ra", "to", "ne", "sa", "vi", "du", "pe", "jo", "li", "ma", "ro", "ti", "na", "se", "vo", "de", "pa",
-	"ber", "kov", "son", "sch", "ett", "ang", "wic", "mur", "hal", "dri"];
-
 const log = (line: string) => console.log(`[bench:duplicates] ${line}`);
-
-async function load(db: Client): Promise<void> {
-	await db.query("SELECT setseed(0.14)");
-	// Names from 40 first names and 27,000 three-syllable surnames; birth dates over 90 years; four in five with a phone.
-	await db.query(
-		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone)
-		 SELECT gen_random_uuid(), '9' || lpad(i::text, 7, '0'), first || ' ' || last,
-		        lower(first || '.' || last) || i || '@example.org', i || ' Fixture Road',
-		        DATE '1930-01-01' + floor(random() * 33000)::int, DATE '2010-01-01' + i % 5000,
-		        CASE WHEN i % 5 <> 0 THEN '+44 7' || lpad(floor(random() * 1e9)::bigint::text, 9, '0') END
-		 FROM (SELECT i, ($1::text[])[1 + floor(random() * array_length($1, 1))::int] AS first,
-		              initcap(($2::text[])[1 + floor(random() * 30)::int] || ($2::text[])[1 + floor(random() * 30)::int] || ($2::text[])[1 + floor(random() * 30)::int]) AS last
-		       FROM generate_series(1, $3::int) AS i) AS g`,
-		[FIRST, SYLLABLES, PATIENTS]
-	);
-	// One in a hundred registered again: every other one with two letters of the name swapped and the same birth
-	// date, the rest with the same name and phone, written another way, and a second email.
-	await db.query(
-		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone)
-		 SELECT gen_random_uuid(), '8' || lpad(n::text, 7, '0'),
-		        CASE WHEN n % 2 = 0 THEN left(name, length(name) - 3) || substr(name, length(name) - 1, 1) || substr(name, length(name) - 2, 1) || right(name, 1) ELSE name END,
-		        'again' || n || '@example.net', address,
-		        CASE WHEN n % 2 = 0 THEN date_of_birth ELSE date_of_birth + 400 END, register_date,
-		        CASE WHEN n % 2 = 0 THEN NULL ELSE replace(phone, ' ', '-') END
-		 FROM (SELECT row_number() OVER () AS n, * FROM patients WHERE mrn::int % 100 = 0) AS originals`
-	);
-	await db.query("ANALYZE patients");
-}
 
 function percentile(sorted: number[], p: number): number {
 	return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -80,21 +46,8 @@ async function time(ids: string[], warmup: number, lookup: (id: string) => Promi
 
 /** The scans of a plan, in order: what each reason was found through. */
 async function planShape(db: Client, id: string, generic: boolean): Promise<string[]> {
-	await db.query("BEGIN");
-	try {
-		// The pool runs a named prepared statement: after five runs PostgreSQL may keep a generic plan, blind to the values.
-		if (generic) await db.query("SET LOCAL plan_cache_mode = force_generic_plan");
-		const threshold = duplicateSearchSettings(MIN_DUPLICATE_SCORE / DUPLICATE_WEIGHTS.name);
-		await db.query(threshold.text, threshold.values);
-		const statement = duplicateCandidates({ id, weights: DUPLICATE_WEIGHTS, nameFloor: NAME_SIMILARITY_FLOOR, minScore: MIN_DUPLICATE_SCORE, limit: 10 });
-		await db.query(`PREPARE duplicates AS ${statement.text}`);
-		// EXPLAIN takes no bound parameters: the values go in as literals.
-		const { rows } = await db.query(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE duplicates(${statement.values.map(v => db.escapeLiteral(String(v))).join(", ")})`);
-		return rows.map(r => r["QUERY PLAN"] as string).filter(line => /Scan/.test(line)).map(line => line.replace(/^[\s->]+/, "").replace(/\s*\(actual.*$/, ""));
-	} finally {
-		await db.query("ROLLBACK");
-		await db.query("DEALLOCATE ALL");
-	}
+	const plan = await explainDuplicateSearch(db, id, { generic, analyze: true });
+	return plan.filter(line => /Scan/.test(line)).map(line => line.replace(/^[\s->]+/, "").replace(/\s*\(actual.*$/, ""));
 }
 
 async function main(): Promise<void> {
@@ -108,10 +61,10 @@ async function main(): Promise<void> {
 		await migrate(url, patientMigrations);
 		await db.connect();
 		log(`loading ${PATIENTS.toLocaleString("en")} patients`);
-		await load(db);
+		await loadSyntheticPatients(db, PATIENTS);
 		// Half of the lookups are for a patient registered again, half for any patient.
 		const { rows } = await db.query<{ id: string }>(
-			`SELECT id FROM ((SELECT id FROM patients WHERE mrn::int % 100 = 0 ORDER BY random() LIMIT $1)
+			`SELECT id FROM ((SELECT id FROM patients WHERE ${REGISTERED_TWICE} ORDER BY random() LIMIT $1)
 			 UNION ALL (SELECT id FROM patients ORDER BY random() LIMIT $1)) AS picked ORDER BY random()`,
 			[Math.ceil((LOOKUPS + WARMUP) / 2)]
 		);
