@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import fs from "node:fs";
 import { Client } from "pg";
 import { patientMigrations } from "../migrations/patients";
 import { Database } from "../lib/infra/database";
@@ -32,17 +33,46 @@ function percentile(sorted: number[], p: number): number {
 	return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 }
 
-async function time(ids: string[], warmup: number, lookup: (id: string) => Promise<unknown>): Promise<{ p50: number; p99: number; mean: number }> {
+/** CPU seconds the other backends on this database have used (PostgreSQL on this machine): the pool's. */
+async function backendCpuSeconds(db: Client): Promise<number> {
+	const { rows } = await db.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+	let seconds = 0;
+	for (const { pid } of rows) {
+		try {
+			// Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th, in ticks.
+			const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+			seconds += (Number(fields[11]) + Number(fields[12])) / 100;
+		} catch {
+			// PostgreSQL on another host, or a backend that exited.
+		}
+	}
+	return seconds;
+}
+
+interface Timing {
+	p50: number;
+	p99: number;
+	mean: number;
+	/** PostgreSQL's CPU time per lookup, in ms: what the latencies mean on a machine that other work shares. */
+	cpu: number;
+}
+
+async function time(db: Client, ids: string[], warmup: number, lookup: (id: string) => Promise<unknown>): Promise<Timing> {
 	for (const id of ids.slice(0, warmup)) await lookup(id);
+	const measured = ids.slice(warmup);
+	const cpuBefore = await backendCpuSeconds(db);
 	const ms: number[] = [];
-	for (const id of ids.slice(warmup)) {
+	for (const id of measured) {
 		const start = process.hrtime.bigint();
 		await lookup(id);
 		ms.push(Number(process.hrtime.bigint() - start) / 1e6);
 	}
+	const cpu = ((await backendCpuSeconds(db)) - cpuBefore) * 1000 / measured.length;
 	ms.sort((a, b) => a - b);
-	return { p50: percentile(ms, 50), p99: percentile(ms, 99), mean: ms.reduce((a, b) => a + b, 0) / ms.length };
+	return { p50: percentile(ms, 50), p99: percentile(ms, 99), mean: ms.reduce((a, b) => a + b, 0) / ms.length, cpu };
 }
+
+const summary = (t: Timing) => `p50 ${t.p50.toFixed(2)} ms, p99 ${t.p99.toFixed(2)} ms, mean ${t.mean.toFixed(2)} ms, PostgreSQL CPU ${t.cpu.toFixed(2)} ms a lookup`;
 
 /** The scans of a plan, in order: what each reason was found through. */
 async function planShape(db: Client, id: string, generic: boolean): Promise<string[]> {
@@ -72,16 +102,16 @@ async function main(): Promise<void> {
 		log(`${n.toLocaleString("en")} patients; ${LOOKUPS} lookups, one at a time, after ${WARMUP} to warm up`);
 
 		let found = 0;
-		const indexed = await time(rows.map(r => r.id), WARMUP, async id => (found += (await findDuplicates(pool, id, 10)).candidates.length));
-		log(`with the indexes: p50 ${indexed.p50.toFixed(2)} ms, p99 ${indexed.p99.toFixed(2)} ms, mean ${indexed.mean.toFixed(2)} ms; ${(found / rows.length).toFixed(2)} candidates a lookup`);
+		const indexed = await time(db, rows.map(r => r.id), WARMUP, async id => (found += (await findDuplicates(pool, id, 10)).candidates.length));
+		log(`with the indexes: ${summary(indexed)}; ${(found / rows.length).toFixed(2)} candidates a lookup`);
 		for (const generic of [false, true]) log(`plan (${generic ? "generic" : "custom"}): ${(await planShape(db, rows[0].id, generic)).join("; ")}`);
 
 		await db.query("ALTER DATABASE " + DATABASE + " SET enable_indexscan = off");
 		await db.query("ALTER DATABASE " + DATABASE + " SET enable_bitmapscan = off");
 		const scanning = new Database(url);
 		try {
-			const scanned = await time(rows.slice(0, 55).map(r => r.id), 5, id => findDuplicates(scanning, id, 10));
-			log(`without them (enable_indexscan and enable_bitmapscan off, 50 lookups): p50 ${scanned.p50.toFixed(2)} ms, p99 ${scanned.p99.toFixed(2)} ms`);
+			const scanned = await time(db, rows.slice(0, 55).map(r => r.id), 5, id => findDuplicates(scanning, id, 10));
+			log(`without them (enable_indexscan and enable_bitmapscan off, 50 lookups): ${summary(scanned)}`);
 		} finally {
 			await scanning.end();
 		}
