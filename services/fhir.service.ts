@@ -63,13 +63,18 @@ function answer<R extends Resource>(ctx: FhirContext, resource: R, status = 200)
 	return resource;
 }
 
-/** A created or changed resource's answer: where it lives, as Location. */
+/** A created or changed resource's answer: where it lives, as Location (no `_history/<vid>`: MedSync has no vread to resolve it). */
 function located<R extends Resource>(ctx: FhirContext, resource: R, status: 200 | 201): R {
 	answer(ctx, resource, status);
-	const location = `${fhirOf(ctx).base}/${resource.resourceType}/${resource.id}${resource.meta?.versionId ? `/_history/${resource.meta.versionId}` : ""}`;
+	const location = `${fhirOf(ctx).base}/${resource.resourceType}/${resource.id}`;
 	if (status === 201) return created(ctx, location, resource);
 	ctx.meta.$responseHeaders!.Location = location;
 	return resource;
+}
+
+/** A change guarded by If-Match, on a resource MedSync keeps no versions of: refused, not applied unguarded. */
+function refuseUnversionedIfMatch(ctx: FhirContext, definition: ResourceDefinition): void {
+	if (ctx.meta.ifMatch && !definition.versioning) throw badRequest(`MedSync keeps no versions of ${definition.type} yet: a change of one cannot be guarded by If-Match`, "If-Match");
 }
 
 /** Runs an interaction's work; the domain's validation errors come out naming the resource's elements. */
@@ -146,6 +151,7 @@ function actionsOf(definition: ResourceDefinition): Record<string, ActionSchema>
 			rest: `PUT /${type}/:id`,
 			handler: (ctx: FhirContext) =>
 				mapped(definition, async () => {
+					refuseUnversionedIfMatch(ctx, definition);
 					const id = idOf(ctx);
 					const resource = resourceOf<Resource>(ctx.params.body, type);
 					if (resource.id !== id) throw badRequest(`The body's id must be the path's (${id})`, `${type}.id`);
@@ -159,6 +165,7 @@ function actionsOf(definition: ResourceDefinition): Record<string, ActionSchema>
 			rest: `PATCH /${type}/:id`,
 			handler: (ctx: FhirContext) =>
 				mapped(definition, async () => {
+					refuseUnversionedIfMatch(ctx, definition);
 					const operations = ctx.params.body;
 					if (!Array.isArray(operations)) throw badRequest("A patch is a JSON Patch: an array of operations, sent as application/json-patch+json");
 					return located(ctx, await patch.run(ctx, idOf(ctx), operations), 200);
@@ -172,6 +179,7 @@ function actionsOf(definition: ResourceDefinition): Record<string, ActionSchema>
 			rest: `DELETE /${type}/:id`,
 			handler: (ctx: FhirContext) =>
 				mapped(definition, async () => {
+					refuseUnversionedIfMatch(ctx, definition);
 					await remove.run(ctx, idOf(ctx));
 					ctx.meta.$responseHeaders = {};
 					delete ctx.meta.$location;

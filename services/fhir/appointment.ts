@@ -1,6 +1,7 @@
 import type { Appointment, AppointmentParticipant, Reference } from "@medplum/fhirtypes";
 import { applyPatch } from "rfc6902";
 import type { Page } from "../../lib/domain/paging";
+import { checkIfMatch } from "../../lib/infra/http";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../../lib/domain/roles";
 import type { Appointment as AppointmentRecord } from "../appointments/queries";
 import { callDomain, noneIfNotFound } from "./domain";
@@ -42,7 +43,7 @@ export function toFhirAppointment(a: AppointmentRecord): Appointment {
 	return {
 		resourceType: TYPE,
 		id: a.id,
-		meta: { lastUpdated: a.updatedAt },
+		meta: { versionId: String(a.version), lastUpdated: a.updatedAt },
 		status: a.status,
 		// FHIR allows a reason for a cancelled or no-show appointment only (app-4).
 		...(a.cancellationReason && (a.status === "cancelled" || a.status === "noshow") && { cancelationReason: { text: a.cancellationReason } }),
@@ -138,6 +139,8 @@ async function change(ctx: FhirContext, id: string, body: Appointment): Promise<
 			await callDomain<AppointmentRecord>(ctx, "appointments.reschedule", { id, start: wanted.start ?? current.start, ...(wanted.durationMinutes && { durationMinutes: wanted.durationMinutes }) })
 		);
 	}
+	// Nothing to change: still, a stale If-Match is told, as a change would be.
+	checkIfMatch(ctx.meta, "Appointment", current.version);
 	return toFhirAppointment(current);
 }
 
@@ -191,6 +194,7 @@ async function searchAppointments(ctx: FhirContext, request: SearchRequest) {
 export const appointmentResource: ResourceDefinition<Appointment> = {
 	type: TYPE,
 	audit: "patient",
+	versioning: "versioned-update",
 	documentation:
 		"A booking between one Patient and one Practitioner. Create books it (status booked; start and end or minutesDuration, or a free Slot): an overlap is 409. A PUT or PATCH changes the status (cancelled with cancelationReason.text, arrived, fulfilled, noshow) or the time, one at a time, with the roles of the matching REST action.",
 	paths: PATHS,

@@ -21,7 +21,7 @@ function resourceCapability(definition: ResourceDefinition): CapabilityStatement
 		type: definition.type,
 		documentation: definition.documentation,
 		interaction: interactions.map(name => ({ code: INTERACTION_CODES[name] })),
-		versioning: "no-version",
+		versioning: definition.versioning ?? "no-version",
 		readHistory: false,
 		updateCreate: false,
 		conditionalCreate: Boolean(definition.create?.conditional),

@@ -48,6 +48,12 @@ export interface ResourceDefinition<R extends Resource = Resource> {
 	audit?: AuditedResource;
 	/** What the CapabilityStatement says about this resource's mapping. */
 	documentation: string;
+	/**
+	 * The domain service keeps a version of each record: `meta.versionId` and the
+	 * ETag carry it, and a change honours If-Match (`W/"n"`). Without it, an
+	 * If-Match is refused rather than ignored.
+	 */
+	versioning?: "versioned-update";
 	/** The domain services' field names → FHIRPaths, so their validation errors name the resource's elements. */
 	paths?: Record<string, string>;
 	read?: Allowed & { run(ctx: FhirContext, id: string): Promise<R> };

@@ -162,6 +162,8 @@ describe("Patient", () => {
 		const otherMrn = { ...patient, identifier: [{ system: MRN_SYSTEM, value: "99999999" }] };
 		expectOutcome(await fhir("PUT", `/Patient/${patient.id}`, otherMrn), 422, "invariant", "Patient.identifier");
 
+		// The registry keeps no versions yet: a guarded change is refused, not applied unguarded.
+		expectOutcome(await fhir("PUT", `/Patient/${patient.id}`, changed, { "if-match": 'W/"1"' }), 400, "invalid", "If-Match");
 		const removed = await fhir("DELETE", `/Patient/${patient.id}`);
 		expect(removed.status).toBe(204);
 		expectOutcome(await fhir("GET", `/Patient/${patient.id}`), 404, "not-found");
@@ -331,7 +333,8 @@ describe("scheduling", () => {
 		const booked = await fhir("POST", "/Appointment", appointment(patient.id!), {}, users.RECEPTIONIST.token);
 		expect(booked.status).toBe(201);
 		expect(booked.headers.get("location")).toBe(`${cluster.baseUrl}/fhir/Appointment/${booked.body.id}`);
-		expect(booked.body).toMatchObject({ status: "booked", minutesDuration: 30, description: "Check-up" });
+		expect(booked.body).toMatchObject({ status: "booked", minutesDuration: 30, description: "Check-up", meta: { versionId: "1" } });
+		expect(booked.headers.get("etag")).toBe('W/"1"');
 		expect(Date.parse(booked.body.start)).toBe(Date.parse(slot.start));
 		expectOutcome(await fhir("POST", "/Appointment", appointment(other.id!)), 409, "conflict");
 		expectOutcome(await fhir("GET", `/Slot/${slot.id}`), 404, "not-found");
@@ -349,9 +352,14 @@ describe("scheduling", () => {
 		expect((await client.search({ resourceType: "Appointment", searchParams: { patient: `Patient/${patient.id}`, status: "proposed" } })).total).toBe(0);
 
 		// A doctor may mark the arrival (REST: POST /appointments/:id/arrive) but not cancel (REST: POST …/cancel).
-		const arrived = await fhir("PUT", `/Appointment/${id}`, { ...booked.body, status: "arrived" }, {}, users.DOCTOR.token);
+		const arrived = await fhir("PUT", `/Appointment/${id}`, { ...booked.body, status: "arrived" }, { "if-match": 'W/"1"' }, users.DOCTOR.token);
 		expect(arrived.status).toBe(200);
-		expect(arrived.body.status).toBe("arrived");
+		expect(arrived.body).toMatchObject({ status: "arrived", meta: { versionId: "2" } });
+		expect(arrived.headers.get("etag")).toBe('W/"2"');
+		// A change made against a version it no longer has: 412, and nothing written.
+		expectOutcome(await fhir("PUT", `/Appointment/${id}`, { ...arrived.body, status: "fulfilled" }, { "if-match": 'W/"1"' }), 412, "conflict");
+		expectOutcome(await fhir("PUT", `/Appointment/${id}`, arrived.body, { "if-match": 'W/"1"' }), 412, "conflict");
+		expect((await fhir("GET", `/Appointment/${id}`)).headers.get("etag")).toBe('W/"2"');
 		const cancel = [{ op: "replace", path: "/status", value: "cancelled" }, { op: "add", path: "/cancelationReason", value: { text: "Patient unwell" } }];
 		expectOutcome(await fhir("PATCH", `/Appointment/${id}`, cancel, { "content-type": "application/json-patch+json" }, users.DOCTOR.token), 403, "forbidden");
 		expectOutcome(await fhir("PATCH", `/Appointment/${id}`, [cancel[0]], { "content-type": "application/json-patch+json" }), 422, "invariant", "Appointment.cancelationReason");
