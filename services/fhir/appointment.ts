@@ -5,7 +5,7 @@ import { checkIfMatch } from "../../lib/infra/http";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../../lib/domain/roles";
 import type { Appointment as AppointmentRecord } from "../appointments/queries";
 import { callDomain, noneIfNotFound } from "./domain";
-import { arrayAt, onlyElements, referencedId, resourceOf, stringAt } from "./input";
+import { arrayAt, onlyElements, referencedId, resourceOf, stringAt, stringElements } from "./input";
 import { badRequest, unprocessable } from "./outcome";
 import type { FhirContext, ResourceDefinition } from "./resource";
 import { type SearchRequest, dateRange, oneValue, referenceId, tokenCode } from "./search";
@@ -72,6 +72,8 @@ function bookingOf(body: unknown): Booking {
 	const r = resource as unknown as Record<string, unknown>;
 	onlyElements(resource, TYPE, STORED);
 	const participants = arrayAt<AppointmentParticipant>(r, TYPE, "participant");
+	const reason = resource.cancelationReason;
+	if (reason !== undefined) stringElements(typeof reason === "object" && reason !== null ? reason : { text: reason }, "Appointment.cancelationReason", ["text"]);
 	const actors = participants.map(p => p.actor?.reference ?? "");
 	const patients = participants.filter(p => /(^|\/)Patient\//.test(p.actor?.reference ?? ""));
 	const doctors = participants.filter(p => /(^|\/)Practitioner\//.test(p.actor?.reference ?? ""));

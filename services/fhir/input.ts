@@ -45,3 +45,13 @@ export function referencedId(reference: unknown, types: string[], field: string)
 	if (!match || !types.includes(match[1])) throw unprocessable([{ field, message: `${field} must refer to a ${types.join(" or ")} as '${types[0]}/<id>'.` }]);
 	return match[2];
 }
+
+/** A datatype's elements that must be strings, and those that must be arrays of strings (HumanName's given, Address's line), at `path`. */
+export function stringElements(value: object, path: string, strings: readonly string[], stringArrays: readonly string[] = []): void {
+	const v = value as Record<string, unknown>;
+	for (const key of strings) if (v[key] !== undefined && typeof v[key] !== "string") throw badRequest(`${path}.${key} must be a string`, `${path}.${key}`);
+	for (const key of stringArrays) {
+		const list = v[key];
+		if (list !== undefined && !(Array.isArray(list) && list.every(item => typeof item === "string"))) throw badRequest(`${path}.${key} must be an array of strings`, `${path}.${key}`);
+	}
+}

@@ -5,7 +5,7 @@ import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../../lib/do
 import type { Patient as PatientRecord, PatientFields } from "../patients/queries";
 import { MRN_SYSTEM } from "./conventions";
 import { callDomain, noneIfNotFound } from "./domain";
-import { arrayAt, onlyElements, resourceOf, stringAt } from "./input";
+import { arrayAt, onlyElements, resourceOf, stringAt, stringElements } from "./input";
 import { badRequest, unprocessable } from "./outcome";
 import type { FhirContext, ResourceDefinition } from "./resource";
 import { type SearchRequest, dateRange, oneValue, tokenCode, utcDate } from "./search";
@@ -72,6 +72,10 @@ export function fromFhirPatient(body: unknown): { fields: Partial<PatientFields>
 	const telecom = arrayAt<ContactPoint>(r, TYPE, "telecom");
 	const addresses = arrayAt<Address>(r, TYPE, "address");
 	const identifiers = arrayAt<Identifier>(r, TYPE, "identifier");
+	for (const name of names) stringElements(name, "Patient.name", ["text", "family"], ["given", "prefix", "suffix"]);
+	for (const address of addresses) stringElements(address, "Patient.address", ["text", "city", "district", "state", "postalCode", "country"], ["line"]);
+	for (const contact of telecom) stringElements(contact, "Patient.telecom", ["system", "value"]);
+	for (const identifier of identifiers) stringElements(identifier, "Patient.identifier", ["system", "value"]);
 	if (names.length > 1) problems.push({ field: "Patient.name", message: "MedSync keeps one name per patient." });
 	if (addresses.length > 1) problems.push({ field: "Patient.address", message: "MedSync keeps one address per patient." });
 	if (resource.active === false) problems.push({ field: "Patient.active", message: "MedSync keeps no inactive patients: DELETE removes one." });

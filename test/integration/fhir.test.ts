@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import type { ServiceSchema } from "moleculer";
 import AppointmentsService from "../../services/appointments.service";
 import BillingService from "../../services/billing.service";
@@ -366,6 +367,64 @@ describe("scheduling", () => {
 		const cancelled = await client.patch({ resourceType: "Appointment", id, jsonPatch: cancel });
 		expect(cancelled).toMatchObject({ status: "cancelled", cancelationReason: { text: "Patient unwell" } });
 		expectOutcome(await fhir("PUT", `/Appointment/${id}`, { ...cancelled, status: "fulfilled" }), 409, "conflict");
+	});
+});
+
+describe("hostile input", () => {
+	const RUNS = Number(process.env.FUZZ_RUNS ?? 100) / 4;
+	const text = fc.oneof(
+		fc.string({ maxLength: 30 }),
+		fc.string({ unit: "binary", maxLength: 30 }),
+		fc.constantFrom("", "ge", "eq2030-13-01", "gt99999-01-01", "Patient/", "Patient/../x", "|", "a|b|c", "\\,", "0", "-1", "1e309", "x".repeat(300))
+	);
+	const json = fc.jsonValue({ maxDepth: 3 });
+
+	test("search: random parameters and values are a 200 Bundle or a 4xx OperationOutcome, never a 5xx", async () => {
+		const names = ["_id", "identifier", "name", "email", "birthdate", "practitioner", "patient", "specialty", "actor", "schedule", "schedule.actor", "start", "date", "status", "altid", "_count", "_page", "_sort", "_total", "_format"];
+		const types = ["Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment", "AuditEvent"];
+		await fc.assert(
+			fc.asyncProperty(fc.constantFrom(...types), fc.array(fc.tuple(fc.oneof(fc.constantFrom(...names), fc.string({ maxLength: 8 })), text), { maxLength: 4 }), async (type, pairs) => {
+				const query = pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+				const res = await request(cluster.baseUrl, "GET", `/fhir/${type}?${query}`, undefined, bearer(adminToken));
+				expect(res.status).toBeLessThan(500);
+				expect(res.body.resourceType).toBe(res.status === 200 ? "Bundle" : "OperationOutcome");
+			}),
+			{ numRuns: RUNS }
+		);
+	});
+
+	test("writes: a resource with any element replaced by any JSON, and any JSON Patch, is never a 5xx", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await client.create({ resourceType: "Patient", body: fhirPatientBody() });
+		const start = new Date(Date.now() + 3 * 86_400_000);
+		start.setUTCHours(9, 0, 0, 0);
+		const appointment = {
+			resourceType: "Appointment",
+			status: "booked",
+			start: start.toISOString(),
+			minutesDuration: 30,
+			participant: [{ actor: { reference: `Patient/${patient.id}` }, status: "accepted" }, { actor: { reference: `Practitioner/${doctor.id}` }, status: "accepted" }]
+		};
+		const booked = (await fhir("POST", "/Appointment", appointment)).body;
+		const bodies: Record<string, Record<string, unknown>> = { Patient: fhirPatientBody(), Appointment: appointment };
+		const targets: Record<string, string> = { Patient: patient.id!, Appointment: booked.id };
+		await fc.assert(
+			fc.asyncProperty(
+				fc.constantFrom("Patient", "Appointment"),
+				fc.constantFrom("POST", "PUT", "PATCH"),
+				fc.oneof(fc.constantFrom("resourceType", "id", "name", "telecom", "birthDate", "address", "gender", "identifier", "participant", "start", "status", "slot", "minutesDuration", "cancelationReason"), fc.string({ maxLength: 8 })),
+				json,
+				async (type, method, key, value) => {
+					const path = method === "POST" ? `/fhir/${type}` : `/fhir/${type}/${targets[type]}`;
+					const body = method === "PATCH" ? [{ op: "replace", path: `/${key}`, value }] : { ...bodies[type], ...(method === "PUT" && { id: targets[type] }), [key]: value };
+					const res = await request(cluster.baseUrl, method, path, body, { ...bearer(adminToken), "content-type": method === "PATCH" ? "application/json-patch+json" : "application/fhir+json" });
+					expect([method, key, res.status]).toEqual([method, key, expect.any(Number)]);
+					expect(res.status).toBeLessThan(500);
+					if (res.status >= 400) expect(res.body.resourceType).toBe("OperationOutcome");
+				}
+			),
+			{ numRuns: RUNS }
+		);
 	});
 });
 
