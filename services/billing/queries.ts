@@ -120,6 +120,39 @@ export function insertAccountOnFirstDelivery(eventId: string, a: NewAccount): St
 	};
 }
 
+/**
+ * Applies a patient's PATIENT_UPDATED once: the account takes the patient's
+ * name and email. A patient without an account gets one, opened from the
+ * event, so the change is never lost (its PATIENT_CREATED was dead-lettered,
+ * say); a PATIENT_CREATED handled later finds it open and changes nothing.
+ */
+export function renameAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
+	return {
+		text: onFirstDelivery(
+			`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
+			ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, updated_at = now()
+			WHERE (billing_accounts.name, billing_accounts.email) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.email)`
+		),
+		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
+/**
+ * Applies a patient's PATIENT_DELETED once: the account becomes INACTIVE. A
+ * patient without an account gets an INACTIVE one, so that a CreateBillingAccount
+ * arriving late (a registration's call that outlived its deadline) finds it
+ * rather than opening an active account for a deleted patient.
+ */
+export function deactivateAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
+	return {
+		text: onFirstDelivery(
+			`INSERT INTO billing_accounts (id, patient_id, name, email, currency, status) SELECT $2::uuid, $3::uuid, $4, $5, $6, 'INACTIVE' FROM first_delivery
+			ON CONFLICT (patient_id) DO UPDATE SET status = 'INACTIVE', updated_at = now() WHERE billing_accounts.status <> 'INACTIVE'`
+		),
+		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
 /** The account, with the row lock asked for (the rest of the transaction) or none. */
 export function accountById(id: string, lock: "" | "FOR SHARE" = ""): Statement {
 	return { text: `SELECT ${ACCOUNT_COLUMNS} FROM billing_accounts WHERE id = $1 ${lock}`, values: [id] };

@@ -3,6 +3,7 @@ import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import type { AppointmentRow, Status } from "../../services/appointments/queries";
 import type { AccountRow } from "../../services/billing/queries";
 import type { DoctorRow } from "../../services/doctors/queries";
+import { PatientEvent } from "../../proto/generated/patient_event";
 import type { JsonResponse } from "./cluster";
 
 /**
@@ -117,4 +118,19 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		updatedAt: CREATED,
 		...overrides
 	};
+}
+
+/** A PatientEvent as the outbox publishes it (a PATIENT_UPDATED of a new patient unless told otherwise), and its bytes. */
+export function patientEvent(overrides: Partial<PatientEvent> = {}): { event: PatientEvent; value: Buffer } {
+	const event: PatientEvent = {
+		patientId: crypto.randomUUID(),
+		name: "Event Patient",
+		email: uniqueEmail("event"),
+		eventType: "PATIENT_UPDATED",
+		eventId: crypto.randomUUID(),
+		occurredAt: new Date().toISOString(),
+		mergedInto: "",
+		...overrides
+	};
+	return { event, value: Buffer.from(PatientEvent.encode(event).finish()) };
 }

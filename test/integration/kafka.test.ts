@@ -13,7 +13,7 @@ import { databaseName, withDatabase } from "../../lib/infra/postgres";
 import { dlqTopic } from "../../mixins/kafka.mixin";
 import { PatientEvent } from "../../proto/generated/patient_event";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
-import { createPatient, patientBody } from "../helpers/fixtures";
+import { createPatient, patientBody, patientEvent, uniqueEmail } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
 import { SERVER_WAIT_MS, type TestKafka, useKafka } from "../helpers/servers";
 
@@ -180,6 +180,64 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 		expect(clash.status).toBe(409);
 		const { rows: after } = await patientsDb.query("SELECT count(*)::int AS n FROM outbox");
 		expect(after[0].n).toBe(before[0].n);
+	});
+});
+
+describe("billing follows the patient", () => {
+	const accountNamed = (patientId: string, check: (account: any) => boolean, what: string) =>
+		eventually(async () => {
+			const account = await accountOf(patientId);
+			return account && check(account) ? account : undefined;
+		}, 30_000, what);
+
+	test("a PATCHed name and email reach the account; a DELETEd patient's account turns INACTIVE: charges 409, payments still post", async () => {
+		const patient = await createPatient(api);
+		const { id } = await accountNamed(patient.id, () => true, "the account");
+		const email = uniqueEmail("moved");
+		expect((await api("PATCH", `/patients/${patient.id}`, { name: "Renamed Patient", email })).status).toBe(200);
+		await eventually(async () => {
+			const res = await api("GET", `/billing/accounts/${id}`);
+			return res.body.email === email ? true : undefined;
+		}, 30_000, "the new email on the account");
+		expect((await api("GET", `/billing/accounts/${id}`)).body).toMatchObject({ name: "Renamed Patient", email, status: "ACTIVE" });
+
+		expect((await api("DELETE", `/patients/${patient.id}`)).status).toBe(204);
+		await eventually(async () => ((await api("GET", `/billing/accounts/${id}`)).body.status === "INACTIVE" ? true : undefined), 30_000, "INACTIVE");
+		const charge = await api("POST", `/billing/accounts/${id}/transactions`, { type: "CHARGE", amount: 1_000 });
+		expect(charge.status).toBe(409);
+		expect(charge.body.data).toEqual({ status: "INACTIVE" });
+		const payment = await api("POST", `/billing/accounts/${id}/transactions`, { type: "PAYMENT", amount: 1_000 });
+		expect(payment.status).toBe(201);
+		expect(payment.body.balance).toBe(-1_000);
+	});
+
+	test("an update for a patient with no account yet opens it; a late creation or a redelivered update changes nothing", async () => {
+		const first = patientEvent({ name: "First Name" });
+		const patientId = first.event.patientId;
+		await produceRaw(first.value, patientId);
+		await accountNamed(patientId, a => a.name === "First Name" && a.email === first.event.email, "an account from the update");
+		const second = patientEvent({ patientId, name: "Second Name" });
+		await produceRaw(second.value, patientId);
+		await accountNamed(patientId, a => a.name === "Second Name", "the second name");
+		// The first update again and the creation, late; then a deletion, so we know the consumer is past them.
+		await produceRaw(first.value, patientId);
+		await produceRaw(patientEvent({ patientId, eventType: "PATIENT_CREATED", name: "Created Name" }).value, patientId);
+		await produceRaw(patientEvent({ patientId, eventType: "PATIENT_DELETED", name: "Second Name", email: second.event.email }).value, patientId);
+		const account = await accountNamed(patientId, a => a.status === "INACTIVE", "INACTIVE after the deletion");
+		expect(account).toMatchObject({ name: "Second Name", email: second.event.email });
+		expect((await api("GET", `/billing/accounts?patientId=${patientId}`)).body.total).toBe(1);
+	});
+
+	test("a deleted patient without an account gets an INACTIVE one, which a late CreateBillingAccount finds rather than opening an active one", async () => {
+		const deleted = patientEvent({ eventType: "PATIENT_DELETED" });
+		await produceRaw(deleted.value, deleted.event.patientId);
+		const account = await accountNamed(deleted.event.patientId, a => a.status === "INACTIVE", "an INACTIVE account");
+		const opened = await cluster.broker.call<{ id: string; status: string }, object>("billing.openAccount", {
+			patientId: deleted.event.patientId,
+			name: deleted.event.name,
+			email: deleted.event.email
+		});
+		expect(opened).toMatchObject({ id: account.id, status: "INACTIVE" });
 	});
 });
 
