@@ -64,7 +64,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 				email: { type: "email", max: 254 }
 			},
 			handler(ctx: Context<{ patientId: string; name: string; email: string }>): Promise<BillingAccount> {
-				return openAccount(this.db, this.broker, ctx.params);
+				return openAccount(this.db, ctx.params);
 			}
 		},
 

@@ -1,5 +1,4 @@
 import crypto from "node:crypto";
-import type { ServiceBroker } from "moleculer";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
 import { NotFoundError } from "../../lib/infra/errors";
@@ -27,18 +26,14 @@ export function newAccount(input: { patientId: string; name: string; email: stri
 	return { id: crypto.randomUUID(), patientId: input.patientId, name: input.name, email: input.email, currency: config.billingCurrency };
 }
 
-/** Tells patients (and whoever else listens) the account a patient's events opened, for when the gRPC answer was lost. */
-export async function announceAccount(broker: ServiceBroker, patientId: string, accountId: string): Promise<void> {
-	await broker.emit("billing.account.opened", { patientId, accountId });
-}
-
-/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
-export async function openAccount(db: Queryable, broker: ServiceBroker, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+/**
+ * Opens the patient's account, or returns the one already open (whoever opened
+ * it): what makes CreateBillingAccount idempotent, and the patients service's
+ * one way to learn an account's id (docs/events.md).
+ */
+export async function openAccount(db: Queryable, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
 	const [inserted] = await db.query<AccountRow>(insertAccount(newAccount(input)));
-	if (inserted) {
-		await announceAccount(broker, inserted.patientId, inserted.id);
-		return toAccount(inserted, 0);
-	}
+	if (inserted) return toAccount(inserted, 0);
 	const open = (await accountOf(db, input.patientId))!;
 	return toAccount(open, await balanceOf(db, open.id));
 }

@@ -96,7 +96,7 @@ export async function chargeAppointment(db: Database, ctx: Context, charge: Appo
 	const existing = await accountOf(db, charge.patientId);
 	const accountId =
 		existing?.id ??
-		(await openAccount(db, ctx.broker, { ...(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId })), patientId: charge.patientId }))
+		(await openAccount(db, { ...(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId })), patientId: charge.patientId }))
 			.id;
 	await postEntry(
 		db,

@@ -109,7 +109,7 @@ export function insertAccount(a: NewAccount): Statement {
 	};
 }
 
-/** The same from a patient event, once per event: the new account's id, or no row (a redelivery, or an account already open). */
+/** The same from a patient event, once per event; nothing if the patient has one already. */
 export function insertAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
 	return {
 		text: onFirstDelivery(

@@ -173,6 +173,24 @@ describe("patients → billing", () => {
 		expect(balances.get(clear.billingAccountId)).toBe(0);
 	});
 
+	test("the account id is written back from CreateBillingAccount's answer only: a patient missing it gets the open account's id from the reconciler", async () => {
+		const patient = await createPatient(call);
+		const db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
+		await db.connect();
+		try {
+			// As if the registration's answer had been lost after billing opened the account.
+			expect((await db.query("UPDATE patients SET billing_account_id = NULL WHERE id = $1", [patient.id])).rowCount).toBe(1);
+		} finally {
+			await db.end();
+		}
+		const restored = await eventually(async () => {
+			const res = await call("GET", `/patients/${patient.id}`);
+			return res.body.billingAccountId ?? undefined;
+		}, 15_000, "the reconciler's write-back");
+		expect(restored).toBe(patient.billingAccountId);
+		expect((await call("GET", `/billing/accounts?patientId=${patient.id}`)).body.total).toBe(1);
+	});
+
 	test("billing stopped → patients still created → billing back → every one gets its account", async () => {
 		const broker = cluster.broker;
 		const billing = broker.getLocalService("billing")!;
