@@ -42,5 +42,12 @@ ${appendOnlySql("billing_transactions", "the ledger is append-only: post a REFUN
 		version: 2,
 		name: "remember processed patient events",
 		sql: PROCESSED_EVENTS_SQL
+	},
+	{
+		version: 3,
+		name: "billing accounts have a version",
+		sql: `
+-- Raised by every change that changes something (staff's, gRPC's, the patient events'): a PATCH with a stale If-Match is refused.
+ALTER TABLE billing_accounts ADD COLUMN version integer NOT NULL DEFAULT 1;`
 	}
 ];

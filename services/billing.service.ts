@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/infra/config";
 import { billingServerSecurity } from "../lib/infra/grpc-security";
-import { type RequestMeta, created } from "../lib/infra/http";
+import { type RequestMeta, created, withVersion } from "../lib/infra/http";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/domain/roles";
 import { idParam, uuidRule } from "../lib/domain/validation";
@@ -108,8 +108,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "GET /accounts/:id",
 			params: { id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<BillingAccount> {
-				return findAccount(this.db, ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<BillingAccount> {
+				return withVersion(ctx, await findAccount(this.db, ctx.params.id));
 			}
 		},
 
@@ -118,8 +118,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "PATCH /accounts/:id",
 			params: { $$strict: true, id: idParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
-			handler(ctx: Context<{ id: string; status: AccountStatus }>): Promise<BillingAccount> {
-				return changeAccount(this.db, ctx.params.id, { status: ctx.params.status });
+			async handler(ctx: Context<{ id: string; status: AccountStatus }, RequestMeta>): Promise<BillingAccount> {
+				return withVersion(ctx, await changeAccount(this.db, ctx.params.id, { status: ctx.params.status }, ctx.meta.ifMatch));
 			}
 		},
 

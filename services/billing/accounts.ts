@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { NotFoundError } from "../../lib/infra/errors";
+import { NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import {
@@ -55,12 +55,19 @@ export async function findAccount(db: Queryable, id: string): Promise<BillingAcc
 	return toAccount(await accountRow(db, id), await balanceOf(db, id));
 }
 
-/** Changes name, email or status; the row stays locked until the balance is read, as a posting holds it (FOR SHARE) while it posts. */
-export async function changeAccount(db: Database, id: string, changes: AccountChanges): Promise<BillingAccount> {
+/**
+ * Changes name, email or status, if the account is at a version `ifMatch`
+ * allows (unset: any), else 412 and nothing written; the row stays locked
+ * until the balance is read, as a posting holds it (FOR SHARE) while it posts.
+ */
+export async function changeAccount(db: Database, id: string, changes: AccountChanges, ifMatch?: number[]): Promise<BillingAccount> {
 	if (!isUuid(id)) throw new NotFoundError("Billing account", id);
 	return db.transaction(async tx => {
-		const [row] = await tx.query<AccountRow>(updateAccount(id, changes));
-		if (!row) throw new NotFoundError("Billing account", id);
+		const [row] = await tx.query<AccountRow>(updateAccount(id, changes, ifMatch ?? null));
+		if (!row) {
+			const current = await accountRow(tx, id);
+			throw new PreconditionFailedError("Billing account", current.version);
+		}
 		return toAccount(row, await balanceOf(tx, id));
 	});
 }

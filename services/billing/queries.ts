@@ -19,6 +19,8 @@ export interface BillingAccount {
 	email: string;
 	status: AccountStatus;
 	currency: string;
+	/** Raised by each change; the ETag, and what If-Match names. */
+	version: number;
 	/** Minor units: charges − payments + refunds + adjustments. Positive: the patient owes. */
 	balance: number;
 	createdAt: string;
@@ -70,7 +72,7 @@ export interface NewTransaction extends Posting {
 	fingerprint: string;
 }
 
-const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, created_at AS "createdAt", updated_at AS "updatedAt"`;
+const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, version, created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 const TRANSACTION_COLUMNS = `id, account_id AS "accountId", type, amount, description, reference, request_fingerprint AS "fingerprint", created_at AS "createdAt"`;
 
@@ -82,6 +84,7 @@ export function toAccount(row: AccountRow, balance: number): BillingAccount {
 		email: row.email,
 		status: row.status,
 		currency: row.currency,
+		version: row.version,
 		balance,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString()
@@ -130,7 +133,7 @@ export function renameAccountOnFirstDelivery(eventId: string, a: NewAccount): St
 	return {
 		text: onFirstDelivery(
 			`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
-			ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, updated_at = now()
+			ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, version = billing_accounts.version + 1, updated_at = now()
 			WHERE (billing_accounts.name, billing_accounts.email) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.email)`
 		),
 		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
@@ -147,7 +150,8 @@ export function deactivateAccountOnFirstDelivery(eventId: string, a: NewAccount)
 	return {
 		text: onFirstDelivery(
 			`INSERT INTO billing_accounts (id, patient_id, name, email, currency, status) SELECT $2::uuid, $3::uuid, $4, $5, $6, 'INACTIVE' FROM first_delivery
-			ON CONFLICT (patient_id) DO UPDATE SET status = 'INACTIVE', updated_at = now() WHERE billing_accounts.status <> 'INACTIVE'`
+			ON CONFLICT (patient_id) DO UPDATE SET status = 'INACTIVE', version = billing_accounts.version + 1, updated_at = now()
+			WHERE billing_accounts.status <> 'INACTIVE'`
 		),
 		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
 	};
@@ -184,15 +188,19 @@ export function accountCount(patientId?: string): Statement {
 }
 
 /**
- * Applies the changes given (a missing one leaves its column as it is). As the
- * ORM did, `updated_at` moves only when a value really changes.
+ * Applies the changes given (a missing one leaves its column as it is), if the
+ * account is at one of the versions `ifMatch` allows (null: any); no row if it
+ * is not. As the ORM did, `updated_at` moves only when a value really changes,
+ * and so does `version`.
  */
-export function updateAccount(id: string, changes: AccountChanges): Statement {
+export function updateAccount(id: string, changes: AccountChanges, ifMatch: number[] | null = null): Statement {
+	const changed = "(name, email, status) IS DISTINCT FROM (COALESCE($2, name), COALESCE($3, email), COALESCE($4, status))";
 	return {
 		text: `UPDATE billing_accounts SET name = COALESCE($2, name), email = COALESCE($3, email), status = COALESCE($4, status),
-			updated_at = CASE WHEN (name, email, status) IS DISTINCT FROM (COALESCE($2, name), COALESCE($3, email), COALESCE($4, status)) THEN now() ELSE updated_at END
-			WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
-		values: [id, changes.name ?? null, changes.email ?? null, changes.status ?? null]
+			version = CASE WHEN ${changed} THEN version + 1 ELSE version END,
+			updated_at = CASE WHEN ${changed} THEN now() ELSE updated_at END
+			WHERE id = $1 AND ($5::int[] IS NULL OR version = ANY($5::int[])) RETURNING ${ACCOUNT_COLUMNS}`,
+		values: [id, changes.name ?? null, changes.email ?? null, changes.status ?? null, ifMatch]
 	};
 }
 

@@ -114,6 +114,7 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		email: "patient@example.org",
 		currency: "EUR",
 		status: "ACTIVE",
+		version: 1,
 		createdAt: CREATED,
 		updatedAt: CREATED,
 		...overrides
