@@ -17,10 +17,10 @@ import { type AppointmentCharge, MAX_AMOUNT, type PostedTransaction, amountParam
 import {
 	ACCOUNT_STATUSES,
 	type AccountChanges,
-	type AccountStatus,
 	type BillingAccount,
 	type LedgerTransaction,
 	type Posting,
+	type SettableStatus,
 	TRANSACTION_TYPES
 } from "./billing/queries";
 
@@ -118,7 +118,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "PATCH /accounts/:id",
 			params: { $$strict: true, id: idParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
-			async handler(ctx: Context<{ id: string; status: AccountStatus }, RequestMeta>): Promise<BillingAccount> {
+			async handler(ctx: Context<{ id: string; status: SettableStatus }, RequestMeta>): Promise<BillingAccount> {
 				return withVersion(ctx, await changeAccount(this.db, ctx.params.id, { status: ctx.params.status }, ctx.meta.ifMatch));
 			}
 		},

@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
+import { ConflictError, NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import {
@@ -55,10 +55,19 @@ export async function findAccount(db: Queryable, id: string): Promise<BillingAcc
 	return toAccount(await accountRow(db, id), await balanceOf(db, id));
 }
 
+/** 409 for a posting to, or a status change of, a CLOSED account: its patient was merged, and its balance lives on elsewhere. */
+export function closedAccountError(account: AccountRow, what: string): ConflictError {
+	return new ConflictError(`The account is CLOSED (its patient was merged into another): it takes no ${what}; its balance went to account ${account.mergedIntoAccountId}`, {
+		status: account.status,
+		mergedIntoAccountId: account.mergedIntoAccountId
+	});
+}
+
 /**
  * Changes name, email or status, if the account is at a version `ifMatch`
- * allows (unset: any), else 412 and nothing written; the row stays locked
- * until the balance is read, as a posting holds it (FOR SHARE) while it posts.
+ * allows (unset: any), else 412 and nothing written; a CLOSED account's status
+ * stays (409). The row stays locked until the balance is read, as a posting
+ * holds it (FOR SHARE) while it posts.
  */
 export async function changeAccount(db: Database, id: string, changes: AccountChanges, ifMatch?: number[]): Promise<BillingAccount> {
 	if (!isUuid(id)) throw new NotFoundError("Billing account", id);
@@ -66,6 +75,7 @@ export async function changeAccount(db: Database, id: string, changes: AccountCh
 		const [row] = await tx.query<AccountRow>(updateAccount(id, changes, ifMatch ?? null));
 		if (!row) {
 			const current = await accountRow(tx, id);
+			if (current.status === "CLOSED" && (!ifMatch || ifMatch.includes(current.version))) throw closedAccountError(current, "status change");
 			throw new PreconditionFailedError("Billing account", current.version);
 		}
 		return toAccount(row, await balanceOf(tx, id));

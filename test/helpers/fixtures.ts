@@ -115,6 +115,7 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		currency: "EUR",
 		status: "ACTIVE",
 		version: 1,
+		mergedIntoAccountId: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
 		...overrides
