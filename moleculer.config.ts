@@ -1,10 +1,11 @@
+import type { Server } from "node:http";
 import { type BrokerOptions, MetricReporters } from "moleculer";
 import { config } from "./lib/infra/config";
 import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
 import { stopEmbeddedPostgres } from "./lib/infra/postgres";
 import { replCommands } from "./lib/tooling/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/infra/request-context";
-import { runnerServices } from "./lib/infra/runner-services";
+import { nodeIdFor, runnerServices } from "./lib/infra/runner-services";
 import { transporterOptions } from "./lib/infra/transporter";
 import { InputValidator } from "./lib/infra/validator";
 
@@ -16,9 +17,13 @@ function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpo
 	return type;
 }
 
+type ReporterInternals = { server: Server; registry: { broker: { fatal(message: string, err?: Error): void } } };
+
 /**
  * Moleculer's Prometheus reporter drops `host` when the port is 0 (any free
- * port, as the tests ask) and then listens on every interface; this one keeps it.
+ * port, as the tests ask) and then listens on every interface; this one keeps
+ * it. A port it cannot listen on (in use) was an unhandled error event and a
+ * stack trace: here it stops the node with the setting and address to change.
  */
 class PrometheusReporter extends MetricReporters.Prometheus {
 	constructor(options: NonNullable<ConstructorParameters<typeof MetricReporters.Prometheus>[0]>) {
@@ -26,9 +31,25 @@ class PrometheusReporter extends MetricReporters.Prometheus {
 		super({ ...options });
 		this.opts.host = options.host;
 	}
+
+	override init(registry: Parameters<MetricReporters.Prometheus["init"]>[0]): void {
+		super.init(registry);
+		const { server } = this as unknown as ReporterInternals;
+		server.once("error", (err: NodeJS.ErrnoException) => {
+			const where = `${this.opts.host ?? "*"}:${this.opts.port}`;
+			(this as unknown as ReporterInternals).registry.broker.fatal(`The metrics endpoint cannot listen on ${where} (${err.code ?? err.message}): set METRICS_PORT (or METRICS_HOST), or METRICS_PORT=off`, err);
+		});
+	}
+
+	override stop(): Promise<void> {
+		// A server that never listened has nothing to close, and closing it would throw.
+		return (this as unknown as ReporterInternals).server.listening ? super.stop() : Promise.resolve();
+	}
 }
 MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 
+// Read before SERVICES is rewritten below.
+const nodeID = nodeIdFor(process.env.SERVICES);
 // moleculer-runner loads this file before it reads SERVICES; a service with modules in services/<name>/ needs its file named.
 if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERVICES, process.env.SERVICEDIR);
 
@@ -39,7 +60,8 @@ if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERV
  */
 const brokerConfig: BrokerOptions = {
 	namespace: config.namespace,
-	nodeID: null,
+	// Names the node's services, which the default (host and pid) does not.
+	nodeID,
 	transporter: transporterOptions(config),
 	logger:
 		config.logFormat === "pretty"
@@ -63,9 +85,7 @@ const brokerConfig: BrokerOptions = {
 	registry: { strategy: "RoundRobin", preferLocal: true },
 	circuitBreaker: { enabled: false },
 	// fastest-validator, plus the rules every input shares: no control characters, null only where declared.
-	validator: new InputValidator({
-		messages: { objectStrict: "Unknown field(s): {actual}. Allowed: {expected}." }
-	}),
+	validator: new InputValidator(),
 	errorHandler: null,
 	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id.
 	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware],

@@ -72,5 +72,13 @@ CREATE TABLE known_login_clients (
 );
 CREATE INDEX known_login_clients_last_login_at_idx ON known_login_clients (last_login_at);
 `
+	},
+	{
+		version: 3,
+		name: "staff accounts' versions",
+		sql: `
+-- Raised by every change: the ETag a client sends back in If-Match, so a stale write is refused, not applied.
+ALTER TABLE users ADD COLUMN version integer NOT NULL DEFAULT 1;
+`
 	}
 ];

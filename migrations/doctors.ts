@@ -27,5 +27,27 @@ CREATE INDEX doctors_specialization_idx ON doctors (specialization, lower(name),
 CREATE INDEX doctors_name_prefix_idx ON doctors (lower(name) text_pattern_ops) WHERE deleted_at IS NULL;
 CREATE INDEX doctors_name_idx ON doctors (lower(name), id) WHERE deleted_at IS NULL;
 `
+	},
+	{
+		version: 2,
+		name: "doctors' versions",
+		sql: `
+-- Raised by every change: the ETag a client sends back in If-Match, so a stale write is refused, not applied.
+ALTER TABLE doctors ADD COLUMN version integer NOT NULL DEFAULT 1;
+`
+	},
+	{
+		version: 3,
+		name: "doctors remember the Idempotency-Key they were created with",
+		sql: `
+-- A retried POST /doctors with its key gets the first answer again: the key, its
+-- caller, the request's fingerprint and the answer stay on the row it created.
+ALTER TABLE doctors
+	ADD COLUMN idempotency_key varchar(255),
+	ADD COLUMN idempotency_user uuid,
+	ADD COLUMN request_fingerprint char(64),
+	ADD COLUMN idempotency_answer jsonb;
+CREATE UNIQUE INDEX doctors_idempotency_key ON doctors (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+`
 	}
 ];

@@ -34,6 +34,8 @@ export interface GrpcServerOptions<TServer extends UntypedServiceImplementation,
 	/** Where to listen, read at start, so configuration and tests decide. */
 	host: () => string;
 	port: () => number;
+	/** The settings that set host and port, named when the server cannot listen there. */
+	settings: string;
 	/** TLS and the token every call must carry (lib/infra/grpc-security.ts), read at start. */
 	security: () => Promise<GrpcServerSecurity>;
 	handlers: UnaryHandlers<NoInfer<TServer>, TService>;
@@ -92,7 +94,10 @@ export function GrpcServerMixin<TServer extends UntypedServiceImplementation = n
 			// An IPv6 address is bracketed in a gRPC address, as in a URL.
 			const bindHost = host.includes(":") ? `[${host}]` : host;
 			this.grpcPort = await new Promise<number>((resolve, reject) =>
-				server.bindAsync(`${bindHost}:${options.port()}`, serverCredentials(security), (err, port) => (err ? reject(err) : resolve(port)))
+				server.bindAsync(`${bindHost}:${options.port()}`, serverCredentials(security), (err, port) =>
+					// grpc-js says only "No address added out of total 1 resolved": say where, and what to change.
+					err ? reject(new Error(`The gRPC server cannot listen on ${bindHost}:${options.port()} (in use, or not this machine's): set ${options.settings}`, { cause: err })) : resolve(port)
+				)
 			);
 			this.grpcServer = server;
 			if (security.plaintext) {

@@ -219,7 +219,7 @@ export function KafkaMixin(): MixinSchema {
 						}
 						await work.drain();
 					} catch (err) {
-						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}); reconnecting in ${backoff} ms`);
+						if (!this.kafkaStopping) this.logger.warn(`Kafka consumer of ${topic} failed (${(err as Error).message}; KAFKA_BROKERS=${brokersSetting()}); reconnecting in ${backoff} ms`);
 					} finally {
 						clearInterval(lagTimer);
 						await closeConsumer(consumer);
@@ -285,6 +285,9 @@ export function KafkaMixin(): MixinSchema {
 	return schema;
 }
 
+/** Where the node looks for Kafka, for a warning to name when it does not answer. */
+const brokersSetting = () => config.kafkaBrokers?.join(",") ?? "";
+
 /** Creates the topics that do not exist yet, with KAFKA_PARTITIONS partitions; retries while the broker is away. */
 async function ensureTopics(topics: string[], logger: Service["logger"], stopping: () => boolean): Promise<void> {
 	for (let backoff = 500; !stopping(); backoff = Math.min(RECONNECT_MAX_MS, backoff * 2)) {
@@ -299,7 +302,7 @@ async function ensureTopics(topics: string[], logger: Service["logger"], stoppin
 			return;
 		} catch (err) {
 			// Another node created one of them first: look again.
-			logger.warn(`Cannot ensure Kafka topics (${(err as Error).message}); retrying in ${backoff} ms`);
+			logger.warn(`Cannot ensure Kafka topics (${(err as Error).message}; KAFKA_BROKERS=${brokersSetting()}); retrying in ${backoff} ms`);
 			await sleep(backoff);
 		} finally {
 			await admin.close().catch(() => {});

@@ -21,6 +21,15 @@ answers() { # host port
 	(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
+# An open port is not yet a broker: this one must answer Kafka's ApiVersions
+# request (v0, correlation id 7) with a response carrying that id.
+is_kafka() { # host port
+	local reply
+	reply="$( (exec 3<>"/dev/tcp/$1/$2" && printf '\x00\x00\x00\x0a\x00\x12\x00\x00\x00\x00\x00\x07\xff\xff' >&3 &&
+		timeout 3 head -c 8 <&3 | od -An -tx1 | tr -d ' \n') 2>/dev/null)"
+	[ "${reply:8:8}" = "00000007" ]
+}
+
 first_broker() {
 	local broker="${KAFKA_BROKERS%%,*}"
 	echo "${broker%%:*} ${broker##*:}"
@@ -68,13 +77,21 @@ java_run() { # main class and its arguments
 start() {
 	if [ -n "${KAFKA_BROKERS:-}" ]; then
 		read -r host p < <(first_broker)
-		if answers "$host" "$p"; then echo "Using the Kafka broker at $KAFKA_BROKERS"; return 0; fi
-		echo "KAFKA_BROKERS=$KAFKA_BROKERS does not answer" >&2
+		if is_kafka "$host" "$p"; then echo "Using the Kafka broker at $KAFKA_BROKERS"; return 0; fi
+		if answers "$host" "$p"; then
+			echo "KAFKA_BROKERS=$KAFKA_BROKERS: $host:$p answers, but not as a Kafka broker" >&2
+		else
+			echo "KAFKA_BROKERS=$KAFKA_BROKERS does not answer" >&2
+		fi
 		return 1
 	fi
-	if answers 127.0.0.1 "$port"; then
+	if is_kafka 127.0.0.1 "$port"; then
 		echo "A Kafka broker already answers on 127.0.0.1:$port"
 		return 0
+	fi
+	if answers 127.0.0.1 "$port"; then
+		echo "Something that is not a Kafka broker listens on 127.0.0.1:$port: stop it, or set KAFKA_PORT to a free port" >&2
+		return 1
 	fi
 	command -v java >/dev/null || { echo "Java 17 or later is needed to run Kafka" >&2; return 1; }
 	command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka" >&2; return 1; }
@@ -90,7 +107,7 @@ start() {
 		> "$kafka_dir/logs/stdout.log" 2>&1 &
 	echo $! > "$pid_file"
 	for _ in $(seq 1 120); do
-		if answers 127.0.0.1 "$port"; then
+		if is_kafka 127.0.0.1 "$port"; then
 			echo "Kafka broker started on 127.0.0.1:$port (data under $kafka_dir)"
 			return 0
 		fi
@@ -125,6 +142,6 @@ stop() {
 case "${1:-start}" in
 	start) start ;;
 	stop) stop ;;
-	status) if answers 127.0.0.1 "$port"; then echo "running on 127.0.0.1:$port"; else echo "not running"; exit 1; fi ;;
+	status) if is_kafka 127.0.0.1 "$port"; then echo "running on 127.0.0.1:$port"; else echo "not running"; exit 1; fi ;;
 	*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

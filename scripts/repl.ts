@@ -15,6 +15,8 @@ async function main(): Promise<void> {
 	const broker = new ServiceBroker({
 		...brokerConfig,
 		nodeID: `repl-${process.pid}`,
+		// A REPL beside running nodes has no metrics to serve, and must not take a metrics port one of them uses.
+		metrics: false,
 		logger: { type: "Console", options: { level: "warn" } }
 	});
 	await broker.start();

@@ -37,7 +37,7 @@ async function main(): Promise<void> {
 		startedKafka = spawnSync(KAFKA_SCRIPT, ["status"]).status !== 0;
 		const start = spawnSync(KAFKA_SCRIPT, ["start"], { stdio: "inherit" });
 		if (start.status !== 0) throw new Error("Could not start Kafka (scripts/kafka.sh start)");
-		kafkaBrokers = "127.0.0.1:9092";
+		kafkaBrokers = `127.0.0.1:${process.env.KAFKA_PORT ?? "9092"}`;
 	}
 
 	// One PostgreSQL for all: DATABASE_URL, or the embedded server, started here and shared.
@@ -64,7 +64,8 @@ async function main(): Promise<void> {
 			stdio: ["ignore", "pipe", "pipe"]
 		});
 		children.set(name, child);
-		log(`${name} pid ${child.pid}`);
+		const ports = [name === "api" && `HTTP ${config.port}`, name === "billing" && `gRPC ${config.billingGrpcPort}`, `metrics ${metricsPort}`].filter(Boolean);
+		log(`${name} pid ${child.pid} (${ports.join(", ")})`);
 		const prefix = (chunk: Buffer) =>
 			chunk
 				.toString()
@@ -102,8 +103,12 @@ async function main(): Promise<void> {
 		log("stopped");
 		process.exit(0);
 	};
-	process.on("SIGINT", stop);
-	process.on("SIGTERM", stop);
+	// The embedded PostgreSQL's package (through async-exit-hook) ends the process at the first signal, before the children
+	// have stopped: the stack stops them itself, then the server, and only then exits.
+	for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+		process.removeAllListeners(signal);
+		process.on(signal, stop);
+	}
 }
 
 main().catch(err => {

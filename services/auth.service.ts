@@ -6,11 +6,12 @@ import { NotFoundError, UnauthorizedError } from "../lib/infra/errors";
 import { type SigningKey, loadSigningKey } from "../lib/infra/auth/keys";
 import type { Revocation } from "../lib/infra/auth/tokens";
 import { idParam } from "../lib/domain/validation";
+import { isUuid } from "../lib/infra/sql";
 import { ADMIN_ONLY, EVERYONE, ROLES, type Role } from "../lib/domain/roles";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { errorFields } from "../lib/infra/log-fields";
-import { type RequestMeta, created, noContent } from "../lib/infra/http";
+import { type RequestMeta, created, noContent, withVersion } from "../lib/infra/http";
 import { type AccessChange, changeAccess, createUser } from "./auth/accounts";
 import { ensureFirstAdmin } from "./auth/first-admin";
 import { type Logins, logIn, newLogins, pruneLoginRecords } from "./auth/login";
@@ -61,7 +62,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /signup",
 			public: true,
 			params: { $$strict: true, email: emailParam, password: passwordParam },
-			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<Omit<User, "active" | "createdAt">> {
+			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<Pick<User, "id" | "email" | "role">> {
 				if (config.authSignup === "closed") {
 					throw new MoleculerClientError("Sign-up is closed; ask an administrator for an account", 403, "SIGNUP_CLOSED");
 				}
@@ -120,7 +121,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			async handler(ctx: Context<Record<string, never>, RequestMeta>): Promise<User> {
 				const [row] = await this.db.query<UserRow>(userById(ctx.meta.user!.id));
 				if (!row) throw new NotFoundError("User", ctx.meta.user!.id);
-				return userFrom(row);
+				return withVersion(ctx, userFrom(row));
 			}
 		},
 
@@ -130,7 +131,18 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			params: { $$strict: true, email: emailParam, password: passwordParam, role: { type: "enum", values: ROLES } },
 			async handler(ctx: Context<{ email: string; password: string; role: Role }, RequestMeta>): Promise<User> {
 				const user = await createUser(this.db, ctx.params.email, ctx.params.password, ctx.params.role);
-				return created(ctx, `/auth/users/${user.id}`, user);
+				return created(ctx, `/auth/users/${user.id}`, withVersion(ctx, user));
+			}
+		},
+
+		getUser: {
+			rest: "GET /users/:id",
+			roles: ADMIN_ONLY,
+			params: { id: idParam },
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<User> {
+				const [row] = isUuid(ctx.params.id) ? await this.db.query<UserRow>(userById(ctx.params.id)) : [];
+				if (!row) throw new NotFoundError("User", ctx.params.id);
+				return withVersion(ctx, userFrom(row));
 			}
 		},
 
@@ -153,11 +165,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				role: { type: "enum", values: ROLES, optional: true },
 				active: { type: "boolean", optional: true }
 			},
-			async handler(ctx: Context<{ id: string } & AccessChange>): Promise<User> {
+			async handler(ctx: Context<{ id: string } & AccessChange, RequestMeta>): Promise<User> {
 				const { id, ...change } = ctx.params;
-				const { user, revocation } = await changeAccess(this.db, id, change);
+				const { user, revocation } = await changeAccess(this.db, id, change, ctx.meta);
 				if (revocation) await ctx.broadcast("auth.revoked", revocation);
-				return user;
+				return withVersion(ctx, user);
 			}
 		},
 

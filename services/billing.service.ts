@@ -39,6 +39,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			definition: BillingServiceService,
 			host: () => config.billingGrpcHost,
 			port: () => config.billingGrpcPort,
+			settings: "BILLING_GRPC_PORT (or BILLING_GRPC_HOST)",
 			security: () => billingServerSecurity(),
 			handlers: billingGrpcHandlers
 		}),

@@ -3,21 +3,38 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import { isUuid } from "../lib/infra/sql";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { doctorMigrations } from "../migrations/doctors";
-import type { Statement } from "../lib/infra/database";
+import type { Queryable, Statement } from "../lib/infra/database";
+import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/idempotent-create";
 import { ConflictError, NotFoundError } from "../lib/infra/errors";
 import { violatedUniqueConstraint } from "../lib/infra/db-errors";
 import { type Page, pagingParams, toPage } from "../lib/domain/paging";
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/domain/roles";
 import type { Interval } from "../lib/domain/scheduling";
 import { dateOnly, partialUpdate, idParam } from "../lib/domain/validation";
-import { type RequestMeta, created, noContent } from "../lib/infra/http";
+import { type RequestMeta, checkIfMatch, created, noContent, withVersion } from "../lib/infra/http";
 import { doctorFields } from "./doctors/params";
-import { type Doctor, type DoctorFilter, type DoctorInput, type DoctorRow, deleteDoctor, doctorById, doctorPage, insertDoctor, toDoctor, updateDoctor } from "./doctors/queries";
+import {
+	type Doctor,
+	type DoctorFilter,
+	type DoctorInput,
+	type DoctorRow,
+	type EarlierDoctor,
+	deleteDoctor,
+	doctorById,
+	doctorCreatedByKey,
+	doctorPage,
+	insertDoctor,
+	lockKey,
+	rememberAnswer,
+	toDoctor,
+	updateDoctor
+} from "./doctors/queries";
 import { type SlotDates, doctorSlots, slotDates, slotInstants } from "./doctors/slots";
 
 interface DoctorMethods {
 	findDoctor(id: string): Promise<Doctor>;
-	saveDoctor(id: string, statement: Statement): Promise<Doctor>;
+	saveDoctor(id: string, statement: Statement, meta?: RequestMeta, db?: Queryable): Promise<Doctor>;
+	refusedWrite(id: string, meta: RequestMeta): Promise<never>;
 }
 
 type DoctorsThis = Service<ServiceSettingSchema> & DbVars & DoctorMethods;
@@ -39,8 +56,21 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			params: { $$strict: true, ...doctorFields },
 			async handler(ctx: Context<DoctorInput, RequestMeta>): Promise<Doctor> {
 				const id = crypto.randomUUID();
-				const doctor = await this.saveDoctor(id, insertDoctor(id, ctx.params));
-				return created(ctx, `/doctors/${doctor.id}`, doctor);
+				const request = idempotentRequest(ctx);
+				if (!request) return created(ctx, `/doctors/${id}`, withVersion(ctx, await this.saveDoctor(id, insertDoctor(id, ctx.params))));
+				const replay = (earlier: EarlierDoctor) => replayCreated(ctx, request, earlier, doctor => `/doctors/${doctor.id}`);
+				const [earlier] = await this.db.query<EarlierDoctor>(doctorCreatedByKey(request));
+				if (earlier) return replay(earlier);
+				const outcome = await this.db.transaction(async tx => {
+					await tx.query(lockKey(idempotencyLock("doctors", request)));
+					// A retry that raced the first attempt waited for it above, and finds its doctor now.
+					const [raced] = await tx.query<EarlierDoctor>(doctorCreatedByKey(request));
+					if (raced) return { raced };
+					const doctor = await this.saveDoctor(id, insertDoctor(id, ctx.params, request), {}, tx);
+					await tx.query(rememberAnswer(id, doctor));
+					return { doctor };
+				});
+				return outcome.raced ? replay(outcome.raced) : created(ctx, `/doctors/${id}`, withVersion(ctx, outcome.doctor));
 			}
 		},
 
@@ -64,8 +94,8 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_READERS,
 			rest: "GET /:id",
 			params: { id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Doctor> {
-				return this.findDoctor(ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Doctor> {
+				return withVersion(ctx, await this.findDoctor(ctx.params.id));
 			}
 		},
 
@@ -73,12 +103,16 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "PATCH /:id",
 			params: partialUpdate(doctorFields, { id: idParam }),
-			async handler(ctx: Context<DoctorInput & { id: string }>): Promise<Doctor> {
+			async handler(ctx: Context<DoctorInput & { id: string }, RequestMeta>): Promise<Doctor> {
 				const { id, ...changes } = ctx.params;
-				// Nothing to write: the doctor as it is, its updatedAt unmoved.
-				if (Object.values(changes).every(value => value === undefined)) return this.findDoctor(id);
+				if (Object.values(changes).every(value => value === undefined)) {
+					// Nothing to write: the doctor as it is, its updatedAt unmoved, if the If-Match holds.
+					const doctor = await this.findDoctor(id);
+					checkIfMatch(ctx.meta, "Doctor", doctor.version);
+					return withVersion(ctx, doctor);
+				}
 				if (!isUuid(id)) throw new NotFoundError("Doctor", id);
-				return this.saveDoctor(id, updateDoctor(id, changes));
+				return withVersion(ctx, await this.saveDoctor(id, updateDoctor(id, changes, ctx.meta.ifMatch), ctx.meta));
 			}
 		},
 
@@ -87,10 +121,11 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
-				await this.findDoctor(ctx.params.id);
+				checkIfMatch(ctx.meta, "Doctor", (await this.findDoctor(ctx.params.id)).version);
 				const upcoming = await ctx.call<number, { doctorId: string }>("appointments.countUpcoming", { doctorId: ctx.params.id });
 				if (upcoming > 0) throw new ConflictError(`The doctor has ${upcoming} upcoming appointment(s); cancel or move them first`, { upcoming });
-				await this.db.query(deleteDoctor(ctx.params.id));
+				const [deleted] = await this.db.query(deleteDoctor(ctx.params.id, ctx.meta.ifMatch));
+				if (!deleted) await this.refusedWrite(ctx.params.id, ctx.meta);
 				noContent(ctx);
 			}
 		},
@@ -116,17 +151,27 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			return toDoctor(row);
 		},
 
-		/** Runs a statement that writes the doctor `id` and returns it: 404 if it wrote none (no live doctor), 409 if the email is taken. */
-		async saveDoctor(this: DoctorsThis, id: string, statement: Statement): Promise<Doctor> {
+		/**
+		 * Runs a statement that writes the doctor `id` and returns it: 409 if the email is taken; if it wrote none,
+		 * 404 (no live doctor) or 412 (one at a version the If-Match in `meta` does not name).
+		 */
+		async saveDoctor(this: DoctorsThis, id: string, statement: Statement, meta: RequestMeta = {}, db: Queryable = this.db): Promise<Doctor> {
 			let row: DoctorRow | undefined;
 			try {
-				[row] = await this.db.query<DoctorRow>(statement);
+				[row] = await db.query<DoctorRow>(statement);
 			} catch (err) {
 				if (violatedUniqueConstraint(err) === "doctors_email_key") throw new ConflictError("A doctor with this email already exists", { field: "email" });
 				throw err;
 			}
-			if (!row) throw new NotFoundError("Doctor", id);
+			if (!row) return this.refusedWrite(id, meta);
 			return toDoctor(row);
+		},
+
+		/** Why a write guarded by If-Match wrote nothing: 404 if there is no live doctor, else 412. */
+		async refusedWrite(this: DoctorsThis, id: string, meta: RequestMeta): Promise<never> {
+			checkIfMatch(meta, "Doctor", (await this.findDoctor(id)).version);
+			// The row moved between the write and this read, to a version the If-Match names after all.
+			throw new ConflictError("The doctor changed meanwhile; read it again");
 		}
 	}
 };

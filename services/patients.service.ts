@@ -18,6 +18,7 @@ import { outboxMessage } from "./patients/events";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
 import { type Patient, type PatientFields, type PatientFilter, failingOutboxEvents, outboxSummary } from "./patients/queries";
 import { type PatientInput, changePatient, deletePatient, findPatient, listPatients, registerPatient } from "./patients/registry";
+import { DUPLICATE_LIMIT, type Duplicates, findDuplicates } from "./patients/duplicates";
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
@@ -126,6 +127,20 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const patient = await changePatient(this.db, id, change);
 				await ctx.emit("patient.updated", patient);
 				return patient;
+			}
+		},
+
+		duplicates: {
+			roles: PATIENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/duplicates",
+			params: {
+				$$strict: true,
+				id: idParam,
+				limit: { type: "number", integer: true, min: 1, max: DUPLICATE_LIMIT.max, convert: true, default: DUPLICATE_LIMIT.default }
+			},
+			handler(ctx: Context<{ id: string; limit: number }>): Promise<Duplicates> {
+				return findDuplicates(this.db, ctx.params.id, ctx.params.limit);
 			}
 		},
 

@@ -1,5 +1,6 @@
 import type { Context } from "moleculer";
 import type { CallerIdentity } from "../domain/roles";
+import { PreconditionFailedError } from "./errors";
 
 /** The caller the gateway authenticated, with its token's issue and expiry times (epoch s). */
 export type AuthenticatedUser = CallerIdentity & { issuedAt: number; expiresAt: number };
@@ -70,4 +71,13 @@ export function requestConditions(headers: Record<string, string | string[] | un
 		}
 	}
 	return { meta };
+}
+
+/**
+ * 412 unless the request's If-Match, when it has one, names `version`: checked
+ * before a change (a stale precondition outranks the change's own refusals), and
+ * after a guarded write wrote nothing, to tell a stale version from a missing row.
+ */
+export function checkIfMatch(meta: Pick<RequestMeta, "ifMatch">, entity: string, version: number): void {
+	if (meta.ifMatch && !meta.ifMatch.includes(version)) throw new PreconditionFailedError(entity, version);
 }

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
 /**
@@ -20,4 +21,19 @@ export function runnerServices(services: string, serviceDir = ""): string {
 			return fs.existsSync(path.resolve(dir, file)) ? `${skip}${file}` : entry;
 		})
 		.join(",");
+}
+
+/**
+ * A node's ID, naming the services it runs (as SERVICES names them), so that
+ * an operator reading `nodes` in the REPL or a log line knows which process
+ * it is: `patients-<host>-<pid>`, or `medsync-<host>-<pid>` for all in one.
+ */
+export function nodeIdFor(services: string | undefined, host = os.hostname(), pid = process.pid): string {
+	const names = (services ?? "")
+		.split(",")
+		.map(entry => entry.trim())
+		// Skipped services and globs name nothing the node runs for sure.
+		.filter(entry => entry && !entry.startsWith("!") && !/[*?]/.test(entry))
+		.map(entry => path.basename(entry).replace(/\.service\.[jt]s$/, "").replace(/[^\w-]+/g, "_"));
+	return `${names.length ? names.join("+") : "medsync"}-${host}-${pid}`;
 }

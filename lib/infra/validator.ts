@@ -97,6 +97,16 @@ function inputProblems(schema: Schema, params: unknown): FieldProblem[] {
 	return problems;
 }
 
+/**
+ * Messages that read right to a client: fastest-validator's own enum message
+ * puts the allowed values where the given one belongs. None quotes the value
+ * given, which may be patient data.
+ */
+const MESSAGES = {
+	enumValue: "The '{field}' field must be one of: {expected}.",
+	objectStrict: "Unknown field(s): {actual}. Allowed: {expected}."
+};
+
 /** What fastest-validator's checkers return (Moleculer's type says boolean, but a failure is the list of problems). */
 type Checker = ((params: unknown, opts?: unknown) => true | unknown[]) & { async?: boolean };
 type MoleculerChecker = ReturnType<Validators.Fastest["compile"]>;
@@ -107,6 +117,10 @@ type MoleculerChecker = ReturnType<Validators.Fastest["compile"]>;
  * whoever calls it: the gateway, another service or the REPL.
  */
 export class InputValidator extends Validators.Fastest {
+	constructor(options: ConstructorParameters<typeof Validators.Fastest>[0] = {}) {
+		super({ ...options, messages: { ...MESSAGES, ...options.messages } });
+	}
+
 	override compile(schema: Schema): MoleculerChecker {
 		const check = super.compile(schema) as unknown as Checker;
 		if (check.async) throw new Error("Async params validation ($$async) is not supported");

@@ -26,8 +26,15 @@ export const replCommands: ReplCommand[] = [
 	},
 	{
 		command: "seed",
-		description: "Load the demo data set through the gateway (SEED_URL, default the local one)",
-		action: seedConfigured
+		description: "Load the demo data set through the gateway (SEED_URL, default the local one); safe to run again",
+		options: [
+			{ option: "--patients <count>", description: "How many demo patients (default 30)" },
+			{ option: "--appointments <count>", description: "How many demo appointments (default 25)" }
+		],
+		async action(_broker: ServiceBroker, args) {
+			const { options = {} } = args as unknown as { options?: Record<string, string | number> };
+			await seedConfigured(Object.entries(options).flatMap(([name, value]) => [`--${name}`, String(value)]));
+		}
 	},
 	{
 		command: "audit-set-aside [replay]",

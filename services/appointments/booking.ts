@@ -70,15 +70,17 @@ export function schedule(doctor: DoctorView, when: WhenInput, defaultMinutes: nu
  * Runs a booking write under the exclusion constraints: an overlap is the 409 it means. First it
  * takes a transaction lock for the doctor and one for the patient, always in the same order:
  * bookings that collide on both constraints at once (one patient, two doctors) would otherwise deadlock.
+ * Locks named in `first` (a retry key's) are taken before them, and are never taken after them.
  */
 export async function exclusive<T>(
 	db: Pick<Database, "transaction">,
 	who: { doctorId: string; patientId: string },
-	work: (tx: Queryable) => Promise<T>
+	work: (tx: Queryable) => Promise<T>,
+	first: string[] = []
 ): Promise<T> {
 	try {
 		return await db.transaction(async tx => {
-			await tx.query(lockKeys([`appointment-doctor:${who.doctorId}`, `appointment-patient:${who.patientId}`].sort()));
+			await tx.query(lockKeys([...first, ...[`appointment-doctor:${who.doctorId}`, `appointment-patient:${who.patientId}`].sort()]));
 			return work(tx);
 		});
 	} catch (err) {

@@ -1,6 +1,7 @@
 import type { Context } from "moleculer";
 import type { Queryable } from "../../lib/infra/database";
 import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { type RequestMeta, checkIfMatch, withVersion } from "../../lib/infra/http";
 import { isUuid } from "../../lib/infra/sql";
 import { type Charging, requestCharge } from "./charges";
 import { type Appointment, type AppointmentRow, type Status, appointmentById, changeStatus, toAppointment } from "./queries";
@@ -22,18 +23,25 @@ export async function findAppointment(db: Queryable, id: string): Promise<Appoin
 	return row;
 }
 
-/** Takes one step, only from the states it allows, atomically; anything else is 409. */
-export async function transition(service: Charging, ctx: Context, id: string, step: keyof typeof STEPS, cancellationReason?: string): Promise<Appointment> {
+/** Takes one step, only from the states it allows and at a version the If-Match allows, atomically; else 404, 412 or 409. */
+export async function transition(
+	service: Charging,
+	ctx: Context<unknown, RequestMeta>,
+	id: string,
+	step: keyof typeof STEPS,
+	cancellationReason?: string
+): Promise<Appointment> {
 	const { from, to } = STEPS[step];
-	const [row] = isUuid(id) ? await service.db.query<AppointmentRow>(changeStatus(id, from, to, cancellationReason ?? null)) : [];
+	const [row] = isUuid(id) ? await service.db.query<AppointmentRow>(changeStatus(id, from, to, cancellationReason ?? null, ctx.meta.ifMatch, ctx.meta.user?.id ?? null)) : [];
 	if (!row) {
-		// Only a failed step reads the row: to answer 404 if there is none, else 409 naming its status.
+		// Only a failed step reads the row: to answer 404 if there is none, 412 if its version is not the one named, else 409 naming its status.
 		const now = await findAppointment(service.db, id);
+		checkIfMatch(ctx.meta, "Appointment", now.version);
 		throw new ConflictError(`A ${now.status} appointment cannot become ${to}`, { status: now.status });
 	}
 	const appointment = toAppointment(row);
 	if (to === "cancelled" || to === "fulfilled") await ctx.emit(`appointment.${to}`, appointment);
 	// Billing is asked now, not awaited: the charge timer asks again until billing answers.
 	if (to === "fulfilled") void requestCharge(service, appointment);
-	return appointment;
+	return withVersion(ctx, appointment);
 }

@@ -1,4 +1,6 @@
 import type { Statement } from "../../lib/infra/database";
+import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
+import { onFirstDelivery } from "../../lib/domain/patient-events";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import type { Interval } from "../../lib/domain/scheduling";
 import { formatZoned } from "../../lib/domain/zoned-time";
@@ -22,6 +24,8 @@ export interface Appointment {
 	cancellationReason: string | null;
 	createdAt: string;
 	updatedAt: string;
+	/** Raised by each change: the ETag, which If-Match names. */
+	version: number;
 	/** The original API's computed fields, in the doctor's wall-clock time. */
 	date: string;
 	startTime: string;
@@ -31,7 +35,10 @@ export interface Appointment {
 }
 
 /** An appointment as stored: the API's names, the instants as pg reads them, the bigint fee as its text. */
-export type AppointmentRow = Pick<Appointment, "id" | "patientId" | "doctorId" | "durationMinutes" | "timezone" | "status" | "reason" | "cancellationReason"> & {
+export type AppointmentRow = Pick<
+	Appointment,
+	"id" | "patientId" | "doctorId" | "durationMinutes" | "timezone" | "status" | "reason" | "cancellationReason" | "version"
+> & {
 	startAt: Date;
 	endAt: Date;
 	consultationFee: string;
@@ -40,7 +47,10 @@ export type AppointmentRow = Pick<Appointment, "id" | "patientId" | "doctorId" |
 };
 
 const COLUMNS = `id, patient_id AS "patientId", doctor_id AS "doctorId", start_at AS "startAt", end_at AS "endAt", duration_minutes AS "durationMinutes",
-	timezone, consultation_fee AS "consultationFee", status, reason, cancellation_reason AS "cancellationReason", created_at AS "createdAt", updated_at AS "updatedAt"`;
+	timezone, consultation_fee AS "consultationFee", status, reason, cancellation_reason AS "cancellationReason", created_at AS "createdAt", updated_at AS "updatedAt", version`;
+
+/** The If-Match guard of a write, on parameter $n: no list (no If-Match) lets any version through. */
+const versionIn = (n: number) => `($${n}::int[] IS NULL OR version = ANY($${n}::int[]))`;
 
 export function toAppointment(row: AppointmentRow): Appointment {
 	// `YYYY-MM-DDTHH:mm:ss±hh:mm` in the doctor's zone: the original's local fields are slices of it.
@@ -60,6 +70,7 @@ export function toAppointment(row: AppointmentRow): Appointment {
 		cancellationReason: row.cancellationReason,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString(),
+		version: row.version,
 		date: start.slice(0, 10),
 		startTime: start.slice(11, 19),
 		endTime: end.slice(11, 19),
@@ -89,42 +100,166 @@ export interface NewAppointment {
 	reason: string | null;
 }
 
-export function insertAppointment(a: NewAppointment): Statement {
+/** A new appointment, booked by `changedBy`, with the retry key it came with; its history's first entry in the same statement. */
+export function insertAppointment(a: NewAppointment, request?: IdempotentRequest, changedBy: string | null = null): Statement {
 	return {
-		text: `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
-		values: [a.id, a.patientId, a.doctorId, new Date(a.span.start), new Date(a.span.end), minutes(a.span), a.timezone, a.consultationFee, a.reason]
+		text: `WITH booked AS (
+				INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, reason,
+					idempotency_user, idempotency_key, request_fingerprint)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *
+			), logged AS (${logChanges("booked", "$13::uuid", "'request'", "NULL")})
+			SELECT ${COLUMNS} FROM booked`,
+		values: [
+			a.id,
+			a.patientId,
+			a.doctorId,
+			new Date(a.span.start),
+			new Date(a.span.end),
+			minutes(a.span),
+			a.timezone,
+			a.consultationFee,
+			a.reason,
+			request?.user ?? null,
+			request?.key ?? null,
+			request?.fingerprint ?? null,
+			changedBy
+		]
 	};
+}
+
+export type EarlierBooking = EarlierCreate<Appointment>;
+
+/** What an earlier booking under the caller's key left (an `EarlierBooking`), whatever became of the appointment since. */
+export function appointmentBookedByKey(request: IdempotentRequest): Statement {
+	return {
+		text: `SELECT request_fingerprint AS fingerprint, idempotency_answer AS answer FROM appointments WHERE idempotency_user = $1 AND idempotency_key = $2`,
+		values: [request.user, request.key]
+	};
+}
+
+/** Keeps a keyed booking's answer on its row, for its retries. */
+export function rememberAnswer(id: string, answer: Appointment): Statement {
+	return { text: "UPDATE appointments SET idempotency_answer = $2 WHERE id = $1", values: [id, JSON.stringify(answer)] };
 }
 
 export function appointmentById(id: string): Statement {
 	return { text: `SELECT ${COLUMNS} FROM appointments WHERE id = $1`, values: [id] };
 }
 
-/** Moves a booked appointment (and nothing else) to `span`; a new reason replaces the old one. */
-export function moveAppointment(id: string, span: Interval, reason: string | null): Statement {
+/** Moves a booked appointment (and nothing else) at a version `ifMatch` allows to `span`; a new reason replaces the old one. */
+export function moveAppointment(id: string, span: Interval, reason: string | null, ifMatch?: number[]): Statement {
 	return {
-		text: `UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now()
-			WHERE id = $1 AND status = 'booked' RETURNING ${COLUMNS}`,
-		values: [id, new Date(span.start), new Date(span.end), minutes(span), reason]
+		text: `UPDATE appointments SET start_at = $2, end_at = $3, duration_minutes = $4, reason = COALESCE($5, reason), updated_at = now(), version = version + 1
+			WHERE id = $1 AND status = 'booked' AND ${versionIn(6)} RETURNING ${COLUMNS}`,
+		values: [id, new Date(span.start), new Date(span.end), minutes(span), reason, ifMatch ?? null]
 	};
 }
 
-/** Moves an appointment to `to`, only from one of the `from` states: no row if it is in none. */
-export function changeStatus(id: string, from: readonly Status[], to: Status, cancellationReason: string | null): Statement {
+/**
+ * Moves an appointment to `to`, only from one of the `from` states and at a version `ifMatch` allows
+ * (no row otherwise), and enters the change, by `changedBy`, in its history in the same statement.
+ */
+export function changeStatus(
+	id: string,
+	from: readonly Status[],
+	to: Status,
+	cancellationReason: string | null,
+	ifMatch?: number[],
+	changedBy: string | null = null
+): Statement {
 	return {
-		text: `UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now()
-			WHERE id = $1 AND status = ANY($3::varchar[]) RETURNING ${COLUMNS}`,
-		values: [id, to, from, cancellationReason]
+		text: `WITH changed AS (
+				UPDATE appointments SET status = $2, cancellation_reason = COALESCE($4, cancellation_reason), updated_at = now(), version = version + 1
+				WHERE id = $1 AND status = ANY($3::varchar[]) AND ${versionIn(5)} RETURNING *
+			), logged AS (${logChanges("changed", "$6::uuid", "'request'", "$4")})
+			SELECT ${COLUMNS} FROM changed`,
+		values: [id, to, from, cancellationReason, ifMatch ?? null, changedBy]
 	};
 }
 
-/** Cancels a patient's active appointments still to come. */
+const DELETED_PATIENT = "The patient's record was deleted";
+
+/** Cancels a patient's active appointments still to come, each change in the history as MedSync's own. */
 export function cancelFutureOfPatient(patientId: string): Statement {
 	return {
-		text: `UPDATE appointments SET status = 'cancelled', cancellation_reason = 'The patient''s record was deleted', updated_at = now()
-			WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING ${COLUMNS}`,
-		values: [patientId]
+		text: `WITH changed AS (
+				UPDATE appointments SET status = 'cancelled', cancellation_reason = $2, updated_at = now(), version = version + 1
+				WHERE patient_id = $1 AND status IN ('booked', 'arrived') AND start_at > now() RETURNING *
+			), logged AS (${logChanges("changed", "NULL::uuid", "'patient-deleted'", "$2")})
+			SELECT ${COLUMNS} FROM changed`,
+		values: [patientId, DELETED_PATIENT]
+	};
+}
+
+/** An appointment a merge moved, and whether the merge cancelled it on the way. */
+export type MovedRow = AppointmentRow & { cancelledByMerge: boolean };
+
+/**
+ * Moves every appointment of the merged patient ($2) to the survivor ($3), once per event ($1). One
+ * that is active and overlaps an active appointment of the survivor is the same visit booked twice,
+ * which the patient exclusion constraint would refuse to move: it is cancelled ($4 says why), then
+ * moved. Each is entered in its history as MedSync's doing ($5 names the merge).
+ */
+export function moveToSurvivor(eventId: string, mergedId: string, survivorId: string): Statement {
+	const merge = `Patient ${mergedId} was merged into ${survivorId}`;
+	return {
+		text: onFirstDelivery(`, plan AS (
+				SELECT m.id, m.status IN ('booked', 'arrived') AND EXISTS (
+					SELECT 1 FROM appointments s
+					WHERE s.patient_id = $3 AND s.id <> m.id AND s.status IN ('booked', 'arrived')
+						AND tstzrange(s.start_at, s.end_at, '[)') && tstzrange(m.start_at, m.end_at, '[)')
+				) AS clashes
+				FROM appointments m, first_delivery WHERE m.patient_id = $2 AND $2 <> $3
+			), moved AS (
+				UPDATE appointments a SET patient_id = $3,
+					status = CASE WHEN plan.clashes THEN 'cancelled' ELSE a.status END,
+					cancellation_reason = CASE WHEN plan.clashes THEN $4 ELSE a.cancellation_reason END,
+					updated_at = now(), version = a.version + 1
+				FROM plan WHERE a.id = plan.id
+				RETURNING a.*, plan.clashes
+			), logged AS (${logChanges("moved", "NULL::uuid", "'patient-merged'", "CASE WHEN clashes THEN $4::varchar ELSE $5::varchar END")})
+			SELECT ${COLUMNS}, clashes AS "cancelledByMerge" FROM moved`),
+		values: [eventId, mergedId, survivorId, `Booked twice: ${merge}, who has an appointment at that time`, merge]
+	};
+}
+
+/** What makes an entry in an appointment's history: a request (by its caller), or a patient's deletion or merge (by MedSync). */
+export const CHANGE_CAUSES = ["request", "patient-deleted", "patient-merged", "before-history"] as const;
+
+/** One entry of an appointment's history: its status (and patient) after a change, who made it and when. */
+export interface HistoryEntry {
+	version: number;
+	status: Status;
+	patientId: string;
+	/** The staff user who made the change; null when MedSync made it (a patient's deletion or merge) or no one is known. */
+	changedBy: string | null;
+	cause: (typeof CHANGE_CAUSES)[number];
+	reason: string | null;
+	changedAt: string;
+}
+
+export type HistoryRow = Omit<HistoryEntry, "changedAt"> & { changedAt: Date };
+
+export function toHistoryEntry(row: HistoryRow): HistoryEntry {
+	return { ...row, changedAt: row.changedAt.toISOString() };
+}
+
+/** The INSERT that enters each row of `changes` (a CTE of appointments' rows after a change) in the history. */
+function logChanges(changes: string, changedBy: string, cause: string, reason: string): string {
+	return `INSERT INTO appointment_status_history (appointment_id, version, status, patient_id, changed_by, cause, reason)
+		SELECT id, version, status, patient_id, ${changedBy}, ${cause}, ${reason} FROM ${changes}`;
+}
+
+/** A page of an appointment's history, newest first, and the count of its entries. */
+export function historyPage(appointmentId: string, page: PageRequest): { count: Statement; rows: Statement } {
+	const { limit, offset } = limitOffset(page);
+	return {
+		count: { text: "SELECT count(*)::int AS total FROM appointment_status_history WHERE appointment_id = $1", values: [appointmentId] },
+		rows: {
+			text: `SELECT version, status, patient_id AS "patientId", changed_by AS "changedBy", cause, reason, changed_at AS "changedAt"
+				FROM appointment_status_history WHERE appointment_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`,
+			values: [appointmentId, limit, offset]
+		}
 	};
 }
 

@@ -20,16 +20,18 @@ export interface User {
 	role: Role;
 	active: boolean;
 	createdAt: string;
+	/** Raised by each change: the ETag, which If-Match names. */
+	version: number;
 }
 
 export interface UserRow extends Omit<User, "createdAt"> {
 	createdAt: Date;
 }
 
-const USER_COLUMNS = `id, email, role, active, created_at AS "createdAt"`;
+const USER_COLUMNS = `id, email, role, active, created_at AS "createdAt", version`;
 
 export function userFrom(row: UserRow): User {
-	return { id: row.id, email: row.email, role: row.role, active: row.active, createdAt: row.createdAt.toISOString() };
+	return { id: row.id, email: row.email, role: row.role, active: row.active, createdAt: row.createdAt.toISOString(), version: row.version };
 }
 
 /** A new account, active; its id is decided by the caller. */
@@ -65,11 +67,15 @@ export function userPageFrom(rows: (UserRow & { total: number })[], page: PageRe
 	return toPage(rows.filter(row => row.id !== null).map(userFrom), rows[0].total, page);
 }
 
-/** A new role or active flag; tokens issued before `validAfter` then carry what no longer holds. */
-export function updateUserAccess(id: string, role: Role, active: boolean, validAfter: Date): Statement {
+/**
+ * A new role or active flag for an account at a version `ifMatch` allows (any, when undefined): no row
+ * otherwise. Tokens issued before `validAfter` then carry what no longer holds.
+ */
+export function updateUserAccess(id: string, role: Role, active: boolean, validAfter: Date, ifMatch?: number[]): Statement {
 	return {
-		text: `UPDATE users SET role = $2, active = $3, tokens_valid_after = $4, updated_at = now() WHERE id = $1 RETURNING ${USER_COLUMNS}`,
-		values: [id, role, active, validAfter]
+		text: `UPDATE users SET role = $2, active = $3, tokens_valid_after = $4, updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($5::int[] IS NULL OR version = ANY($5::int[])) RETURNING ${USER_COLUMNS}`,
+		values: [id, role, active, validAfter, ifMatch ?? null]
 	};
 }
 

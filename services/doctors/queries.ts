@@ -1,6 +1,7 @@
 import type { Statement } from "../../lib/infra/database";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import type { AvailabilityWindow } from "../../lib/domain/scheduling";
+import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
 import { escapeLike } from "../../lib/infra/sql";
 
 /** Every SQL statement of the doctors service, and the mapper from its rows to the API's doctor. A deleted doctor keeps its row, with `deleted_at` set. */
@@ -19,17 +20,22 @@ export interface Doctor {
 	availability: AvailabilityWindow[];
 	createdAt: string;
 	updatedAt: string;
+	/** Raised by each change: the ETag, which If-Match names. */
+	version: number;
 }
 
 /** What a client writes: any of the fields, on create the required ones (the params say which). */
-export type DoctorInput = Partial<Omit<Doctor, "id" | "createdAt" | "updatedAt">>;
+export type DoctorInput = Partial<Omit<Doctor, "id" | "createdAt" | "updatedAt" | "version">>;
 
 /** A doctor as stored: the API's names, the bigint fee as its text, the timestamps as pg reads them. */
 export type DoctorRow = Omit<Doctor, "consultationFee" | "createdAt" | "updatedAt"> & { consultationFee: string; createdAt: Date; updatedAt: Date };
 
 /** The date comes back as `YYYY-MM-DD` whatever the session's DateStyle (pg would make it a local midnight). */
 const COLUMNS = `id, name, email, specialization, address, to_char(joining_date, 'YYYY-MM-DD') AS "joiningDate", phone, timezone,
-	consultation_fee AS "consultationFee", slot_minutes AS "slotMinutes", availability, created_at AS "createdAt", updated_at AS "updatedAt"`;
+	consultation_fee AS "consultationFee", slot_minutes AS "slotMinutes", availability, created_at AS "createdAt", updated_at AS "updatedAt", version`;
+
+/** The If-Match guard of a write, on parameter $n: no list (no If-Match) lets any version through. */
+const versionIn = (n: number) => `($${n}::int[] IS NULL OR version = ANY($${n}::int[]))`;
 
 export function toDoctor(row: DoctorRow): Doctor {
 	return { ...row, consultationFee: Number(row.consultationFee), createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
@@ -63,14 +69,34 @@ function givenColumns(input: DoctorInput): { column: string; type: string; value
 		});
 }
 
-/** A new doctor from the fields given; the columns left out take the migration's defaults. */
-export function insertDoctor(id: string, input: DoctorInput): Statement {
+/** A new doctor from the fields given, and the retry key it came with; the columns left out take the migration's defaults. */
+export function insertDoctor(id: string, input: DoctorInput, request?: IdempotentRequest): Statement {
 	const given = givenColumns(input);
 	return {
-		text: `INSERT INTO doctors (id, ${given.map(g => g.column).join(", ")}, created_at, updated_at)
-			VALUES ($1, ${given.map((_, i) => `$${i + 2}`).join(", ")}, now(), now()) RETURNING ${COLUMNS}`,
-		values: [id, ...given.map(g => g.value)]
+		text: `INSERT INTO doctors (id, idempotency_user, idempotency_key, request_fingerprint, ${given.map(g => g.column).join(", ")}, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, ${given.map((_, i) => `$${i + 5}`).join(", ")}, now(), now()) RETURNING ${COLUMNS}`,
+		values: [id, request?.user ?? null, request?.key ?? null, request?.fingerprint ?? null, ...given.map(g => g.value)]
 	};
+}
+
+/** What an earlier create under the caller's key left (`EarlierCreate<Doctor>`), deleted since or not. */
+export function doctorCreatedByKey(request: IdempotentRequest): Statement {
+	return {
+		text: `SELECT request_fingerprint AS fingerprint, idempotency_answer AS answer FROM doctors WHERE idempotency_user = $1 AND idempotency_key = $2`,
+		values: [request.user, request.key]
+	};
+}
+
+export type EarlierDoctor = EarlierCreate<Doctor>;
+
+/** Keeps a keyed create's answer on its row, for its retries. */
+export function rememberAnswer(id: string, answer: Doctor): Statement {
+	return { text: "UPDATE doctors SET idempotency_answer = $2 WHERE id = $1", values: [id, JSON.stringify(answer)] };
+}
+
+/** Takes a transaction lock. */
+export function lockKey(key: string): Statement {
+	return { text: "SELECT pg_advisory_xact_lock(hashtext($1))", values: [key] };
 }
 
 export function doctorById(id: string): Statement {
@@ -78,24 +104,30 @@ export function doctorById(id: string): Statement {
 }
 
 /**
- * Writes the fields given to a live doctor (no row if there is none, and
- * `changes` must give at least one). `updated_at` moves only when one of them
+ * Writes the fields given to a live doctor at one of the versions `ifMatch`
+ * allows (any, when undefined): no row if there is none, and `changes` must
+ * give at least one. `updated_at` and `version` move only when one of them
  * differs from what is stored: a change that changes nothing is not a change.
  */
-export function updateDoctor(id: string, changes: DoctorInput): Statement {
+export function updateDoctor(id: string, changes: DoctorInput, ifMatch?: number[]): Statement {
 	const given = givenColumns(changes);
-	const assignments = given.map(({ column, type }, i) => `${column} = $${i + 2}::${type}`);
-	const differs = given.map(({ column, type }, i) => `${column} IS DISTINCT FROM $${i + 2}::${type}`);
+	const assignments = given.map(({ column, type }, i) => `${column} = $${i + 3}::${type}`);
+	const differs = given.map(({ column, type }, i) => `${column} IS DISTINCT FROM $${i + 3}::${type}`).join(" OR ");
 	return {
-		text: `UPDATE doctors SET ${assignments.join(", ")}, updated_at = CASE WHEN ${differs.join(" OR ")} THEN now() ELSE updated_at END
-			WHERE id = $1 AND deleted_at IS NULL RETURNING ${COLUMNS}`,
-		values: [id, ...given.map(g => g.value)]
+		text: `UPDATE doctors SET ${assignments.join(", ")}, updated_at = CASE WHEN ${differs} THEN now() ELSE updated_at END,
+			version = CASE WHEN ${differs} THEN version + 1 ELSE version END
+			WHERE id = $1 AND deleted_at IS NULL AND ${versionIn(2)} RETURNING ${COLUMNS}`,
+		values: [id, ifMatch ?? null, ...given.map(g => g.value)]
 	};
 }
 
-/** The soft delete: the row stays, out of every read. */
-export function deleteDoctor(id: string): Statement {
-	return { text: "UPDATE doctors SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL", values: [id] };
+/** The soft delete of a live doctor at one of the versions `ifMatch` allows: the row stays, out of every read. Returns `{ id }` if it deleted. */
+export function deleteDoctor(id: string, ifMatch?: number[]): Statement {
+	return {
+		text: `UPDATE doctors SET deleted_at = now(), updated_at = now(), version = version + 1
+			WHERE id = $1 AND deleted_at IS NULL AND ${versionIn(2)} RETURNING id`,
+		values: [id, ifMatch ?? null]
+	};
 }
 
 export interface DoctorFilter extends PageRequest {

@@ -141,6 +141,9 @@ export function softDeletePatientWithEvent(id: string, event: OutboxEvent): Stat
 	return withEvent("UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp() WHERE id = $1 AND deleted_at IS NULL", [id], event);
 }
 
+/** The columns of a patient as the API gives it, for the registry's other statement modules. */
+export { COLUMNS as PATIENT_COLUMNS };
+
 /** A serial for the next MRN. */
 export const nextMrnSerial: Statement = { text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] };
 

@@ -3,7 +3,9 @@ import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import type { AppointmentRow, Status } from "../../services/appointments/queries";
 import type { AccountRow } from "../../services/billing/queries";
 import type { DoctorRow } from "../../services/doctors/queries";
-import { PatientEvent } from "../../proto/generated/patient_event";
+import type { PatientEvent } from "../../proto/generated/patient_event";
+import type { DuplicateRow } from "../../services/patients/duplicate-queries";
+import type { PatientRow } from "../../services/patients/queries";
 import type { JsonResponse } from "./cluster";
 
 /**
@@ -80,6 +82,7 @@ export function doctorRow(overrides: Partial<DoctorRow> = {}): DoctorRow {
 		availability: EVERY_DAY,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }
@@ -101,6 +104,7 @@ export function appointmentRow(status: Status, overrides: Partial<AppointmentRow
 		cancellationReason: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
+		version: 1,
 		...overrides
 	};
 }
@@ -122,17 +126,49 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 	};
 }
 
-/** A PatientEvent as the outbox publishes it (a PATIENT_UPDATED of a new patient unless told otherwise), and its bytes. */
-export function patientEvent(overrides: Partial<PatientEvent> = {}): { event: PatientEvent; value: Buffer } {
-	const event: PatientEvent = {
-		patientId: crypto.randomUUID(),
-		name: "Event Patient",
-		email: uniqueEmail("event"),
-		eventType: "PATIENT_UPDATED",
+/** A patient event as the patients service's outbox publishes it (to encode with PatientEvent.encode), with an id of its own. */
+export function patientEvent(eventType: PatientEvent["eventType"], overrides: Partial<PatientEvent> = {}): PatientEvent {
+	return {
 		eventId: crypto.randomUUID(),
+		eventType,
+		patientId: crypto.randomUUID(),
+		name: "",
+		email: "",
 		occurredAt: new Date().toISOString(),
 		mergedInto: "",
 		...overrides
 	};
-	return { event, value: Buffer.from(PatientEvent.encode(event).finish()) };
+}
+
+/** A patient as patients/queries.ts reads it. */
+export function patientRow(overrides: Partial<PatientRow> = {}): PatientRow {
+	return {
+		id: crypto.randomUUID(),
+		mrn: "10000008",
+		name: "Test Patient",
+		email: uniqueEmail("patient"),
+		address: "12 Harbour Road, Portsmouth",
+		dateOfBirth: "1984-06-15",
+		registerDate: "2030-01-01",
+		phone: null,
+		gender: null,
+		billingAccountId: null,
+		createdAt: CREATED,
+		updatedAt: CREATED,
+		...overrides
+	};
+}
+
+/** A duplicate candidate as patients/duplicate-queries.ts reads it: by default, a name of similarity 0.6 and the same birth date. */
+export function duplicateRow(overrides: Partial<DuplicateRow> = {}): DuplicateRow {
+	return {
+		...patientRow(),
+		nameSimilarity: 0.6,
+		nameWeight: 0.3,
+		sameDateOfBirth: true,
+		samePhone: false,
+		sameEmail: false,
+		score: 0.5,
+		...overrides
+	};
 }

@@ -97,7 +97,7 @@ describe("doctors", () => {
 		expect(unchanged.body).toEqual(doctor);
 		expect((await api("PATCH", `/doctors/${doctor.id}`, {})).body).toEqual(doctor);
 		const changed = await api("PATCH", `/doctors/${doctor.id}`, { name: "Dr Renamed", phone: null });
-		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String) });
+		expect(changed.body).toEqual({ ...doctor, name: "Dr Renamed", phone: null, updatedAt: expect.any(String), version: 2 });
 		expect(changed.body.updatedAt).not.toBe(doctor.updatedAt);
 		expect((await api("GET", `/doctors/${doctor.id}`)).body).toEqual(changed.body);
 		const other = await createDoctor(api);
@@ -314,6 +314,190 @@ describe("the lifecycle", () => {
 		const names = (id: string) => events.filter(e => e.payload.id === id).map(e => e.name);
 		expect(names(a.id)).toEqual(["appointment.booked", "appointment.fulfilled"]);
 		expect(names(b.id)).toEqual(["appointment.booked", "appointment.cancelled"]);
+	});
+});
+
+describe("versions and If-Match", () => {
+	const ifMatch = (version: number) => ({ ...bearer(adminToken), "if-match": `W/"${version}"` });
+	const conditional = (method: string, path: string, version: number, body?: unknown) => request(cluster.baseUrl, method, path, body, ifMatch(version));
+
+	test("doctors: ETag on 201, GET and PATCH; a stale If-Match is 412 and writes nothing; a fresh one passes; DELETE too", async () => {
+		const created = await api("POST", "/doctors", doctorBody());
+		expect(created.body.version).toBe(1);
+		expect(created.headers.get("etag")).toBe('W/"1"');
+		const read = await api("GET", `/doctors/${created.body.id}`);
+		expect(read.headers.get("etag")).toBe('W/"1"');
+
+		// Two clients read version 1: the first change wins, the second is refused.
+		const first = await conditional("PATCH", `/doctors/${created.body.id}`, 1, { slotMinutes: 20 });
+		expect(first.status).toBe(200);
+		expect(first.body).toMatchObject({ slotMinutes: 20, version: 2 });
+		expect(first.headers.get("etag")).toBe('W/"2"');
+		const second = await conditional("PATCH", `/doctors/${created.body.id}`, 1, { slotMinutes: 45 });
+		expect(second.status).toBe(412);
+		expect(second.body).toMatchObject({ type: "PRECONDITION_FAILED", data: { currentVersion: 2 } });
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 1, {})).status).toBe(412);
+		expect((await api("GET", `/doctors/${created.body.id}`)).body).toEqual(first.body);
+
+		// A change that changes nothing keeps the version.
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 2, { slotMinutes: 20 })).body).toEqual(first.body);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 1)).status).toBe(412);
+		expect((await api("GET", `/doctors/${created.body.id}`)).status).toBe(200);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 2)).status).toBe(204);
+		expect((await conditional("PATCH", `/doctors/${created.body.id}`, 2, { slotMinutes: 15 })).status).toBe(404);
+		expect((await conditional("DELETE", `/doctors/${created.body.id}`, 3)).status).toBe(404);
+	});
+
+	test("appointments: ETag on 201 and GET; PATCH and every step refuse a stale If-Match with 412, unchanged, and take a fresh one", async () => {
+		const doctor = await createDoctor(api);
+		const a = await book({ doctorId: doctor.id, patientId: (await createPatient(api)).id, start: `${inDays(17)}T09:00:00Z` });
+		expect(a.body.version).toBe(1);
+		expect(a.headers.get("etag")).toBe('W/"1"');
+		expect((await api("GET", `/appointments/${a.body.id}`)).headers.get("etag")).toBe('W/"1"');
+
+		const moved = await conditional("PATCH", `/appointments/${a.body.id}`, 1, { start: `${inDays(17)}T10:00:00Z` });
+		expect(moved.status).toBe(200);
+		expect(moved.body).toMatchObject({ start: `${inDays(17)}T10:00:00+00:00`, version: 2 });
+		expect(moved.headers.get("etag")).toBe('W/"2"');
+		const staleMove = await conditional("PATCH", `/appointments/${a.body.id}`, 1, { start: `${inDays(17)}T11:00:00Z` });
+		expect(staleMove.status).toBe(412);
+		expect(staleMove.body.data).toEqual({ currentVersion: 2 });
+		for (const [action, body] of [["arrive"], ["no-show"], ["cancel", { reason: "Stale screen" }]] as [string, object?][]) {
+			const refused = await conditional("POST", `/appointments/${a.body.id}/${action}`, 1, body);
+			expect([action, refused.status]).toEqual([action, 412]);
+		}
+		expect((await api("GET", `/appointments/${a.body.id}`)).body).toEqual(moved.body);
+
+		const arrived = await conditional("POST", `/appointments/${a.body.id}/arrive`, 2);
+		expect(arrived.body).toMatchObject({ status: "arrived", version: 3 });
+		expect(arrived.headers.get("etag")).toBe('W/"3"');
+		expect((await conditional("POST", `/appointments/${a.body.id}/fulfil`, 2)).status).toBe(412);
+		const fulfilled = await conditional("POST", `/appointments/${a.body.id}/fulfil`, 3);
+		expect(fulfilled.body).toMatchObject({ status: "fulfilled", version: 4 });
+		// The version is right but the step is not: still the lifecycle's 409.
+		expect((await conditional("POST", `/appointments/${a.body.id}/cancel`, 4, { reason: "Too late" })).status).toBe(409);
+		expect((await conditional("POST", `/appointments/${crypto.randomUUID()}/arrive`, 1)).status).toBe(404);
+	});
+});
+
+describe("Idempotency-Key", () => {
+	const keyed = (method: string, path: string, key: string, body: unknown, token = adminToken) =>
+		request(cluster.baseUrl, method, path, body, { ...bearer(token), "idempotency-key": key });
+	const answerOf = (res: Awaited<ReturnType<typeof keyed>>) => ({ status: res.status, body: res.body, location: res.headers.get("location"), etag: res.headers.get("etag") });
+
+	test("a retried booking gets the first answer again, one appointment and one event, not a 409 from its own first attempt", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T09:00:00Z`, reason: "Check-up" };
+		const key = crypto.randomUUID();
+		const first = await keyed("POST", "/appointments", key, body);
+		expect(first.status).toBe(201);
+		const retried = await keyed("POST", "/appointments", key, { ...body });
+		expect(answerOf(retried)).toEqual(answerOf(first));
+		expect(answerOf(first)).toMatchObject({ location: `/appointments/${first.body.id}`, etag: 'W/"1"' });
+		// The retry answers as the first attempt did, even once the appointment has moved on.
+		await api("POST", `/appointments/${first.body.id}/cancel`, { reason: "Patient called" });
+		expect(answerOf(await keyed("POST", "/appointments", key, body))).toEqual(answerOf(first));
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+		expect(events.filter(e => e.name === "appointment.booked" && e.payload.patientId === patient.id)).toHaveLength(1);
+	});
+
+	test("retries racing each other make one appointment, and all get its answer", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T11:00:00Z` };
+		const key = crypto.randomUUID();
+		const answers = await Promise.all(Array.from({ length: 8 }, () => keyed("POST", "/appointments", key, body)));
+		expect(answers.map(a => a.status)).toEqual(Array(8).fill(201));
+		expect(new Set(answers.map(a => a.body.id)).size).toBe(1);
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+	});
+
+	test("the key with another body is 422 and books nothing; keys are each caller's own", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const key = crypto.randomUUID();
+		const body = { doctorId: doctor.id, patientId: patient.id, start: `${inDays(18)}T13:00:00Z` };
+		expect((await keyed("POST", "/appointments", key, body)).status).toBe(201);
+		const other = await keyed("POST", "/appointments", key, { ...body, start: `${inDays(18)}T14:00:00Z` });
+		expect(other.status).toBe(422);
+		expect(other.body).toMatchObject({ type: "IDEMPOTENCY_KEY_REUSED", data: { field: "Idempotency-Key" } });
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(1);
+		// Another clerk's request with the same key is theirs, not a retry of the admin's.
+		const clerks = await keyed("POST", "/appointments", key, { ...body, start: `${inDays(18)}T15:00:00Z` }, users.RECEPTIONIST.token);
+		expect(clerks.status).toBe(201);
+		expect((await api("GET", `/appointments?patientId=${patient.id}`)).body.total).toBe(2);
+	});
+
+	test("doctors: a retried POST gets the first answer and makes one doctor, racing or not; another body is 422", async () => {
+		const body = doctorBody();
+		const key = crypto.randomUUID();
+		const answers = await Promise.all(Array.from({ length: 4 }, () => keyed("POST", "/doctors", key, body)));
+		expect(answers.map(answerOf)).toEqual(Array(4).fill(answerOf(answers[0])));
+		expect(answerOf(answers[0])).toMatchObject({ status: 201, location: `/doctors/${answers[0].body.id}`, etag: 'W/"1"' });
+		await api("PATCH", `/doctors/${answers[0].body.id}`, { slotMinutes: 15 });
+		expect(answerOf(await keyed("POST", "/doctors", key, body))).toEqual(answerOf(answers[0]));
+		expect((await api("GET", `/doctors?search=${encodeURIComponent(body.name)}`)).body.total).toBe(1);
+		const other = await keyed("POST", "/doctors", key, { ...body, specialization: "Dermatology" });
+		expect(other.status).toBe(422);
+		expect(other.body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+		// Without a key, the same body is a second doctor with a taken email.
+		expect((await api("POST", "/doctors", body)).status).toBe(409);
+	});
+});
+
+describe("status history", () => {
+	test("each status change, who made it and when, newest first; for the appointment's readers, audited as the patient's", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const clerk = users.RECEPTIONIST;
+		const a = (await book({ doctorId: doctor.id, patientId: patient.id, start: `${inDays(19)}T09:00:00Z` }, clerk.token)).body;
+		await api("PATCH", `/appointments/${a.id}`, { start: `${inDays(19)}T10:00:00Z` });
+		await api("POST", `/appointments/${a.id}/arrive`, undefined, users.DOCTOR.token);
+		await api("POST", `/appointments/${a.id}/fulfil`, undefined, users.DOCTOR.token);
+		// A refused step leaves no entry.
+		expect((await api("POST", `/appointments/${a.id}/cancel`, { reason: "Too late" })).status).toBe(409);
+
+		const history = await api("GET", `/appointments/${a.id}/history`, undefined, users.DOCTOR.token);
+		expect(history.status).toBe(200);
+		const entry = { patientId: patient.id, reason: null, cause: "request", changedAt: expect.any(String) };
+		expect(history.body).toEqual({
+			appointmentId: a.id,
+			patientId: patient.id,
+			rows: [
+				{ ...entry, version: 4, status: "fulfilled", changedBy: users.DOCTOR.id },
+				{ ...entry, version: 3, status: "arrived", changedBy: users.DOCTOR.id },
+				{ ...entry, version: 1, status: "booked", changedBy: clerk.id }
+			],
+			total: 3,
+			page: 1,
+			pageSize: 20,
+			totalPages: 1
+		});
+		const times = history.body.rows.map((r: { changedAt: string }) => Date.parse(r.changedAt));
+		expect(times).toEqual([...times].sort((x, y) => y - x));
+		expect(Date.parse(history.body.rows[2].changedAt)).toBe(Date.parse(a.createdAt));
+		expect((await api("GET", `/appointments/${a.id}/history?pageSize=1&page=3`)).body.rows.map((r: { status: string }) => r.status)).toEqual(["booked"]);
+
+		expect((await api("GET", `/appointments/${a.id}/history`, undefined, users.VIEWER.token)).status).toBe(403);
+		expect((await api("GET", `/appointments/${crypto.randomUUID()}/history`)).status).toBe(404);
+		await eventually(async () => {
+			const trail = await api("GET", `/audit?patientId=${patient.id}`);
+			return trail.body.rows.some((r: { action: string; outcome: string }) => r.action === "appointments.history" && r.outcome === "success") || undefined;
+		}, 10_000, "the audit record");
+	});
+
+	test("a cancellation keeps its reason; one made because the patient was deleted is MedSync's own", async () => {
+		const doctor = await createDoctor(api);
+		const patient = await createPatient(api);
+		const a = await booked(doctor.id, patient.id, `${inDays(19)}T13:00:00Z`);
+		const b = await booked(doctor.id, patient.id, `${inDays(19)}T14:00:00Z`);
+		await api("POST", `/appointments/${a.id}/cancel`, { reason: "Feeling better" });
+		const latest = async (id: string) => (await api("GET", `/appointments/${id}/history?pageSize=1`)).body.rows[0];
+		expect(await latest(a.id)).toMatchObject({ status: "cancelled", version: 2, reason: "Feeling better", cause: "request", changedBy: expect.any(String) });
+		await api("DELETE", `/patients/${patient.id}`);
+		await eventually(async () => ((await latest(b.id)).status === "cancelled" ? true : undefined), 10_000, "the cancellation");
+		expect(await latest(b.id)).toMatchObject({ version: 2, cause: "patient-deleted", changedBy: null, reason: expect.stringMatching(/deleted/) });
 	});
 });
 

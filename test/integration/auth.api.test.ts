@@ -59,7 +59,8 @@ describe("signup, login, validate and me", () => {
 		expect(validate.body).toMatchObject({ sub: signup.body.id, email, role: "VIEWER", iat: claims.iat, exp: claims.exp });
 
 		const me = await call("GET", "/auth/me", undefined, bearer(login.body.token));
-		expect(me.body).toEqual({ id: signup.body.id, email, role: "VIEWER", active: true, createdAt: expect.any(String) });
+		expect(me.body).toEqual({ id: signup.body.id, email, role: "VIEWER", active: true, createdAt: expect.any(String), version: 1 });
+		expect(me.headers.get("etag")).toBe('W/"1"');
 	});
 
 	test("validate is 401 without a valid token", async () => {
@@ -397,6 +398,35 @@ describe("user administration", () => {
 		expect(changed.body.role).toBe("RECEPTIONIST");
 		expect((await call("PATCH", "/auth/users/00000000-0000-4000-8000-000000000000", { active: false }, bearer(adminToken))).status).toBe(404);
 		expect((await call("PATCH", `/auth/users/${created.body.id}`, { role: "SUPERUSER" }, bearer(adminToken))).status).toBe(422);
+	});
+
+	test("versions: GET, 201 and PATCH send the ETag; a stale If-Match is 412 and changes nothing, a fresh one passes", async () => {
+		const created = await call("POST", "/auth/users", { email: staffEmail("versioned"), password: staffPassword(), role: "DOCTOR" }, bearer(adminToken));
+		expect(created.body.version).toBe(1);
+		expect(created.headers.get("etag")).toBe('W/"1"');
+		expect(created.headers.get("location")).toBe(`/auth/users/${created.body.id}`);
+		const read = await call("GET", `/auth/users/${created.body.id}`, undefined, bearer(adminToken));
+		expect(read.body).toEqual(created.body);
+		expect(read.headers.get("etag")).toBe('W/"1"');
+
+		// Two admins read version 1; the first change wins, the second (still at 1) is refused.
+		const first = await call("PATCH", `/auth/users/${created.body.id}`, { role: "RECEPTIONIST" }, { ...bearer(adminToken), "if-match": 'W/"1"' });
+		expect(first.status).toBe(200);
+		expect(first.body).toMatchObject({ role: "RECEPTIONIST", version: 2 });
+		expect(first.headers.get("etag")).toBe('W/"2"');
+		const second = await call("PATCH", `/auth/users/${created.body.id}`, { active: false }, { ...bearer(adminToken), "if-match": 'W/"1"' });
+		expect(second.status).toBe(412);
+		expect(second.body).toMatchObject({ type: "PRECONDITION_FAILED", data: { currentVersion: 2 } });
+		// Even a change to what it already is: the precondition comes first.
+		expect((await call("PATCH", `/auth/users/${created.body.id}`, { role: "RECEPTIONIST" }, { ...bearer(adminToken), "if-match": '"1"' })).status).toBe(412);
+		expect((await call("GET", `/auth/users/${created.body.id}`, undefined, bearer(adminToken))).body).toEqual(first.body);
+
+		const unknown = crypto.randomUUID();
+		expect((await call("PATCH", `/auth/users/${unknown}`, { active: false }, { ...bearer(adminToken), "if-match": 'W/"1"' })).status).toBe(404);
+		expect((await call("GET", `/auth/users/${unknown}`, undefined, bearer(adminToken))).status).toBe(404);
+		expect((await call("GET", `/auth/users/${created.body.id}`, undefined, bearer(users.RECEPTIONIST.token))).status).toBe(403);
+		const tagged = await call("PATCH", `/auth/users/${created.body.id}`, { active: false }, { ...bearer(adminToken), "if-match": 'W/"7", W/"2"' });
+		expect(tagged.body).toMatchObject({ active: false, version: 3 });
 	});
 
 	test("the user list pages oldest first, and a page past the end is empty but keeps the total", async () => {

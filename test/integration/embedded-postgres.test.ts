@@ -53,6 +53,8 @@ describe("the embedded PostgreSQL killed under a running node", () => {
 	test("kill -9 of the postmaster: restarted, logged, and the data served again; nothing left after the node stops", async () => {
 		const created = await api("POST", "/patients", patientBody());
 		expect(created.status).toBe(201);
+		// Its migrations include an extension (pg_trgm, for the duplicate search), which this server must provide.
+		expect((await api("GET", `/patients/${created.body.id}/duplicates`)).body).toEqual({ patient: created.body.id, candidates: [] });
 
 		const killed = postmasterPid();
 		// The check at the end sees the server's processes while they run.

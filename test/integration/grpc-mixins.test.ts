@@ -90,6 +90,7 @@ function stubServer(name: string, security: () => Promise<GrpcServerSecurity>) {
 				definition: BillingServiceService,
 				host: () => "127.0.0.1",
 				port: () => 0,
+				settings: "the test's port",
 				drainMs: 3000,
 				security,
 				handlers: stubHandlers
@@ -203,7 +204,7 @@ describe("the gRPC mixins", () => {
 
 	test("the handlers option is typed by the generated server interface (checked by the compiler: each @ts-expect-error must stay an error)", () => {
 		const serve = (handlers: UnaryHandlers<BillingServiceServer, Service>) =>
-			GrpcServerMixin<BillingServiceServer>({ definition: BillingServiceService, host: () => "127.0.0.1", port: () => 0, security: async () => ({ plaintext: true, optIn: "test" }), handlers });
+			GrpcServerMixin<BillingServiceServer>({ definition: BillingServiceService, host: () => "127.0.0.1", port: () => 0, settings: "the test's port", security: async () => ({ plaintext: true, optIn: "test" }), handlers });
 		const { deleteBillingAccount: _deleted, ...missing } = stubHandlers;
 		// @ts-expect-error: an RPC without its handler
 		serve(missing);
@@ -214,7 +215,7 @@ describe("the gRPC mixins", () => {
 		// @ts-expect-error: a handler that takes the wrong request type
 		serve({ ...stubHandlers, updateBillingAccount: async (request: BillingRequest) => ({ accountId: request.patientId, status: "ACTIVE" }) });
 		// @ts-expect-error: a definition of another service than the handlers' interface
-		GrpcServerMixin<BillingServiceServer>({ definition: {}, host: () => "", port: () => 0, security: async () => ({ plaintext: true, optIn: "test" }), handlers: stubHandlers });
+		GrpcServerMixin<BillingServiceServer>({ definition: {}, host: () => "", port: () => 0, settings: "the test's port", security: async () => ({ plaintext: true, optIn: "test" }), handlers: stubHandlers });
 		expect(serve(stubHandlers).started).toEqual(expect.any(Function));
 	});
 

@@ -62,6 +62,12 @@ async function readTopic(topic: string, until: (messages: Message<Buffer, Buffer
 	return seen;
 }
 
+/** A patient event with a name and email of its own, and its bytes as the outbox publishes them. */
+function encodedEvent(eventType: string, overrides: Partial<PatientEvent> = {}) {
+	const event = patientEvent(eventType, { name: "Event Patient", email: uniqueEmail("event"), ...overrides });
+	return { event, value: Buffer.from(PatientEvent.encode(event).finish()) };
+}
+
 async function produceRaw(value: Buffer, key: string) {
 	const producer = new Producer({ clientId: "test-producer", bootstrapBrokers: brokers });
 	try {
@@ -213,17 +219,17 @@ describe("billing follows the patient", () => {
 	});
 
 	test("an update for a patient with no account yet opens it; a late creation or a redelivered update changes nothing", async () => {
-		const first = patientEvent({ name: "First Name" });
+		const first = encodedEvent("PATIENT_UPDATED", { name: "First Name" });
 		const patientId = first.event.patientId;
 		await produceRaw(first.value, patientId);
 		await accountNamed(patientId, a => a.name === "First Name" && a.email === first.event.email, "an account from the update");
-		const second = patientEvent({ patientId, name: "Second Name" });
+		const second = encodedEvent("PATIENT_UPDATED", { patientId, name: "Second Name" });
 		await produceRaw(second.value, patientId);
 		await accountNamed(patientId, a => a.name === "Second Name", "the second name");
 		// The first update again and the creation, late; then a deletion, so we know the consumer is past them.
 		await produceRaw(first.value, patientId);
-		await produceRaw(patientEvent({ patientId, eventType: "PATIENT_CREATED", name: "Created Name" }).value, patientId);
-		await produceRaw(patientEvent({ patientId, eventType: "PATIENT_DELETED", name: "Second Name", email: second.event.email }).value, patientId);
+		await produceRaw(encodedEvent("PATIENT_CREATED", { patientId, name: "Created Name" }).value, patientId);
+		await produceRaw(encodedEvent("PATIENT_DELETED", { patientId, name: "Second Name", email: second.event.email }).value, patientId);
 		const account = await accountNamed(patientId, a => a.status === "INACTIVE", "INACTIVE after the deletion");
 		// Opened (1), renamed (2), deactivated (3): the repeats raised nothing.
 		expect(account).toMatchObject({ name: "Second Name", email: second.event.email, version: 3 });
@@ -231,7 +237,7 @@ describe("billing follows the patient", () => {
 	});
 
 	test("a deleted patient without an account gets an INACTIVE one, which a late CreateBillingAccount finds rather than opening an active one", async () => {
-		const deleted = patientEvent({ eventType: "PATIENT_DELETED" });
+		const deleted = encodedEvent("PATIENT_DELETED");
 		await produceRaw(deleted.value, deleted.event.patientId);
 		const account = await accountNamed(deleted.event.patientId, a => a.status === "INACTIVE", "an INACTIVE account");
 		const opened = await cluster.broker.call<{ id: string; status: string }, object>("billing.openAccount", {
@@ -249,7 +255,7 @@ describe("PATIENT_MERGED", () => {
 	const openAccountOf = (patientId: string) => eventually(() => accountOf(patientId), 30_000, "the account");
 	/** Publishes the merge as the patients service would: keyed by the merged patient. */
 	async function publishMerge(merged: { id: string; name: string; email: string }, survivorId: string) {
-		const merge = patientEvent({ eventType: "PATIENT_MERGED", patientId: merged.id, name: merged.name, email: merged.email, mergedInto: survivorId });
+		const merge = encodedEvent("PATIENT_MERGED", { patientId: merged.id, name: merged.name, email: merged.email, mergedInto: survivorId });
 		await produceRaw(merge.value, merged.id);
 		return merge;
 	}
@@ -286,7 +292,7 @@ describe("PATIENT_MERGED", () => {
 
 		// The same event again, then a later one for the same patient, so we know the consumers are past it.
 		await produceRaw(merge.value, duplicate.id);
-		await produceRaw(patientEvent({ patientId: duplicate.id, name: "Marker Name", email: duplicate.email }).value, duplicate.id);
+		await produceRaw(encodedEvent("PATIENT_UPDATED", { patientId: duplicate.id, name: "Marker Name", email: duplicate.email }).value, duplicate.id);
 		await eventually(async () => ((await api("GET", `/billing/accounts/${from.id}`)).body.name === "Marker Name" ? true : undefined), 30_000, "the marker");
 		expect((await api("GET", `/billing/accounts/${to.id}`)).body.balance).toBe(10_600);
 		expect((await api("GET", `/billing/accounts/${from.id}`)).body).toMatchObject({ status: "CLOSED", balance: 0 });

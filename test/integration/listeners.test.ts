@@ -1,6 +1,6 @@
 import crypto from "node:crypto";
 import { once } from "node:events";
-import type { AddressInfo, Server } from "node:net";
+import net, { type AddressInfo, type Server } from "node:net";
 import { ServiceBroker } from "moleculer";
 import brokerConfig from "../../moleculer.config";
 import { portOpen } from "../../lib/tooling/network";
@@ -63,5 +63,46 @@ describe("listener addresses", () => {
 		} finally {
 			await broker.stop();
 		}
+	});
+});
+
+describe("a start-up problem names the setting and the address", () => {
+	let taken: Server;
+	let port: number;
+
+	beforeEach(async () => {
+		taken = net.createServer();
+		await new Promise<void>(resolve => taken.listen(0, "127.0.0.1", resolve));
+		port = (taken.address() as AddressInfo).port;
+	});
+
+	afterEach(() => new Promise(resolve => taken.close(resolve)));
+
+	/** Starts billing alone with `env` and waits for its node to give up. */
+	async function failedStart(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+		node = startNode(["billing"], { TRANSPORTER: "", HOST: "127.0.0.1", METRICS_HOST: "127.0.0.1", ...env });
+		const [code] = (await once(node.child, "exit")) as [number | null];
+		return { code, output: node.output() };
+	}
+
+	test("for metrics, stops the node naming METRICS_PORT and the address, without a stack trace", async () => {
+		const { code, output } = await failedStart({ METRICS_PORT: String(port), BILLING_GRPC_PORT: String(await freePort()) });
+		expect(code).not.toBe(0);
+		expect(output).toContain(`The metrics endpoint cannot listen on 127.0.0.1:${port} (EADDRINUSE): set METRICS_PORT`);
+		expect(output).not.toMatch(/\n\s+at /);
+	});
+
+	test("for gRPC, stops the node naming BILLING_GRPC_PORT and the address", async () => {
+		const { code, output } = await failedStart({ METRICS_PORT: "off", BILLING_GRPC_PORT: String(port) });
+		expect(code).not.toBe(0);
+		expect(output).toContain(`The gRPC server cannot listen on 127.0.0.1:${port} (in use, or not this machine's): set BILLING_GRPC_PORT`);
+	});
+
+	test("for Kafka that does not answer, the node keeps trying and says where it looked (KAFKA_BROKERS)", async () => {
+		// Nothing listens there: each attempt fails, and the node must say where it looked.
+		const nowhere = await freePort();
+		node = startNode(["analytics"], { TRANSPORTER: "", METRICS_PORT: "off", KAFKA_BROKERS: `127.0.0.1:${nowhere}` });
+		await eventually(async () => (node!.output().includes(`KAFKA_BROKERS=127.0.0.1:${nowhere}`) ? true : undefined), 30_000, "a warning naming KAFKA_BROKERS");
+		expect(node.child.exitCode).toBeNull();
 	});
 });

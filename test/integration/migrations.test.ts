@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import { Client } from "pg";
 import { ensureDatabase, withDatabase } from "../../lib/infra/postgres";
 import { type Migration, migrate } from "../../lib/infra/migrations";
+import { appointmentMigrations } from "../../migrations/appointments";
 import { billingMigrations } from "../../migrations/billing";
 
 const server = process.env.DATABASE_URL!;
@@ -60,6 +61,24 @@ describe("versioned migrations", () => {
 		await Promise.all([ensureDatabase(server, name), ensureDatabase(server, name), ensureDatabase(server, name)]);
 		const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_database WHERE datname = $1", [name]);
 		expect(rows[0].n).toBe(1);
+	});
+
+	test("appointments v5: appointments booked before the history began get their booking and present status in it", async () => {
+		await migrate(url, appointmentMigrations.filter(m => m.version < 5));
+		const insert = `INSERT INTO appointments (id, patient_id, doctor_id, start_at, end_at, duration_minutes, timezone, consultation_fee, status, cancellation_reason, version)
+			VALUES ($1, gen_random_uuid(), gen_random_uuid(), now(), now() + interval '30 minutes', 30, 'UTC', 0, $2, $3, $4)`;
+		const [booked, cancelled] = [crypto.randomUUID(), crypto.randomUUID()];
+		await db.query(insert, [booked, "booked", null, 1]);
+		await db.query(insert, [cancelled, "cancelled", "Doctor ill", 3]);
+		expect(await migrate(url, appointmentMigrations.filter(m => m.version <= 5))).toEqual([5]);
+		const { rows } = await db.query("SELECT appointment_id, version, status, cause, reason, changed_by FROM appointment_status_history ORDER BY appointment_id = $1 DESC, version", [booked]);
+		const entry = { cause: "before-history", changed_by: null };
+		expect(rows).toEqual([
+			{ ...entry, appointment_id: booked, version: 1, status: "booked", reason: null },
+			{ ...entry, appointment_id: cancelled, version: 1, status: "booked", reason: null },
+			{ ...entry, appointment_id: cancelled, version: 3, status: "cancelled", reason: "Doctor ill" }
+		]);
+		await expect(db.query("DELETE FROM appointment_status_history")).rejects.toThrow(/append-only/);
 	});
 });
 

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { adminLogin, bearer, request } from "../helpers/cluster";
 import { EVERY_DAY, createDoctor, createPatient } from "../helpers/fixtures";
@@ -20,9 +22,9 @@ let output = "";
 let baseUrl: string;
 let env: Record<string, string>;
 
-function run(script: string, input?: string): Promise<{ code: number | null; out: string }> {
+function run(script: string, input?: string, extraEnv: Record<string, string> = {}, args: string[] = []): Promise<{ code: number | null; out: string }> {
 	return new Promise(resolve => {
-		const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts", script)], { cwd: ROOT, env: { ...process.env, ...env } });
+		const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts", script), ...args], { cwd: ROOT, env: { ...process.env, ...env, ...extraEnv } });
 		let out = "";
 		child.stdout.on("data", c => (out += c));
 		child.stderr.on("data", c => (out += c));
@@ -31,8 +33,31 @@ function run(script: string, input?: string): Promise<{ code: number | null; out
 	});
 }
 
+/** The stack in a process group of its own, as in a terminal, where Ctrl-C signals the whole group. */
+function startStack(stackEnv: Record<string, string | undefined>, onOutput: (chunk: string) => void): ChildProcess {
+	const child = spawn(process.execPath, [path.join(ROOT, "dist/scripts/stack.js")], { cwd: ROOT, env: stackEnv, stdio: ["ignore", "pipe", "pipe"], detached: true });
+	child.stdout?.on("data", c => onOutput(String(c)));
+	child.stderr?.on("data", c => onOutput(String(c)));
+	return child;
+}
+
+/** The processes in `pids` still running. */
+function alive(pids: number[]): number[] {
+	return pids.filter(pid => {
+		try {
+			process.kill(pid, 0);
+			return true;
+		} catch {
+			return false;
+		}
+	});
+}
+
+/** Every service pid the stack reported (restarted ones too). */
+const servicePids = (out: string) => [...out.matchAll(/\[stack\] \w+ pid (\d+)/g)].map(m => Number(m[1]));
+
 /** The pid the stack reported for a service, the latest one if it was restarted. */
-const pidOf = (service: string) => [...output.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
+const pidOf = (service: string, out = output) => [...out.matchAll(new RegExp(`\\[stack\\] ${service} pid (\\d+)`, "g"))].map(m => Number(m[1])).at(-1);
 
 beforeAll(async () => {
 	[kafka, nats] = await Promise.all([useKafka(), natsUrl()]);
@@ -52,9 +77,7 @@ beforeAll(async () => {
 		LOG_LEVEL: "warn",
 		SEED_URL: baseUrl
 	};
-	stack = spawn(process.execPath, [path.join(ROOT, "dist/scripts/stack.js")], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-	stack.stdout?.on("data", c => (output += c));
-	stack.stderr?.on("data", c => (output += c));
+	stack = startStack({ ...process.env, ...env }, chunk => (output += chunk));
 	await eventually(async () => ((await request(baseUrl, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
 	// The gateway builds its routes shortly after it sees each service: wait until every one answers (401, not 404).
 	await eventually(async () => {
@@ -132,16 +155,42 @@ describe("npm run seed", () => {
 		const doctors = await request(baseUrl, "GET", "/doctors?specialization=Cardiology", undefined, bearer(token));
 		expect(doctors.body.total).toBeGreaterThanOrEqual(2);
 	}, 180_000);
+
+	test("a second run adds nothing; sizes are options", async () => {
+		const token = await adminLogin(baseUrl);
+		const totals = async () =>
+			Promise.all(["/doctors", "/patients", "/appointments", "/billing/accounts"].map(async p => (await request(baseUrl, "GET", `${p}?pageSize=1`, undefined, bearer(token))).body.total));
+		const before = await totals();
+		const again = await run("seed.js");
+		expect(again.code).toBe(0);
+		expect(JSON.parse(again.out.trim().split("\n").at(-1)!).added).toEqual({ doctors: 0, patients: 0, appointments: 0, payments: 0 });
+		expect(await totals()).toEqual(before);
+
+		const larger = await run("seed.js", undefined, {}, ["--patients", "120", "--appointments", "30"]);
+		expect(larger.code).toBe(0);
+		const result = JSON.parse(larger.out.trim().split("\n").at(-1)!);
+		expect(result).toMatchObject({ patients: 120, added: { patients: 90, appointments: 5 } });
+		// Not a terminal: progress comes as lines, a tenth at a time.
+		expect(larger.out).toContain("seed: patients 120/120");
+	}, 180_000);
+
+	test("with MedSync away, says which URL it tried and what to do", async () => {
+		const nowhere = `http://127.0.0.1:${await freePort()}`;
+		const { code, out } = await run("seed.js", undefined, { SEED_URL: nowhere });
+		expect(code).toBe(1);
+		expect(out).toContain(`MedSync does not answer at ${nowhere} (ECONNREFUSED): start it (npm start, or npm run stack), or set SEED_URL`);
+	});
 });
 
 describe("npm run repl", () => {
 	test("joins the cluster: nodes, services, actions, call, emit and the outbox and audit-set-aside commands work", async () => {
 		const input = ["nodes", "services", "actions", "call patients.outboxStatus", "emit demo.ping", "outbox", "audit-set-aside", "audit-set-aside replay", "quit", ""];
-		const { code, out } = await run("repl.js", input.join("\n"));
+		// A metrics port already taken (here, the gateway's) is no concern of the REPL's, which serves no metrics.
+		const { code, out } = await run("repl.js", input.join("\n"), { METRICS_PORT: new URL(baseUrl).port });
 		expect(code).toBe(0);
-		// Nine nodes: the eight services and the REPL itself.
+		// Nine nodes: the eight services and the REPL itself, each named after what it runs.
 		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(9);
-		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "api"]) expect(out).toContain(name);
+		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "api"]) expect(out).toMatch(new RegExp(`${name}-[\\w.-]+-${pidOf(name)}`));
 		expect(out).toContain("patients.outboxStatus");
 		expect(out).toContain(">> Emit 'demo.ping'");
 		expect(out).toMatch(/"transport": "kafka /);
@@ -154,18 +203,52 @@ describe("npm run repl", () => {
 
 describe("Ctrl-C", () => {
 	test("stops every service process, then the stack itself", async () => {
-		const pids = [...output.matchAll(/\[stack\] \w+ pid (\d+)/g)].map(m => Number(m[1]));
+		const pids = servicePids(output);
 		const exited = new Promise<number | null>(resolve => stack.once("exit", code => resolve(code)));
-		stack.kill("SIGINT");
+		process.kill(-stack.pid!, "SIGINT");
 		expect(await exited).toBe(0);
-		const alive = pids.filter(pid => {
-			try {
-				process.kill(pid, 0);
-				return true;
-			} catch {
-				return false;
-			}
-		});
-		expect(alive).toEqual([]);
+		expect(alive(pids)).toEqual([]);
 	}, 60_000);
+
+	test("with the embedded PostgreSQL and a node slow to stop, leaves no process behind", async () => {
+		// The embedded server's package ends its process at the first SIGINT, within 10 s: the stack must still stop its children first.
+		const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-stack-"));
+		fs.chmodSync(dataDir, 0o755);
+		const [port, grpcPort, postgresPort] = [await freePort(), await freePort(), await freePort()];
+		const { DATABASE_URL: _, ...inherited } = process.env;
+		let out = "";
+		const embedded = startStack(
+			{
+				...inherited,
+				...env,
+				NAMESPACE: `stack-${crypto.randomBytes(4).toString("hex")}`,
+				PORT: String(port),
+				BILLING_GRPC_PORT: String(grpcPort),
+				BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`,
+				DATA_DIR: dataDir,
+				EMBEDDED_POSTGRES_PORT: String(postgresPort)
+			},
+			chunk => (out += chunk)
+		);
+		try {
+			await eventually(async () => ((await request(`http://127.0.0.1:${port}`, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
+			const postmaster = Number(fs.readFileSync(path.join(dataDir, "postgres", "postmaster.pid"), "utf8").split("\n")[0]);
+			const pids = [...servicePids(out), postmaster];
+			expect(pids).toHaveLength(9);
+			// A node slow to stop (here: frozen) must not outlive the stack, which kills what has not stopped in time.
+			process.kill(pidOf("analytics", out)!, "SIGSTOP");
+			const exited = new Promise<number | null>(resolve => embedded.once("exit", code => resolve(code)));
+			process.kill(-embedded.pid!, "SIGINT");
+			expect(await exited).toBe(0);
+			expect(alive(pids)).toEqual([]);
+			expect(out).toMatch(/\[stack\] stopped/);
+		} finally {
+			// Whatever is left of the group, should the test fail.
+			try {
+				process.kill(-embedded.pid!, "SIGKILL");
+			} catch {
+				// none left
+			}
+		}
+	}, 180_000);
 });

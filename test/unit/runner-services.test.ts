@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { runnerServices } from "../../lib/infra/runner-services";
+import { nodeIdFor, runnerServices } from "../../lib/infra/runner-services";
 
 describe("SERVICES for moleculer-runner", () => {
 	let dir: string;
@@ -30,5 +30,14 @@ describe("SERVICES for moleculer-runner", () => {
 	test("a relative SERVICEDIR is read from the working directory, as the runner reads it", () => {
 		expect(runnerServices("auth", path.relative(process.cwd(), dir))).toBe("auth.service.js");
 		expect(runnerServices("auth", "")).toBe("auth");
+	});
+});
+
+describe("node IDs", () => {
+	test("name the services a node runs, then its host and pid", () => {
+		expect(nodeIdFor("patients", "vm", 42)).toBe("patients-vm-42");
+		expect(nodeIdFor("auth.service.js, audit,!billing", "vm", 42)).toBe("auth+audit-vm-42");
+		expect(nodeIdFor("dist/services/**/*.service.js", "vm", 42)).toBe("medsync-vm-42");
+		expect(nodeIdFor(undefined, "vm", 42)).toBe("medsync-vm-42");
 	});
 });

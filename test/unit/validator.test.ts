@@ -3,10 +3,11 @@ import { InputValidator } from "../../lib/infra/validator";
 import { partialUpdate } from "../../lib/domain/validation";
 
 /** A broker with MedSync's validator and one service whose actions echo what passed. */
-const broker = new ServiceBroker({ logger: false, validator: new InputValidator({}) as never });
+const broker = new ServiceBroker({ logger: false, validator: new InputValidator() as never });
 const fields = {
 	name: { type: "string", max: 100 },
 	timezone: { type: "string", max: 64, optional: true },
+	gender: { type: "enum", values: ["male", "female"], optional: true },
 	phone: { type: "string", max: 32, optional: true, nullable: true },
 	page: { type: "number", integer: true, min: 1, max: 10, optional: true, default: 1, convert: true },
 	slots: {
@@ -68,6 +69,17 @@ describe("the broker's validator", () => {
 		const proto = JSON.parse('{"name": "Ada", "extra": {"__proto__": {"admin": true}}}');
 		expect(await refused("echo.create", proto)).toEqual([{ field: "extra.__proto__", type: "forbiddenKey" }]);
 		expect(await refused("echo.create", { name: "Ada", extra: { "a\u0000": 1 } })).toEqual([{ field: "extra.a\u0000", type: "forbiddenKey" }]);
+	});
+
+	test("an enum's message names the field and the values it allows, not the value given", async () => {
+		try {
+			await broker.call("echo.create", { name: "x", gender: "secret-value" });
+			throw new Error("accepted");
+		} catch (err) {
+			if (!(err instanceof Errors.ValidationError)) throw err;
+			const [problem] = err.data as { message: string }[];
+			expect(problem.message).toBe("The 'gender' field must be one of: male, female.");
+		}
 	});
 
 	test("reports the validator's own problems together with these", async () => {

@@ -1,6 +1,9 @@
 import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError } from "../../../lib/infra/errors";
+import { config } from "../../../lib/infra/config";
+import { FALLBACK_EVENT } from "../../../mixins/kafka.mixin";
+import { PatientEvent } from "../../../proto/generated/patient_event";
 import AppointmentsService from "../../../services/appointments.service";
 import { eventually } from "../../../lib/tooling/network";
 import {
@@ -9,11 +12,13 @@ import {
 	appointmentById,
 	changeStatus,
 	insertAppointment,
+	cancelFutureOfPatient,
 	lockKeys,
 	markCharged,
+	moveToSurvivor,
 	unchargedAppointments
 } from "../../../services/appointments/queries";
-import { appointmentRow, EVERY_DAY } from "../../helpers/fixtures";
+import { appointmentRow, EVERY_DAY, patientEvent } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
 import { createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
 import { StubDatabase } from "../../helpers/stub-database";
@@ -29,9 +34,10 @@ import { StubDatabase } from "../../helpers/stub-database";
 let stored: AppointmentRow;
 const db = new StubDatabase()
 	.answer(appointmentById(""), ([id]) => (id === stored.id ? [stored] : []))
-	.answer(changeStatus("", [], "booked", null), ([id, to, from, reason]) => {
+	.answer(changeStatus("", [], "booked", null), ([id, to, from, reason, ifMatch]) => {
 		if (id !== stored.id || !(from as Status[]).includes(stored.status)) return [];
-		stored = { ...stored, status: to as Status, cancellationReason: (reason as string | null) ?? stored.cancellationReason };
+		if (ifMatch && !(ifMatch as number[]).includes(stored.version)) return [];
+		stored = { ...stored, status: to as Status, cancellationReason: (reason as string | null) ?? stored.cancellationReason, version: stored.version + 1 };
 		return [stored];
 	});
 
@@ -123,6 +129,18 @@ describe("the lifecycle", () => {
 		expect(db.statements.slice(sent).filter(s => s.text !== unchargedAppointments().text)).toEqual([]);
 	});
 
+	test("a step honours If-Match: a stale version is 412 naming the current one, and the status stays; the right one passes and sends the new ETag", async () => {
+		stored = appointmentRow("booked", { version: 3 });
+		const stale = await failure(broker.call("appointments.arrive", { id: stored.id }, { meta: { ifMatch: [2] } }));
+		expect(stale).toMatchObject({ code: 412, data: { currentVersion: 3 } });
+		expect(stored).toMatchObject({ status: "booked", version: 3 });
+		const meta: Record<string, any> = { ifMatch: [2, 3] };
+		expect(await broker.call("appointments.arrive", { id: stored.id }, { meta })).toMatchObject({ status: "arrived", version: 4 });
+		expect(meta.$responseHeaders).toEqual({ ETag: 'W/"4"' });
+		// A step its state does not allow stays a 409 when the version is right.
+		expect(await failure(broker.call("appointments.arrive", { id: stored.id }, { meta: { ifMatch: [4] } }))).toMatchObject({ code: 409 });
+	});
+
 	test("a cancellation needs a reason, kept on the appointment", async () => {
 		expect(await refusedFields(broker.call("appointments.cancel", { id: crypto.randomUUID() }))).toEqual(["reason"]);
 		expect(await refusedFields(broker.call("appointments.cancel", { id: crypto.randomUUID(), reason: "" }))).toEqual(["reason"]);
@@ -181,11 +199,83 @@ describe("appointments.book", () => {
 		const written = db.statements.slice(sent).filter(s => s.text === INSERT.text || s.text === lockKeys([]).text);
 		expect(written.map(s => s.text)).toEqual([lockKeys([]).text, INSERT.text]);
 		expect(written[0].values).toEqual([[`appointment-doctor:${doctor.id}`, `appointment-patient:${knownPatient}`].sort()]);
-		expect(written[1].values.slice(1)).toEqual([knownPatient, doctor.id, new Date(start), new Date("2031-03-03T09:30:00Z"), 30, "UTC", 7_500, "Check-up"]);
+		// No Idempotency-Key (no key, caller or fingerprint), and no user to name in the history.
+		expect(written[1].values.slice(1)).toEqual([knownPatient, doctor.id, new Date(start), new Date("2031-03-03T09:30:00Z"), 30, "UTC", 7_500, "Check-up", null, null, null, null]);
 		expect(db.transactions.at(-1)).toBe("committed");
 		expect(booked).toMatchObject({ id: written[1].values[0], start: "2031-03-03T09:00:00+00:00", durationMinutes: 30 });
 		expect(meta).toMatchObject({ $statusCode: 201, $location: `/appointments/${booked.id}` });
 		expect(events).toEqual([{ name: "appointment.booked", payload: booked }]);
+	});
+});
+
+describe("a patient merge (PATIENT_MERGED on the patient topic)", () => {
+	const MOVE = moveToSurvivor("", "", "");
+	/** What the move statement would answer for each event the first time: the rows it moved. A redelivery moves none. */
+	const moves = new Map<string, unknown[]>();
+	db.answer(MOVE, ([eventId]) => {
+		const rows = moves.get(eventId as string) ?? [];
+		moves.delete(eventId as string);
+		return rows;
+	});
+
+	/** Delivers the event as the outbox relay does without Kafka, and waits until the consumer has handled it. */
+	const deliver = (event: PatientEvent) =>
+		broker.emit(FALLBACK_EVENT, { topic: config.patientTopic, key: event.patientId, value: Buffer.from(PatientEvent.encode(event).finish()).toString("base64"), headers: {} });
+	const sentSince = (count: number) => db.statements.slice(count).filter(s => s.text !== unchargedAppointments().text);
+
+	test("moves the merged patient's appointments in one transaction, under both patients' booking locks; announces those it cancelled as booked twice", async () => {
+		const merge = patientEvent("PATIENT_MERGED", { mergedInto: crypto.randomUUID() });
+		const survivor = merge.mergedInto;
+		const cancelled = { ...appointmentRow("cancelled", { patientId: survivor, version: 2, cancellationReason: "Booked twice" }), cancelledByMerge: true };
+		const moved = { ...appointmentRow("booked", { patientId: survivor, version: 2 }), cancelledByMerge: false };
+		moves.set(merge.eventId, [cancelled, moved]);
+		const count = db.statements.length;
+		await deliver(merge);
+		expect(sentSince(count)).toEqual([
+			lockKeys([`appointment-patient:${merge.patientId}`, `appointment-patient:${survivor}`].sort()),
+			moveToSurvivor(merge.eventId, merge.patientId, survivor)
+		]);
+		expect(db.transactions.at(-1)).toBe("committed");
+		expect(events).toEqual([{ name: "appointment.cancelled", payload: expect.objectContaining({ id: cancelled.id, status: "cancelled", patientId: survivor }) }]);
+
+		// The same event again: the statement applies it once, and moves nothing now; nothing is announced.
+		events.length = 0;
+		await deliver(merge);
+		expect(sentSince(count).filter(s => s.text === MOVE.text)).toHaveLength(2);
+		expect(events).toEqual([]);
+	});
+
+	test("the cancellation reason names the merge; every move is entered in the history as MedSync's doing", () => {
+		const [merged, survivor] = [crypto.randomUUID(), crypto.randomUUID()];
+		const statement = moveToSurvivor(crypto.randomUUID(), merged, survivor);
+		expect(statement.values.slice(3)).toEqual([
+			`Booked twice: Patient ${merged} was merged into ${survivor}, who has an appointment at that time`,
+			`Patient ${merged} was merged into ${survivor}`
+		]);
+		expect(statement.text).toMatch(/INSERT INTO processed_events/);
+		expect(statement.text).toMatch(/INSERT INTO appointment_status_history[\s\S]*NULL::uuid, 'patient-merged'/);
+	});
+
+	test("a deleted patient's future appointments are cancelled; a merged one's are left to follow the merge", async () => {
+		const [deleted, merged] = [crypto.randomUUID(), crypto.randomUUID()];
+		await broker.emit("patient.deleted", { id: deleted, mergedInto: null });
+		await broker.emit("patient.deleted", { id: merged, mergedInto: crypto.randomUUID() });
+		expect(db.sent(cancelFutureOfPatient("")).map(s => s.values[0])).toEqual([deleted]);
+	});
+
+	test("other patient events, and a merge into itself, change no appointment", async () => {
+		const count = db.statements.length;
+		const self = crypto.randomUUID();
+		for (const event of [
+			patientEvent("PATIENT_CREATED"),
+			patientEvent("PATIENT_UPDATED"),
+			patientEvent("PATIENT_DELETED"),
+			patientEvent("PATIENT_MERGED", { patientId: self, mergedInto: self })
+		]) {
+			await deliver(event);
+		}
+		expect(sentSince(count)).toEqual([]);
+		expect(events).toEqual([]);
 	});
 });
 
@@ -200,7 +290,8 @@ test("clerks book, reschedule and cancel; doctors attend too; viewers see nothin
 		fulfil: attendants,
 		noShow: attendants,
 		list: attendants,
-		get: attendants
+		get: attendants,
+		history: attendants
 	});
 	// Only other services ask these: no route, no role.
 	for (const action of ["busy", "countUpcoming"]) expect(declared(broker, `appointments.${action}`)).toEqual({});

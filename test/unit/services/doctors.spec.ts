@@ -16,7 +16,9 @@ import { StubDatabase } from "../../helpers/stub-database";
 
 const MONDAY = "2031-03-03";
 const doctor = doctorRow({ availability: [{ day: "monday", start: "09:00", end: "11:00" }] });
-const db = new StubDatabase().answer(doctorById(doctor.id), ([id]) => (id === doctor.id ? [doctor] : []));
+const db = new StubDatabase()
+	.answer(doctorById(doctor.id), ([id]) => (id === doctor.id ? [doctor] : []))
+	.answer(deleteDoctor(doctor.id), ([id, ifMatch]) => (id === doctor.id && (!ifMatch || (ifMatch as number[]).includes(doctor.version)) ? [{ id }] : []));
 const busyAsked: { doctorId: string; from: string; to: string }[] = [];
 let busy: Interval[] = [];
 let upcoming = 0;
@@ -100,6 +102,15 @@ describe("doctors.remove", () => {
 		await broker.call("doctors.remove", { id: doctor.id }, { meta });
 		expect(db.sent(deleteDoctor(doctor.id))).toEqual([deleteDoctor(doctor.id)]);
 		expect(meta.$statusCode).toBe(204);
+	});
+
+	test("honours If-Match: a stale version is 412 naming the current one, before anything is asked or deleted", async () => {
+		const sent = db.sent(deleteDoctor(doctor.id)).length;
+		const stale = await failure(broker.call("doctors.remove", { id: doctor.id }, { meta: { ifMatch: [doctor.version + 1] } }));
+		expect(stale).toMatchObject({ code: 412, data: { currentVersion: doctor.version } });
+		expect(db.sent(deleteDoctor(doctor.id))).toHaveLength(sent);
+		await broker.call("doctors.remove", { id: doctor.id }, { meta: { ifMatch: [doctor.version] } });
+		expect(db.sent(deleteDoctor(doctor.id)).at(-1)).toEqual(deleteDoctor(doctor.id, [doctor.version]));
 	});
 });
 
