@@ -13,7 +13,7 @@ import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domai
 import { dateOnly, idParam, partialUpdate } from "../lib/domain/validation";
 import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
-import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, recordBillingAccount } from "./patients/billing-accounts";
+import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts } from "./patients/billing-accounts";
 import { outboxMessage } from "./patients/events";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
 import { type Patient, type PatientFields, type PatientFilter, failingOutboxEvents, outboxSummary } from "./patients/queries";
@@ -164,13 +164,6 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
 			}
-		}
-	},
-
-	events: {
-		/** Billing opened an account (over gRPC or from the Kafka event): remember its id. */
-		async "billing.account.opened"(ctx: Context<{ patientId: string; accountId: string }>) {
-			await recordBillingAccount(this.db, ctx.params.patientId, ctx.params.accountId);
 		}
 	},
 

@@ -195,7 +195,7 @@ export function patientPage(filter: PatientFilter): Statement {
 	};
 }
 
-/** Both the gRPC answer and billing's event bring the id: whichever comes second finds it set and writes nothing. */
+/** Records the id CreateBillingAccount answered; a second answer (registration's and the reconciler's) finds it set and writes nothing. */
 export function setBillingAccount(patientId: string, accountId: string): Statement {
 	return { text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] };
 }

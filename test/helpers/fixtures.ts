@@ -118,6 +118,8 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		email: "patient@example.org",
 		currency: "EUR",
 		status: "ACTIVE",
+		version: 1,
+		mergedIntoAccountId: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
 		...overrides

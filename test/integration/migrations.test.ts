@@ -3,6 +3,7 @@ import { Client } from "pg";
 import { ensureDatabase, withDatabase } from "../../lib/infra/postgres";
 import { type Migration, migrate } from "../../lib/infra/migrations";
 import { appointmentMigrations } from "../../migrations/appointments";
+import { billingMigrations } from "../../migrations/billing";
 
 const server = process.env.DATABASE_URL!;
 let url: string;
@@ -79,4 +80,23 @@ describe("versioned migrations", () => {
 		]);
 		await expect(db.query("DELETE FROM appointment_status_history")).rejects.toThrow(/append-only/);
 	});
+});
+
+test("billing v3 and v4: old accounts and entries stay as they were, at version 1; a TRANSFER may be negative; only a merge closes an account", async () => {
+	await migrate(url, billingMigrations.filter(m => m.version < 3));
+	const account = crypto.randomUUID();
+	await db.query("INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, 'Old', 'old@example.org', 'EUR')", [account, crypto.randomUUID()]);
+	await db.query("INSERT INTO billing_transactions (id, account_id, type, amount) VALUES ($1, $2, 'ADJUSTMENT', -5)", [crypto.randomUUID(), account]);
+	expect(await migrate(url, billingMigrations)).toEqual([3, 4]);
+	const { rows } = await db.query("SELECT status, version, merged_into_account_id FROM billing_accounts");
+	expect(rows).toEqual([{ status: "ACTIVE", version: 1, merged_into_account_id: null }]);
+	expect((await db.query("SELECT type, amount FROM billing_transactions")).rows).toEqual([{ type: "ADJUSTMENT", amount: "-5" }]);
+
+	const entry = (type: string, amount: number) => db.query("INSERT INTO billing_transactions (id, account_id, type, amount) VALUES ($1, $2, $3, $4)", [crypto.randomUUID(), account, type, amount]);
+	await entry("TRANSFER", -100);
+	await expect(entry("CHARGE", -100)).rejects.toThrow(/billing_transactions_amount_check/);
+	await expect(entry("TRANSFER", 0)).rejects.toThrow(/billing_transactions_amount_check/);
+	await expect(entry("GIFT", 100)).rejects.toThrow(/billing_transactions_type_check/);
+	await expect(db.query("UPDATE billing_accounts SET status = 'CLOSED'")).rejects.toThrow(/billing_accounts_closed_by_merge/);
+	await expect(db.query("UPDATE billing_accounts SET status = 'GONE'")).rejects.toThrow(/billing_accounts_status_check/);
 });
