@@ -5,7 +5,7 @@ import { type KafkaMethods, KafkaMixin, type KafkaSchema } from "../mixins/kafka
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/infra/config";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
-import { type RequestMeta, created, noContent } from "../lib/infra/http";
+import { type RequestMeta, created, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
 import { type Page, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
@@ -69,7 +69,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await openBillingAccount(this.billingAccounts(), patient);
-				created(ctx, `/patients/${patient.id}`, patient);
+				withVersion(ctx, created(ctx, `/patients/${patient.id}`, patient));
 				await ctx.emit("patient.created", patient);
 				return patient;
 			}
@@ -97,8 +97,8 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Patient> {
-				return findPatient(this.db, ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient> {
+				return withVersion(ctx, await findPatient(this.db, ctx.params.id));
 			}
 		},
 
@@ -107,12 +107,12 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PUT /:id",
 			params: { $$strict: true, id: idParam, ...patientFields },
-			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
+			async handler(ctx: Context<PatientInput & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...input } = ctx.params;
 				// A replacement clears what the body leaves out, except the register date.
-				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input });
+				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input }, ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
-				return patient;
+				return withVersion(ctx, patient);
 			}
 		},
 
@@ -121,11 +121,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PATCH /:id",
 			params: partialUpdate(patientFields, { id: idParam }),
-			async handler(ctx: Context<Partial<PatientFields> & { id: string }>): Promise<Patient> {
+			async handler(ctx: Context<Partial<PatientFields> & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...change } = ctx.params;
-				const patient = await changePatient(this.db, id, change);
+				const patient = await changePatient(this.db, id, change, ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
-				return patient;
+				return withVersion(ctx, patient);
 			}
 		},
 
@@ -145,7 +145,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
-				const patient = await deletePatient(this.db, ctx.params.id);
+				const patient = await deletePatient(this.db, ctx.params.id, ctx.meta.ifMatch ?? null);
 				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
 			}

@@ -24,6 +24,8 @@ export interface Patient {
 	gender: (typeof GENDERS)[number] | null;
 	/** Null until billing has opened the patient's account. */
 	billingAccountId: string | null;
+	/** Raised by each change; sent as the ETag, and what If-Match names. */
+	version: number;
 	createdAt: string;
 	updatedAt: string;
 }
@@ -46,6 +48,7 @@ export function patientFrom(row: PatientRow): Patient {
 		phone: row.phone,
 		gender: row.gender,
 		billingAccountId: row.billingAccountId,
+		version: row.version,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString()
 	};
@@ -61,7 +64,7 @@ export interface PatientFilter extends PageRequest {
 
 /** Column → the name the API gives it; dates come back as `YYYY-MM-DD` whatever the session's DateStyle. */
 const COLUMNS = `id, mrn, name, email, address, to_char(date_of_birth, 'YYYY-MM-DD') AS "dateOfBirth", to_char(register_date, 'YYYY-MM-DD') AS "registerDate",
-	phone, gender, billing_account_id AS "billingAccountId", created_at AS "createdAt", updated_at AS "updatedAt"`;
+	phone, gender, billing_account_id AS "billingAccountId", version, created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /** Each sortable field and the expression its index covers. */
 export const PATIENT_SORT_KEYS = {
@@ -115,30 +118,39 @@ export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent): State
 
 /**
  * Writes every field of a live patient (the caller merged the change into the
- * row it locked) and the event announcing it. `updated_at` moves only if a
- * field changed, to the time of this statement: it runs once the row's lock
- * is the caller's, where now() would be when its transaction began, perhaps
- * before another change it waited for. (Each value is cast alike in both
- * places, or PostgreSQL deduces two types for it.)
+ * row it locked) and the event announcing it, if its version is one `ifMatch`
+ * allows (null: any); else no row. The version and `updated_at` move only if a
+ * field changed, the latter to the time of this statement: it runs once the
+ * row's lock is the caller's, where now() would be when its transaction began,
+ * perhaps before another change it waited for. (Each value is cast alike in
+ * every place, or PostgreSQL deduces two types for it.)
  */
-export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, event: OutboxEvent): Statement {
+export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, event: OutboxEvent, ifMatch: number[] | null): Statement {
+	const changed = `(name, email, address, date_of_birth, register_date, phone, gender)
+				IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::date, $6::date, $7::text, $8::text)`;
 	return withEvent(
 		`UPDATE patients SET name = $2::text, email = $3::text, address = $4::text, date_of_birth = $5::date, register_date = $6::date, phone = $7::text, gender = $8::text,
-			updated_at = CASE WHEN (name, email, address, date_of_birth, register_date, phone, gender)
-				IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::date, $6::date, $7::text, $8::text) THEN statement_timestamp() ELSE updated_at END
-			WHERE id = $1 AND deleted_at IS NULL`,
-		[p.id, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender],
+			version = CASE WHEN ${changed} THEN version + 1 ELSE version END,
+			updated_at = CASE WHEN ${changed} THEN statement_timestamp() ELSE updated_at END
+			WHERE id = $1 AND deleted_at IS NULL AND ($9::int[] IS NULL OR version = ANY($9::int[]))`,
+		[p.id, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, ifMatch],
 		event
 	);
 }
 
 /**
- * Soft-deletes a live patient (the row stays: medical records are never
- * destroyed, but it leaves every read and frees its email) and writes the
- * event announcing it; `updated_at` moves with `deleted_at`.
+ * Soft-deletes a live patient whose version `ifMatch` allows (null: any), or
+ * writes no row (the row stays: medical records are never destroyed, but it
+ * leaves every read and frees its email), and writes the event announcing it;
+ * the version and `updated_at` move with `deleted_at`.
  */
-export function softDeletePatientWithEvent(id: string, event: OutboxEvent): Statement {
-	return withEvent("UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp() WHERE id = $1 AND deleted_at IS NULL", [id], event);
+export function softDeletePatientWithEvent(id: string, event: OutboxEvent, ifMatch: number[] | null): Statement {
+	return withEvent(
+		`UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp(), version = version + 1
+			WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2::int[]))`,
+		[id, ifMatch],
+		event
+	);
 }
 
 /** A serial for the next MRN. */

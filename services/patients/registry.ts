@@ -3,7 +3,7 @@ import { config } from "../../lib/infra/config";
 import type { Database, Queryable, Statement } from "../../lib/infra/database";
 import { todayIn } from "../../lib/domain/dates";
 import { violatedUniqueConstraint } from "../../lib/infra/db-errors";
-import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { ConflictError, NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
 import { formatMrn } from "../../lib/domain/mrn";
 import { type Page, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
@@ -55,23 +55,31 @@ export async function listPatients(db: Queryable, filter: PatientFilter): Promis
 	return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, filter);
 }
 
-/** Applies `change` to a live patient; a field it gives as undefined stays as it is, like one it leaves out. */
-export async function changePatient(db: Database, id: string, change: Partial<PatientFields>): Promise<Patient> {
+/**
+ * Applies `change` to a live patient whose version `ifMatch` allows (null:
+ * any), else 412 and nothing written; a field it gives as undefined stays as
+ * it is, like one it leaves out.
+ */
+export async function changePatient(db: Database, id: string, change: Partial<PatientFields>, ifMatch: number[] | null): Promise<Patient> {
 	const given: Partial<PatientFields> = Object.fromEntries(Object.entries(change).filter(([, value]) => value !== undefined));
 	return uniqueEmail(
 		db.transaction(async tx => {
-			const changed = { ...(await livePatient(tx, id, lockedPatientById)), ...given };
-			const [row] = await tx.query<PatientRow>(updatePatientWithEvent(changed, patientEvent("PATIENT_UPDATED", changed)));
+			const current = await livePatient(tx, id, lockedPatientById);
+			const changed = { ...current, ...given };
+			const [row] = await tx.query<PatientRow>(updatePatientWithEvent(changed, patientEvent("PATIENT_UPDATED", changed), ifMatch));
+			// The row is locked and live: only its version can have kept the write out.
+			if (!row) throw new PreconditionFailedError("Patient", current.version);
 			return patientFrom(row);
 		})
 	);
 }
 
-/** Soft-deletes a live patient; the patient as it was deleted. */
-export async function deletePatient(db: Database, id: string): Promise<Patient> {
+/** Soft-deletes a live patient whose version `ifMatch` allows (null: any), else 412; the patient as it was deleted. */
+export async function deletePatient(db: Database, id: string, ifMatch: number[] | null): Promise<Patient> {
 	return db.transaction(async tx => {
 		const current = await livePatient(tx, id, lockedPatientById);
-		const [row] = await tx.query<PatientRow>(softDeletePatientWithEvent(id, patientEvent("PATIENT_DELETED", current)));
+		const [row] = await tx.query<PatientRow>(softDeletePatientWithEvent(id, patientEvent("PATIENT_DELETED", current), ifMatch));
+		if (!row) throw new PreconditionFailedError("Patient", current.version);
 		return patientFrom(row);
 	});
 }

@@ -54,6 +54,11 @@ export async function createPatient(api: Api, overrides: Record<string, unknown>
 	return res.body;
 }
 
+/** The fields a client writes, from a patient as answered: a body for PUT /patients/:id. */
+export function patientFieldsOf({ name, email, address, dateOfBirth, registerDate, phone, gender }: Record<string, unknown>) {
+	return { name, email, address, dateOfBirth, registerDate, phone, gender };
+}
+
 /** Adds a doctor through the gateway (anything but 201 fails the test); the doctor as answered. */
 export async function createDoctor(api: Api, overrides: Record<string, unknown> = {}) {
 	const res = await api("POST", "/doctors", doctorBody(overrides));
