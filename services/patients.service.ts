@@ -17,7 +17,7 @@ import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, rec
 import { outboxMessage } from "./patients/events";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
 import { type Patient, type PatientFields, type PatientFilter, failingOutboxEvents, outboxSummary } from "./patients/queries";
-import { type PatientInput, changePatient, deletePatient, findPatient, listPatients, registerPatient } from "./patients/registry";
+import { type Author, type PatientInput, type RetryRequest, changePatient, deletePatient, findPatient, listPatients, registerPatient } from "./patients/registry";
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
@@ -33,6 +33,16 @@ interface PatientsVars {
 }
 
 type PatientsThis = Service<PatientsSettings> & DbVars & GrpcClientVars & KafkaMethods & PatientsVars & PatientsMethods;
+
+/** Who makes a change, as the patient's history records it: the signed-in caller, or null for a peer service. */
+function authorOf(ctx: Context<unknown, RequestMeta>): Author {
+	return ctx.meta.user?.id ?? null;
+}
+
+/** The caller's Idempotency-Key: retries are told apart per signed-in caller. */
+function retryRequestOf(ctx: Context<unknown, RequestMeta>): RetryRequest | undefined {
+	return ctx.meta.idempotencyKey && ctx.meta.user ? { user: ctx.meta.user.id, key: ctx.meta.idempotencyKey } : undefined;
+}
 
 /**
  * The patient registry: registration, reads, changes and soft delete, each
@@ -64,13 +74,14 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
 			async handler(ctx: Context<PatientInput, RequestMeta>): Promise<Patient> {
-				// The patient and its PATIENT_CREATED event are written in one statement: they commit together, or neither does.
-				const patient = await registerPatient(this.db, ctx.params);
-				this.logger.info(`Registered patient ${patient.id}`);
+				// The patient, its PATIENT_CREATED event and its version 1 are written in one statement: they commit together, or none does.
+				const { patient, repeated } = await registerPatient(this.db, ctx.params, authorOf(ctx), retryRequestOf(ctx));
+				if (!repeated) this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
-				patient.billingAccountId = await openBillingAccount(this.billingAccounts(), patient);
+				patient.billingAccountId ??= await openBillingAccount(this.billingAccounts(), patient);
 				withVersion(ctx, created(ctx, `/patients/${patient.id}`, patient));
-				await ctx.emit("patient.created", patient);
+				// A retry repeats the first answer, not its announcement.
+				if (!repeated) await ctx.emit("patient.created", patient);
 				return patient;
 			}
 		},
@@ -110,7 +121,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			async handler(ctx: Context<PatientInput & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...input } = ctx.params;
 				// A replacement clears what the body leaves out, except the register date.
-				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input }, ctx.meta.ifMatch ?? null);
+				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input }, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
 				return withVersion(ctx, patient);
 			}
@@ -123,7 +134,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			params: partialUpdate(patientFields, { id: idParam }),
 			async handler(ctx: Context<Partial<PatientFields> & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...change } = ctx.params;
-				const patient = await changePatient(this.db, id, change, ctx.meta.ifMatch ?? null);
+				const patient = await changePatient(this.db, id, change, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
 				return withVersion(ctx, patient);
 			}
@@ -145,7 +156,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
-				const patient = await deletePatient(this.db, ctx.params.id, ctx.meta.ifMatch ?? null);
+				const patient = await deletePatient(this.db, ctx.params.id, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
 			}

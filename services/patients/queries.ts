@@ -87,45 +87,104 @@ export interface OutboxEvent {
 	payload: Uint8Array;
 }
 
+/** What kind of change made a version (`recorded`: the record as it stood when history began to be kept). */
+export type VersionKind = "recorded" | "created" | "updated" | "deleted" | "merged";
+
+/** The version a change adds to the patient's history: its kind, its author (null for a peer service), if the row's version moved past `after`. */
+interface NewVersion {
+	kind: VersionKind;
+	by: string | null;
+	after: number;
+}
+
+/** A patient row as a change writes it: the API's columns, and whether (since when) it is deleted, for its history. */
+const RECORD_COLUMNS = `${COLUMNS}, deleted_at AS "deletedAt"`;
+
 /**
  * `change`, a statement that writes one patient (its values `values`, $1 on),
- * and the event announcing it, as one statement: the event is written only if
- * the patient was, and both commit or (on any error) neither does. Its row is
- * the patient as written.
+ * the event announcing it and the version it adds to the patient's history,
+ * as one statement: the event and the version are written only if the patient
+ * was, and all commit or (on any error) none does. Its row is the patient as
+ * written.
  */
-function withEvent(change: string, values: unknown[], event: OutboxEvent): Statement {
+function withEvent(change: string, values: unknown[], event: OutboxEvent, version: NewVersion): Statement {
 	const first = values.length + 1;
+	const kind = first + 5;
 	return {
 		text: `WITH patient AS (
-			${change} RETURNING ${COLUMNS}
+			${change} RETURNING ${RECORD_COLUMNS}
 		), event AS (
 			INSERT INTO outbox (event_id, topic, key, event_type, payload) SELECT $${first}, $${first + 1}, $${first + 2}, $${first + 3}, $${first + 4} FROM patient
+		), version AS (
+			INSERT INTO patient_versions (patient_id, version, kind, changed_by, changed_at, record)
+			SELECT id, version, $${kind}, $${kind + 1}::uuid, "updatedAt", to_jsonb(patient) FROM patient WHERE version > $${kind + 2}::int
 		)
 		SELECT * FROM patient`,
-		values: [...values, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload)]
+		values: [...values, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload), version.kind, version.by, version.after]
 	};
 }
 
-/** Registers a patient and writes the event announcing it. */
-export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent): Statement {
+/** A registration retried under a caller's Idempotency-Key: who, the key, and the fingerprint of what was asked. */
+export interface RetryKey {
+	user: string;
+	key: string;
+	fingerprint: string;
+}
+
+/**
+ * Registers a patient, with the event announcing it and its version 1, by
+ * `by`; no row if `retry`'s caller already registered a patient with its key
+ * (the unique index decides, so two attempts racing register one patient).
+ */
+export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent, by: string | null, retry: RetryKey | null): Statement {
 	return withEvent(
-		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, gender, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now())`,
-		[p.id, p.mrn, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender],
-		event
+		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, gender, idempotency_user, idempotency_key, request_fingerprint, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now())
+			ON CONFLICT (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+		[p.id, p.mrn, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, retry?.user ?? null, retry?.key ?? null, retry?.fingerprint ?? null],
+		event,
+		{ kind: "created", by, after: 0 }
 	);
+}
+
+/** A version's record as stored: the row as its change wrote it (RECORD_COLUMNS), through to_jsonb, so timestamps are text. */
+export type StoredRecord = Omit<PatientRow, "createdAt" | "updatedAt"> & { createdAt: string; updatedAt: string; deletedAt: string | null };
+
+/** A patient as a version recorded it: the API's fields, and when it was deleted (null while live). */
+export type PatientRecord = Patient & { deletedAt: string | null };
+
+export function recordFrom(stored: StoredRecord): PatientRecord {
+	const patient = patientFrom({ ...stored, createdAt: new Date(stored.createdAt), updatedAt: new Date(stored.updatedAt) });
+	return { ...patient, deletedAt: stored.deletedAt && new Date(stored.deletedAt).toISOString() };
+}
+
+/** What a registration retried with its key finds: the first attempt's fingerprint, its answer (version 1) and the account billing opened since. */
+export interface RegistrationRow {
+	fingerprint: string;
+	billingAccountId: string | null;
+	record: StoredRecord;
+}
+
+export function registrationByKey(user: string, key: string): Statement {
+	return {
+		text: `SELECT p.request_fingerprint AS fingerprint, p.billing_account_id AS "billingAccountId", v.record
+			FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = 1
+			WHERE p.idempotency_user = $1 AND p.idempotency_key = $2`,
+		values: [user, key]
+	};
 }
 
 /**
  * Writes every field of a live patient (the caller merged the change into the
- * row it locked) and the event announcing it, if its version is one `ifMatch`
+ * row it locked, at `p.version`), the event announcing it and its new version
+ * in the history, by `by`, if its version is one `ifMatch`
  * allows (null: any); else no row. The version and `updated_at` move only if a
  * field changed, the latter to the time of this statement: it runs once the
  * row's lock is the caller's, where now() would be when its transaction began,
  * perhaps before another change it waited for. (Each value is cast alike in
  * every place, or PostgreSQL deduces two types for it.)
  */
-export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, event: OutboxEvent, ifMatch: number[] | null): Statement {
+export function updatePatientWithEvent(p: Pick<Patient, "id" | "version"> & PatientFields, event: OutboxEvent, by: string | null, ifMatch: number[] | null): Statement {
 	const changed = `(name, email, address, date_of_birth, register_date, phone, gender)
 				IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::date, $6::date, $7::text, $8::text)`;
 	return withEvent(
@@ -134,22 +193,26 @@ export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, e
 			updated_at = CASE WHEN ${changed} THEN statement_timestamp() ELSE updated_at END
 			WHERE id = $1 AND deleted_at IS NULL AND ($9::int[] IS NULL OR version = ANY($9::int[]))`,
 		[p.id, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, ifMatch],
-		event
+		event,
+		// A change that changes nothing keeps the version and adds none.
+		{ kind: "updated", by, after: p.version }
 	);
 }
 
 /**
  * Soft-deletes a live patient whose version `ifMatch` allows (null: any), or
  * writes no row (the row stays: medical records are never destroyed, but it
- * leaves every read and frees its email), and writes the event announcing it;
- * the version and `updated_at` move with `deleted_at`.
+ * leaves every read and frees its email), and writes the event announcing it
+ * and the version it adds (by `by`); the version and `updated_at` move with
+ * `deleted_at`.
  */
-export function softDeletePatientWithEvent(id: string, event: OutboxEvent, ifMatch: number[] | null): Statement {
+export function softDeletePatientWithEvent(id: string, event: OutboxEvent, by: string | null, ifMatch: number[] | null): Statement {
 	return withEvent(
 		`UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp(), version = version + 1
 			WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2::int[]))`,
 		[id, ifMatch],
-		event
+		event,
+		{ kind: "deleted", by, after: 0 }
 	);
 }
 

@@ -1,26 +1,31 @@
+import crypto from "node:crypto";
 import { Client } from "pg";
 import type { ServiceSchema } from "moleculer";
 import PatientsService from "../../services/patients.service";
 import BillingService from "../../services/billing.service";
 import { databaseName, withDatabase } from "../../lib/infra/postgres";
-import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
+import { type TestCluster, adminLogin, bearer, createUser, request, startCluster } from "../helpers/cluster";
 import { createPatient, patientBody, patientFieldsOf } from "../helpers/fixtures";
+import { eventRecorder } from "../helpers/service-broker";
+import { eventually } from "../helpers/node-process";
 
 /**
  * Issue 14 for the patient registry, through the gateway on a real
- * PostgreSQL: versions and If-Match (no lost updates).
+ * PostgreSQL: versions and If-Match (no lost updates), Idempotency-Key on
+ * registration (safe retries).
  */
 
 let cluster: TestCluster;
 let db: Client;
 let adminToken: string;
+const { schema: recorder, events } = eventRecorder("patient.*");
 
 /** A request as an admin, with any further headers (If-Match, Idempotency-Key). */
 const api = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
 	request(cluster.baseUrl, method, path, body, { ...bearer(adminToken), ...headers });
 
 beforeAll(async () => {
-	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema]);
+	cluster = await startCluster([PatientsService as ServiceSchema, BillingService as ServiceSchema, recorder]);
 	adminToken = await adminLogin(cluster.baseUrl);
 	db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
 	await db.connect();
@@ -124,5 +129,90 @@ describe("versions and If-Match", () => {
 		const missing = "00000000-0000-4000-8000-000000000000";
 		expect((await api("PATCH", `/patients/${missing}`, { address: "X 1" }, { "if-match": 'W/"1"' })).status).toBe(404);
 		expect((await api("DELETE", `/patients/${missing}`, undefined, { "if-match": 'W/"1"' })).status).toBe(404);
+	});
+});
+
+describe("Idempotency-Key on POST /patients", () => {
+	const key = () => `registration-${crypto.randomUUID()}`;
+
+	test("a registration retried with its key gets the same 201, and there is one patient, one event, one billing account", async () => {
+		const body = patientBody();
+		const headers = { "idempotency-key": key() };
+		const first = await api("POST", "/patients", body, headers);
+		expect(first.status).toBe(201);
+		const retried = await api("POST", "/patients", body, headers);
+		expect(retried.status).toBe(201);
+		expect(retried.body).toEqual(first.body);
+		expect(retried.headers.get("location")).toBe(first.headers.get("location"));
+		expect(retried.headers.get("etag")).toBe('W/"1"');
+
+		const { rows } = await db.query("SELECT id FROM patients WHERE lower(email) = lower($1)", [body.email]);
+		expect(rows).toEqual([{ id: first.body.id }]);
+		expect(await outboxOf(first.body.id)).toEqual(["PATIENT_CREATED"]);
+		expect(events.filter(e => e.payload.id === first.body.id).map(e => e.name)).toEqual(["patient.created"]);
+		// Billing has read the one event too (over the service broker here), and still holds one account.
+		await eventually(async () => ((await db.query("SELECT 1 FROM outbox WHERE key = $1 AND sent_at IS NOT NULL", [first.body.id])).rowCount ? true : undefined));
+		const accounts = await api("GET", `/billing/accounts?patientId=${first.body.id}`);
+		expect(accounts.body.rows.map((a: { id: string }) => a.id)).toEqual([first.body.billingAccountId]);
+	});
+
+	test("the first answer is repeated even after the patient changed", async () => {
+		const body = patientBody();
+		const headers = { "idempotency-key": key() };
+		const first = await api("POST", "/patients", body, headers);
+		await api("PATCH", `/patients/${first.body.id}`, { address: "Changed Since 1" });
+		const retried = await api("POST", "/patients", body, headers);
+		expect([retried.status, retried.headers.get("etag")]).toEqual([201, 'W/"1"']);
+		expect(retried.body).toEqual(first.body);
+	});
+
+	test("the same key with another body is 422 naming the header, and registers nothing", async () => {
+		const headers = { "idempotency-key": key() };
+		const first = await api("POST", "/patients", patientBody(), headers);
+		const other = patientBody();
+		const res = await api("POST", "/patients", other, headers);
+		expect(res.status).toBe(422);
+		expect(res.body).toMatchObject({ name: "IdempotencyKeyReusedError", code: 422, type: "IDEMPOTENCY_KEY_REUSED", data: { field: "Idempotency-Key" } });
+		expect((await db.query("SELECT 1 FROM patients WHERE lower(email) = lower($1)", [other.email])).rowCount).toBe(0);
+		expect(await outboxOf(first.body.id)).toEqual(["PATIENT_CREATED"]);
+	});
+
+	test("two attempts with one key at once register one patient and both get its 201", async () => {
+		const body = patientBody();
+		const headers = { "idempotency-key": key() };
+		const answers = await Promise.all([api("POST", "/patients", body, headers), api("POST", "/patients", body, headers), api("POST", "/patients", body, headers)]);
+		expect(answers.map(a => a.status)).toEqual([201, 201, 201]);
+		expect(new Set(answers.map(a => a.body.id)).size).toBe(1);
+		const { rows } = await db.query("SELECT id FROM patients WHERE lower(email) = lower($1)", [body.email]);
+		expect(rows).toHaveLength(1);
+		expect(await outboxOf(rows[0].id)).toEqual(["PATIENT_CREATED"]);
+	});
+
+	test("a registration that failed leaves its key unused", async () => {
+		const taken = await createPatient(api);
+		const headers = { "idempotency-key": key() };
+		expect((await api("POST", "/patients", patientBody({ email: taken.email }), headers)).status).toBe(409);
+		const body = patientBody();
+		const registered = await api("POST", "/patients", body, headers);
+		expect(registered.status).toBe(201);
+		expect((await api("POST", "/patients", body, headers)).body).toEqual(registered.body);
+	});
+
+	test("keys are each caller's own: another caller's same key registers its own patient", async () => {
+		const clerk = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		const sharedKey = key();
+		const mine = await api("POST", "/patients", patientBody(), { "idempotency-key": sharedKey });
+		const theirs = await request(cluster.baseUrl, "POST", "/patients", patientBody(), { ...bearer(clerk.token), "idempotency-key": sharedKey });
+		expect([mine.status, theirs.status]).toEqual([201, 201]);
+		expect(theirs.body.id).not.toBe(mine.body.id);
+	});
+
+	test("without a key a repeat is a new registration (409 for its email); a malformed key is 400", async () => {
+		const body = patientBody();
+		expect((await api("POST", "/patients", body)).status).toBe(201);
+		expect((await api("POST", "/patients", body)).status).toBe(409);
+		const res = await api("POST", "/patients", patientBody(), { "idempotency-key": "two words" });
+		expect(res.status).toBe(400);
+		expect(res.body).toMatchObject({ data: { header: "Idempotency-Key" } });
 	});
 });

@@ -23,7 +23,9 @@ import { StubDatabase } from "../../helpers/stub-database";
 
 const INSERT = insertPatientWithEvent(
 	{ id: "", mrn: "", name: "", email: "", address: "", dateOfBirth: "", registerDate: "", phone: null, gender: null },
-	{ eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() }
+	{ eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() },
+	null,
+	null
 );
 let insertFails: Error | undefined;
 const db = new StubDatabase()
@@ -85,9 +87,11 @@ describe("patients.create", () => {
 
 		const statements = db.statements.slice(sent);
 		expect(statements.map(s => s.text)).toEqual([nextMrnSerial.text, INSERT.text, setBillingAccount("", "").text]);
-		const [eventId, topic, key, eventType, payload] = statements[1].values.slice(-5);
+		const [eventId, topic, key, eventType, payload, versionKind, author] = statements[1].values.slice(-8);
 		expect({ topic, key, eventType }).toEqual({ topic: config.patientTopic, key: patient.id, eventType: "PATIENT_CREATED" });
 		expect(PatientEvent.decode(payload as Buffer)).toMatchObject({ patientId: patient.id, name: body.name, email: body.email, eventType: "PATIENT_CREATED", eventId });
+		// Its version 1, in the same statement; no caller here, so no author.
+		expect([versionKind, author]).toEqual(["created", null]);
 		expect(statements[2].values).toEqual(["acc-1", patient.id]);
 
 		expect(billingAsked).toEqual([{ patientId: patient.id, name: body.name, email: body.email }]);
