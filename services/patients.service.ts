@@ -7,7 +7,7 @@ import { config } from "../lib/infra/config";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
-import { type Page, pagingParams } from "../lib/domain/paging";
+import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
 import { dateOnly, idParam, partialUpdate } from "../lib/domain/validation";
@@ -16,8 +16,19 @@ import { BillingServiceClient } from "../proto/generated/billing_service";
 import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, recordBillingAccount } from "./patients/billing-accounts";
 import { outboxMessage } from "./patients/events";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
-import { type Patient, type PatientFields, type PatientFilter, failingOutboxEvents, outboxSummary } from "./patients/queries";
-import { type Author, type PatientInput, type RetryRequest, changePatient, deletePatient, findPatient, listPatients, registerPatient } from "./patients/registry";
+import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
+import {
+	type Author,
+	type PatientInput,
+	type RetryRequest,
+	changePatient,
+	deletePatient,
+	findPatient,
+	findPatientVersion,
+	listPatients,
+	patientHistory,
+	registerPatient
+} from "./patients/registry";
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
@@ -110,6 +121,28 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient> {
 				return withVersion(ctx, await findPatient(this.db, ctx.params.id));
+			}
+		},
+
+		/** Every version of the patient, newest first: who changed what, when; kept after a deletion or a merge. */
+		history: {
+			roles: PATIENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/history",
+			params: { $$strict: true, id: idParam, ...pagingParams() },
+			handler(ctx: Context<{ id: string } & PageRequest>): Promise<Page<PatientVersion>> {
+				const { id, ...page } = ctx.params;
+				return patientHistory(this.db, id, page);
+			}
+		},
+
+		historyVersion: {
+			roles: PATIENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/history/:version",
+			params: { $$strict: true, id: idParam, version: { type: "number", integer: true, min: 1, max: 2_147_483_647, convert: true } },
+			handler(ctx: Context<{ id: string; version: number }>): Promise<PatientVersion> {
+				return findPatientVersion(this.db, ctx.params.id, ctx.params.version);
 			}
 		},
 

@@ -216,6 +216,41 @@ export function softDeletePatientWithEvent(id: string, event: OutboxEvent, by: s
 	);
 }
 
+/** A version of a patient: the whole record after a change, what kind of change, who made it (null: a peer service or unknown) and when. */
+export interface PatientVersion {
+	version: number;
+	kind: VersionKind;
+	changedBy: string | null;
+	changedAt: string;
+	record: PatientRecord;
+}
+
+export type PatientVersionRow = Omit<PatientVersion, "changedAt" | "record"> & { changedAt: Date; record: StoredRecord };
+
+export function versionFrom(row: PatientVersionRow): PatientVersion {
+	return { version: row.version, kind: row.kind, changedBy: row.changedBy, changedAt: row.changedAt.toISOString(), record: recordFrom(row.record) };
+}
+
+/** One page of the patient's versions, newest first, each row also carrying `total`; a page past the end is one row of nulls but for `total`. */
+export function patientVersionPage(id: string, page: PageRequest): Statement {
+	const { limit, offset } = limitOffset(page);
+	return {
+		text: `SELECT page.version, page.kind, page.changed_by AS "changedBy", page.changed_at AS "changedAt", page.record, counted.total
+			FROM (SELECT count(*)::int AS total FROM patient_versions WHERE patient_id = $1) AS counted
+			LEFT JOIN LATERAL (
+				SELECT * FROM patient_versions WHERE patient_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3
+			) AS page ON true`,
+		values: [id, limit, offset]
+	};
+}
+
+export function patientVersion(id: string, version: number): Statement {
+	return {
+		text: `SELECT version, kind, changed_by AS "changedBy", changed_at AS "changedAt", record FROM patient_versions WHERE patient_id = $1 AND version = $2`,
+		values: [id, version]
+	};
+}
+
 /** A serial for the next MRN. */
 export const nextMrnSerial: Statement = { text: "SELECT nextval('patient_mrn_serial') AS serial", values: [] };
 

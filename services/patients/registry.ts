@@ -6,7 +6,7 @@ import { violatedUniqueConstraint } from "../../lib/infra/db-errors";
 import { ConflictError, IdempotencyKeyReusedError, NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
 import { requestFingerprint } from "../../lib/infra/idempotency";
 import { formatMrn } from "../../lib/domain/mrn";
-import { type Page, toPage } from "../../lib/domain/paging";
+import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import { patientEvent } from "./events";
 import {
@@ -14,6 +14,8 @@ import {
 	type PatientFields,
 	type PatientFilter,
 	type PatientRow,
+	type PatientVersion,
+	type PatientVersionRow,
 	type RegistrationRow,
 	insertPatientWithEvent,
 	lockedPatientById,
@@ -21,10 +23,13 @@ import {
 	patientById,
 	patientFrom,
 	patientPage,
+	patientVersion,
+	patientVersionPage,
 	recordFrom,
 	registrationByKey,
 	softDeletePatientWithEvent,
-	updatePatientWithEvent
+	updatePatientWithEvent,
+	versionFrom
 } from "./queries";
 
 /**
@@ -91,6 +96,23 @@ export function findPatient(db: Queryable, id: string): Promise<Patient> {
 export async function listPatients(db: Queryable, filter: PatientFilter): Promise<Page<Patient>> {
 	const rows = await db.query<PatientRow & { total: number }>(patientPage(filter));
 	return toPage(rows.filter(row => row.id !== null).map(patientFrom), rows[0].total, filter);
+}
+
+/**
+ * A page of the patient's versions, newest first; a deleted or merged patient
+ * keeps its history. 404 for a patient that never was.
+ */
+export async function patientHistory(db: Queryable, id: string, page: PageRequest): Promise<Page<PatientVersion>> {
+	const rows = isUuid(id) ? await db.query<PatientVersionRow & { total: number }>(patientVersionPage(id, page)) : [];
+	if (!rows[0]?.total) throw new NotFoundError("Patient", id);
+	return toPage(rows.filter(row => row.version !== null).map(versionFrom), rows[0].total, page);
+}
+
+/** One version of the patient, or a 404. */
+export async function findPatientVersion(db: Queryable, id: string, version: number): Promise<PatientVersion> {
+	const [row] = isUuid(id) ? await db.query<PatientVersionRow>(patientVersion(id, version)) : [];
+	if (!row) throw new NotFoundError("Patient version", version);
+	return versionFrom(row);
 }
 
 /**

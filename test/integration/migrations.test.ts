@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import { Client } from "pg";
 import { ensureDatabase, withDatabase } from "../../lib/infra/postgres";
 import { type Migration, migrate } from "../../lib/infra/migrations";
+import { patientMigrations } from "../../migrations/patients";
 
 const server = process.env.DATABASE_URL!;
 let url: string;
@@ -60,4 +61,23 @@ describe("versioned migrations", () => {
 		const { rows } = await db.query("SELECT count(*)::int AS n FROM pg_database WHERE datname = $1", [name]);
 		expect(rows[0].n).toBe(1);
 	});
+});
+
+test("patients v4: older patients are version 1 and start their history with the record as it stood", async () => {
+	await migrate(url, patientMigrations.filter(m => m.version < 4));
+	const [live, deleted] = [crypto.randomUUID(), crypto.randomUUID()];
+	await db.query(`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, deleted_at) VALUES
+		($1, '10000008', 'Old Live', 'old.live@example.org', 'Old Street 1', '1950-05-05', '2001-01-01', NULL, NULL),
+		($2, '10000016', 'Old Gone', 'old.gone@example.org', 'Old Street 2', '1960-06-06', '2002-02-02', '555-0100', now())`, [live, deleted]);
+	await migrate(url, patientMigrations.filter(m => m.version <= 4));
+
+	const { rows } = await db.query(`SELECT p.id, p.version, v.version AS "historyVersion", v.kind, v.changed_by AS "changedBy", v.changed_at = p.updated_at AS "changedWhenUpdated", v.record
+		FROM patients p JOIN patient_versions v ON v.patient_id = p.id ORDER BY p.mrn`);
+	expect(rows).toMatchObject([
+		{ id: live, version: 1, historyVersion: 1, kind: "recorded", changedBy: null, changedWhenUpdated: true },
+		{ id: deleted, version: 1, historyVersion: 1, kind: "recorded", changedBy: null, changedWhenUpdated: true }
+	]);
+	expect(rows[0].record).toMatchObject({ id: live, mrn: "10000008", name: "Old Live", dateOfBirth: "1950-05-05", registerDate: "2001-01-01", phone: null, version: 1, deletedAt: null });
+	expect(rows[1].record).toMatchObject({ id: deleted, phone: "555-0100", deletedAt: expect.any(String) });
+	await expect(db.query("UPDATE patient_versions SET kind = 'updated'")).rejects.toThrow(/history cannot be changed/);
 });

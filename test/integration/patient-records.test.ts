@@ -12,7 +12,7 @@ import { eventually } from "../helpers/node-process";
 /**
  * Issue 14 for the patient registry, through the gateway on a real
  * PostgreSQL: versions and If-Match (no lost updates), Idempotency-Key on
- * registration (safe retries).
+ * registration (safe retries), and each patient's history.
  */
 
 let cluster: TestCluster;
@@ -214,5 +214,94 @@ describe("Idempotency-Key on POST /patients", () => {
 		const res = await api("POST", "/patients", patientBody(), { "idempotency-key": "two words" });
 		expect(res.status).toBe(400);
 		expect(res.body).toMatchObject({ data: { header: "Idempotency-Key" } });
+	});
+});
+
+describe("history", () => {
+	/** The audit records of `patientId` for `action`, once there are `count`. */
+	const audited = (patientId: string, action: string, count: number) =>
+		eventually(async () => {
+			const trail = await api("GET", `/audit?patientId=${patientId}&pageSize=100`);
+			const rows = trail.body.rows.filter((r: { action: string }) => r.action === action);
+			return rows.length >= count ? rows : undefined;
+		}, 15_000, `${count} audit record(s) of ${action}`);
+
+	test("every change is a version, newest first: who, when, what kind, and the whole record after it, deletion included", async () => {
+		const clerk = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		const asClerk = (method: string, path: string, body?: unknown) => request(cluster.baseUrl, method, path, body, bearer(clerk.token));
+		const created = (await api("POST", "/patients", patientBody({ phone: "555-0199" }))).body;
+		const patched = (await asClerk("PATCH", `/patients/${created.id}`, { address: "History Lane 2" })).body;
+		// Changes nothing: no version.
+		await asClerk("PATCH", `/patients/${created.id}`, { address: "History Lane 2" });
+		const replaced = (await api("PUT", `/patients/${created.id}`, { ...patientFieldsOf(patched), name: "Renamed Patient", phone: undefined })).body;
+		expect((await api("DELETE", `/patients/${created.id}`)).status).toBe(204);
+		const adminId = (await api("GET", "/auth/me")).body.id;
+
+		const history = await api("GET", `/patients/${created.id}/history`);
+		expect(history.status).toBe(200);
+		expect(history.body).toMatchObject({ total: 4, page: 1, pageSize: 20, totalPages: 1 });
+		const [deleted, third, second, first] = history.body.rows;
+		expect(history.body.rows.map((v: { version: number; kind: string; changedBy: string }) => [v.version, v.kind, v.changedBy])).toEqual([
+			[4, "deleted", adminId],
+			[3, "updated", adminId],
+			[2, "updated", clerk.id],
+			[1, "created", adminId]
+		]);
+		// The registration's record is the patient as registered (its billing account came after).
+		expect(first.record).toEqual({ ...created, billingAccountId: null, deletedAt: null });
+		expect(second.record).toEqual({ ...patched, billingAccountId: expect.anything(), deletedAt: null });
+		expect(third.record).toEqual({ ...replaced, deletedAt: null });
+		expect(third.record.phone).toBeNull();
+		expect(deleted.record).toMatchObject({ ...replaced, version: 4, updatedAt: expect.any(String), deletedAt: deleted.record.updatedAt });
+		for (const v of history.body.rows) expect(v.changedAt).toBe(v.record.updatedAt);
+		expect(Date.parse(deleted.changedAt)).toBeGreaterThanOrEqual(Date.parse(third.changedAt));
+
+		// One version, and the history of a deleted patient stays readable.
+		const one = await api("GET", `/patients/${created.id}/history/2`);
+		expect(one.status).toBe(200);
+		expect(one.body).toEqual(second);
+	});
+
+	test("pages like every list; an unknown patient or version is 404, a malformed version 422", async () => {
+		const patient = await createPatient(api);
+		for (const address of ["Page 1", "Page 2", "Page 3", "Page 4"]) await api("PATCH", `/patients/${patient.id}`, { address });
+		const page = await api("GET", `/patients/${patient.id}/history?page=2&pageSize=2`);
+		expect(page.body).toMatchObject({ total: 5, page: 2, pageSize: 2, totalPages: 3 });
+		expect(page.body.rows.map((v: { version: number }) => v.version)).toEqual([3, 2]);
+		expect((await api("GET", `/patients/${patient.id}/history?page=9`)).body).toMatchObject({ rows: [], total: 5 });
+
+		expect((await api("GET", "/patients/00000000-0000-4000-8000-000000000000/history")).status).toBe(404);
+		expect((await api("GET", "/patients/not-a-uuid/history")).status).toBe(404);
+		expect((await api("GET", `/patients/${patient.id}/history/6`)).status).toBe(404);
+		const malformed = await api("GET", `/patients/${patient.id}/history/first`);
+		expect(malformed.status).toBe(422);
+		expect(malformed.body.data.map((e: { field: string }) => e.field)).toEqual(["version"]);
+		expect((await api("GET", `/patients/${patient.id}/history?pageSize=101`)).status).toBe(422);
+	});
+
+	test("a version is written with its change, or not at all: a refused change adds none", async () => {
+		const patient = await createPatient(api);
+		const taken = await createPatient(api);
+		expect((await api("PATCH", `/patients/${patient.id}`, { email: taken.email })).status).toBe(409);
+		expect((await api("PATCH", `/patients/${patient.id}`, { address: "Stale 1" }, { "if-match": 'W/"7"' })).status).toBe(412);
+		expect((await api("GET", `/patients/${patient.id}/history`)).body.total).toBe(1);
+	});
+
+	test("is for patient readers, and each read is in the audit trail", async () => {
+		const patient = await createPatient(api);
+		const viewer = await createUser(cluster.baseUrl, adminToken, "VIEWER");
+		const doctor = await createUser(cluster.baseUrl, adminToken, "DOCTOR");
+		expect((await request(cluster.baseUrl, "GET", `/patients/${patient.id}/history`, undefined, bearer(viewer.token))).status).toBe(403);
+		expect((await request(cluster.baseUrl, "GET", `/patients/${patient.id}/history/1`, undefined, bearer(viewer.token))).status).toBe(403);
+		expect((await request(cluster.baseUrl, "GET", `/patients/${patient.id}/history`, undefined, bearer(doctor.token))).status).toBe(200);
+		expect((await request(cluster.baseUrl, "GET", `/patients/${patient.id}/history/1`, undefined, bearer(doctor.token))).status).toBe(200);
+
+		const reads = await audited(patient.id, "patients.history", 2);
+		expect(reads).toEqual(expect.arrayContaining([
+			expect.objectContaining({ userId: doctor.id, outcome: "success", status: 200, resource: "patient" }),
+			expect.objectContaining({ userId: viewer.id, outcome: "denied", status: 403 })
+		]));
+		const versionReads = await audited(patient.id, "patients.historyVersion", 2);
+		expect(versionReads).toEqual(expect.arrayContaining([expect.objectContaining({ userId: doctor.id, outcome: "success" })]));
 	});
 });
