@@ -105,5 +105,16 @@ SELECT p.id, 1, 'recorded', NULL, p."updatedAt", to_jsonb(p) FROM (
 	FROM patients
 ) AS p;
 `
+	},
+	{
+		version: 6,
+		name: "duplicate patients merged into a survivor",
+		sql: `
+-- A merged patient is retired like a deleted one (it leaves every read and frees its email) and names its survivor,
+-- to which its reads point. A survivor is never itself retired when the merge is made; the check keeps the pointer
+-- on retired rows and off the row itself.
+ALTER TABLE patients ADD COLUMN merged_into uuid REFERENCES patients (id);
+ALTER TABLE patients ADD CONSTRAINT patients_merged_is_retired CHECK (merged_into IS NULL OR (deleted_at IS NOT NULL AND merged_into <> id));
+`
 	}
 ];

@@ -5,16 +5,17 @@ import { type KafkaMethods, KafkaMixin, type KafkaSchema } from "../mixins/kafka
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/infra/config";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
-import { type RequestMeta, created, noContent, withVersion } from "../lib/infra/http";
+import { type RequestMeta, created, movedPermanently, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
-import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
-import { dateOnly, idParam, partialUpdate } from "../lib/domain/validation";
+import { PATIENT_DELETERS, PATIENT_MERGERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
+import { dateOnly, idParam, partialUpdate, uuidRule } from "../lib/domain/validation";
 import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
 import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, recordBillingAccount } from "./patients/billing-accounts";
 import { outboxMessage } from "./patients/events";
+import { type MergeAnswer, PatientMergedError, mergePatient } from "./patients/merge";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
 import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
 import {
@@ -119,8 +120,14 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
-			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient> {
-				return withVersion(ctx, await findPatient(this.db, ctx.params.id));
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient | { id: string; mergedInto: string }> {
+				try {
+					return withVersion(ctx, await findPatient(this.db, ctx.params.id));
+				} catch (err) {
+					if (!(err instanceof PatientMergedError)) throw err;
+					// A merged patient's record lives on in its survivor: a read is sent there.
+					return movedPermanently(ctx, `/patients/${err.mergedInto}`, { id: ctx.params.id, mergedInto: err.mergedInto });
+				}
 			}
 		},
 
@@ -170,6 +177,24 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const patient = await changePatient(this.db, id, change, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
 				return withVersion(ctx, patient);
+			}
+		},
+
+		/** Merges a duplicate patient into its survivor (issue 14): the duplicate is retired and points at the survivor. */
+		merge: {
+			roles: PATIENT_MERGERS,
+			audit: "patient",
+			rest: "POST /:id/merge",
+			params: { $$strict: true, id: idParam, into: uuidRule() },
+			async handler(ctx: Context<{ id: string; into: string }, RequestMeta>): Promise<MergeAnswer> {
+				const { id, into } = ctx.params;
+				const { answer, retired } = await mergePatient(this.db, id, into, authorOf(ctx));
+				// A repeat of a merge already made announces nothing again.
+				if (retired) {
+					this.logger.info(`Merged patient ${id} into ${into}`);
+					await ctx.emit("patient.merged", { ...retired, mergedInto: into });
+				}
+				return withVersion(ctx, answer);
 			}
 		},
 

@@ -97,8 +97,8 @@ interface NewVersion {
 	after: number;
 }
 
-/** A patient row as a change writes it: the API's columns, and whether (since when) it is deleted, for its history. */
-const RECORD_COLUMNS = `${COLUMNS}, deleted_at AS "deletedAt"`;
+/** A patient row as a change writes it: the API's columns, and whether (since when) it is retired and into whom it was merged, for its history. */
+const RECORD_COLUMNS = `${COLUMNS}, deleted_at AS "deletedAt", merged_into AS "mergedInto"`;
 
 /**
  * `change`, a statement that writes one patient (its values `values`, $1 on),
@@ -147,15 +147,50 @@ export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent, by: st
 	);
 }
 
-/** A version's record as stored: the row as its change wrote it (RECORD_COLUMNS), through to_jsonb, so timestamps are text. */
-export type StoredRecord = Omit<PatientRow, "createdAt" | "updatedAt"> & { createdAt: string; updatedAt: string; deletedAt: string | null };
+/**
+ * A version's record as stored: the row as its change wrote it (RECORD_COLUMNS),
+ * through to_jsonb, so timestamps are text; versions older than merging have
+ * no `mergedInto`.
+ */
+export type StoredRecord = Omit<PatientRow, "createdAt" | "updatedAt"> & { createdAt: string; updatedAt: string; deletedAt: string | null; mergedInto?: string | null };
 
-/** A patient as a version recorded it: the API's fields, and when it was deleted (null while live). */
-export type PatientRecord = Patient & { deletedAt: string | null };
+/** A patient as a version recorded it: the API's fields, when it was retired (null while live), and its survivor if it was merged. */
+export type PatientRecord = Patient & { deletedAt: string | null; mergedInto: string | null };
+
+/** The patient as the API gave it after the change that stored this record. */
+export function storedPatient(stored: StoredRecord): Patient {
+	return patientFrom({ ...stored, createdAt: new Date(stored.createdAt), updatedAt: new Date(stored.updatedAt) });
+}
 
 export function recordFrom(stored: StoredRecord): PatientRecord {
-	const patient = patientFrom({ ...stored, createdAt: new Date(stored.createdAt), updatedAt: new Date(stored.updatedAt) });
-	return { ...patient, deletedAt: stored.deletedAt && new Date(stored.deletedAt).toISOString() };
+	return { ...storedPatient(stored), deletedAt: stored.deletedAt && new Date(stored.deletedAt).toISOString(), mergedInto: stored.mergedInto ?? null };
+}
+
+/** A patient in any state, live or retired, as RECORD_COLUMNS reads it. */
+export type RecordRow = PatientRow & { deletedAt: Date | null; mergedInto: string | null };
+
+/** The patients with these ids, live or retired, locked until the transaction ends, in id order (so two merges never deadlock). */
+export function lockedPatientRecords(ids: string[]): Statement {
+	return { text: `SELECT ${RECORD_COLUMNS} FROM patients WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, values: [ids] };
+}
+
+/** The survivor a retired patient was merged into, if it was. */
+export function mergedPatientById(id: string): Statement {
+	return { text: `SELECT merged_into AS "mergedInto" FROM patients WHERE id = $1 AND merged_into IS NOT NULL`, values: [id] };
+}
+
+/**
+ * Retires a live patient into its survivor, as a soft delete that names the
+ * survivor, with the PATIENT_MERGED event and the version it adds (by `by`).
+ */
+export function mergePatientWithEvent(id: string, into: string, event: OutboxEvent, by: string | null): Statement {
+	return withEvent(
+		`UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp(), version = version + 1, merged_into = $2
+			WHERE id = $1 AND deleted_at IS NULL`,
+		[id, into],
+		event,
+		{ kind: "merged", by, after: 0 }
+	);
 }
 
 /** What a registration retried with its key finds: the first attempt's fingerprint, its answer (version 1) and the account billing opened since. */

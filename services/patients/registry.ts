@@ -9,6 +9,7 @@ import { formatMrn } from "../../lib/domain/mrn";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import { patientEvent } from "./events";
+import { PatientMergedError } from "./merge";
 import {
 	type Patient,
 	type PatientFields,
@@ -19,15 +20,16 @@ import {
 	type RegistrationRow,
 	insertPatientWithEvent,
 	lockedPatientById,
+	mergedPatientById,
 	nextMrnSerial,
 	patientById,
 	patientFrom,
 	patientPage,
 	patientVersion,
 	patientVersionPage,
-	recordFrom,
 	registrationByKey,
 	softDeletePatientWithEvent,
+	storedPatient,
 	updatePatientWithEvent,
 	versionFrom
 } from "./queries";
@@ -85,8 +87,7 @@ export async function registerPatient(db: Queryable, input: PatientInput, by: Au
 	const [first] = retry ? await db.query<RegistrationRow>(registrationByKey(retry.user, retry.key)) : [];
 	if (!first) throw conflict;
 	if (first.fingerprint !== retry!.fingerprint) throw new IdempotencyKeyReusedError();
-	const { deletedAt: _deletedAt, ...answered } = recordFrom(first.record);
-	return { patient: { ...answered, billingAccountId: first.billingAccountId }, repeated: true };
+	return { patient: { ...storedPatient(first.record), billingAccountId: first.billingAccountId }, repeated: true };
 }
 
 export function findPatient(db: Queryable, id: string): Promise<Patient> {
@@ -144,12 +145,15 @@ export async function deletePatient(db: Database, id: string, by: Author, ifMatc
 	});
 }
 
-/** The live patient `read` finds by `id`, or a 404. */
+/** The live patient `read` finds by `id`; a 409 pointing at the survivor if it was merged; else a 404. */
 async function livePatient(db: Queryable, id: string, read: (id: string) => Statement): Promise<Patient> {
 	// A malformed id names no patient: that is a 404, not a validation error.
-	const [row] = isUuid(id) ? await db.query<PatientRow>(read(id)) : [];
-	if (!row) throw new NotFoundError("Patient", id);
-	return patientFrom(row);
+	if (!isUuid(id)) throw new NotFoundError("Patient", id);
+	const [row] = await db.query<PatientRow>(read(id));
+	if (row) return patientFrom(row);
+	const [merged] = await db.query<{ mergedInto: string }>(mergedPatientById(id));
+	if (merged) throw new PatientMergedError(merged.mergedInto);
+	throw new NotFoundError("Patient", id);
 }
 
 /** A serial a failed registration leaves unused is a gap in the MRNs, never a duplicate. */

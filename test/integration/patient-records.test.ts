@@ -8,11 +8,13 @@ import { type TestCluster, adminLogin, bearer, createUser, request, startCluster
 import { createPatient, patientBody, patientFieldsOf } from "../helpers/fixtures";
 import { eventRecorder } from "../helpers/service-broker";
 import { eventually } from "../helpers/node-process";
+import { decodePatientEvent } from "../../lib/domain/patient-events";
 
 /**
  * Issue 14 for the patient registry, through the gateway on a real
  * PostgreSQL: versions and If-Match (no lost updates), Idempotency-Key on
- * registration (safe retries), and each patient's history.
+ * registration (safe retries), each patient's history, and merging a
+ * duplicate into its survivor.
  */
 
 let cluster: TestCluster;
@@ -41,6 +43,14 @@ async function outboxOf(patientId: string): Promise<string[]> {
 	const { rows } = await db.query("SELECT event_type FROM outbox WHERE key = $1 ORDER BY id", [patientId]);
 	return rows.map(r => r.event_type);
 }
+
+/** The audit records of `patientId` for `action`, once there are `count`. */
+const audited = (patientId: string, action: string, count: number) =>
+	eventually(async () => {
+		const trail = await api("GET", `/audit?patientId=${patientId}&pageSize=100`);
+		const rows = trail.body.rows.filter((r: { action: string }) => r.action === action);
+		return rows.length >= count ? rows : undefined;
+	}, 15_000, `${count} audit record(s) of ${action}`);
 
 describe("versions and If-Match", () => {
 	test("a patient is version 1 when registered, sent as its ETag by the 201, GET, PUT and PATCH", async () => {
@@ -218,14 +228,6 @@ describe("Idempotency-Key on POST /patients", () => {
 });
 
 describe("history", () => {
-	/** The audit records of `patientId` for `action`, once there are `count`. */
-	const audited = (patientId: string, action: string, count: number) =>
-		eventually(async () => {
-			const trail = await api("GET", `/audit?patientId=${patientId}&pageSize=100`);
-			const rows = trail.body.rows.filter((r: { action: string }) => r.action === action);
-			return rows.length >= count ? rows : undefined;
-		}, 15_000, `${count} audit record(s) of ${action}`);
-
 	test("every change is a version, newest first: who, when, what kind, and the whole record after it, deletion included", async () => {
 		const clerk = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
 		const asClerk = (method: string, path: string, body?: unknown) => request(cluster.baseUrl, method, path, body, bearer(clerk.token));
@@ -248,9 +250,9 @@ describe("history", () => {
 			[1, "created", adminId]
 		]);
 		// The registration's record is the patient as registered (its billing account came after).
-		expect(first.record).toEqual({ ...created, billingAccountId: null, deletedAt: null });
-		expect(second.record).toEqual({ ...patched, billingAccountId: expect.anything(), deletedAt: null });
-		expect(third.record).toEqual({ ...replaced, deletedAt: null });
+		expect(first.record).toEqual({ ...created, billingAccountId: null, deletedAt: null, mergedInto: null });
+		expect(second.record).toEqual({ ...patched, billingAccountId: expect.anything(), deletedAt: null, mergedInto: null });
+		expect(third.record).toEqual({ ...replaced, deletedAt: null, mergedInto: null });
 		expect(third.record.phone).toBeNull();
 		expect(deleted.record).toMatchObject({ ...replaced, version: 4, updatedAt: expect.any(String), deletedAt: deleted.record.updatedAt });
 		for (const v of history.body.rows) expect(v.changedAt).toBe(v.record.updatedAt);
@@ -303,5 +305,123 @@ describe("history", () => {
 		]));
 		const versionReads = await audited(patient.id, "patients.historyVersion", 2);
 		expect(versionReads).toEqual(expect.arrayContaining([expect.objectContaining({ userId: doctor.id, outcome: "success" })]));
+	});
+});
+
+describe("POST /patients/:id/merge", () => {
+	/** The PATIENT_MERGED events in the outbox for `patientId`, decoded. */
+	async function mergedEvents(patientId: string) {
+		const { rows } = await db.query("SELECT key, payload FROM outbox WHERE key = $1 AND event_type = 'PATIENT_MERGED' ORDER BY id", [patientId]);
+		return rows.map(row => ({ key: row.key, ...decodePatientEvent(row.payload) }));
+	}
+
+	test("retires the duplicate into the survivor: the survivor and its ETag, one PATIENT_MERGED, a 'merged' version, patient.merged", async () => {
+		const duplicate = await createPatient(api, { name: "Jon Smith" });
+		const survivor = await createPatient(api, { name: "John Smith" });
+		const res = await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		expect(res.status).toBe(200);
+		expect(res.headers.get("etag")).toBe('W/"1"');
+		expect(res.body).toEqual({ ...survivor, merged: { id: duplicate.id, mrn: duplicate.mrn, version: 2, mergedAt: expect.any(String) } });
+
+		const [event, ...more] = await mergedEvents(duplicate.id);
+		expect(more).toEqual([]);
+		expect(event).toMatchObject({ key: duplicate.id, eventType: "PATIENT_MERGED", patientId: duplicate.id, mergedInto: survivor.id, name: "Jon Smith", email: duplicate.email });
+		expect(events.filter(e => e.name === "patient.merged" && e.payload.id === duplicate.id).map(e => e.payload)).toEqual([
+			expect.objectContaining({ id: duplicate.id, mergedInto: survivor.id, version: 2 })
+		]);
+
+		const history = (await api("GET", `/patients/${duplicate.id}/history`)).body;
+		expect(history.rows[0]).toMatchObject({ version: 2, kind: "merged", changedBy: (await api("GET", "/auth/me")).body.id });
+		expect(history.rows[0].record).toMatchObject({ id: duplicate.id, mergedInto: survivor.id, deletedAt: res.body.merged.mergedAt });
+
+		// The survivor is untouched; the duplicate leaves lists and searches, and frees its email.
+		expect((await api("GET", `/patients/${survivor.id}`)).body).toEqual(survivor);
+		expect((await api("GET", `/patients?search=${duplicate.mrn}`)).body.total).toBe(0);
+		expect((await api("POST", "/patients", patientBody({ email: duplicate.email }))).status).toBe(201);
+	});
+
+	test("a read of the merged patient is 301 to the survivor, its body naming it; a client that follows lands there", async () => {
+		const duplicate = await createPatient(api);
+		const survivor = await createPatient(api);
+		await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		const moved = await fetch(`${cluster.baseUrl}/patients/${duplicate.id}`, { headers: bearer(adminToken), redirect: "manual" });
+		expect(moved.status).toBe(301);
+		expect(moved.headers.get("location")).toBe(`/patients/${survivor.id}`);
+		expect(await moved.json()).toEqual({ id: duplicate.id, mergedInto: survivor.id });
+		const followed = await api("GET", `/patients/${duplicate.id}`);
+		expect([followed.status, followed.body]).toEqual([200, survivor]);
+	});
+
+	test("changes to the merged patient are 409 naming the survivor; its history still reads", async () => {
+		const duplicate = await createPatient(api);
+		const survivor = await createPatient(api);
+		await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		for (const [method, body] of [["PUT", patientBody()], ["PATCH", { address: "Ghost Road 1" }], ["DELETE", undefined]] as const) {
+			const res = await api(method, `/patients/${duplicate.id}`, body);
+			expect([method, res.status, res.body.data]).toEqual([method, 409, { mergedInto: survivor.id }]);
+		}
+		expect((await api("GET", `/patients/${duplicate.id}/history/1`)).body.record).toMatchObject({ id: duplicate.id, deletedAt: null });
+		expect((await api("GET", `/patients/${duplicate.id}/history`)).body.total).toBe(2);
+	});
+
+	test("repeating the same merge answers the same and writes nothing more", async () => {
+		const duplicate = await createPatient(api);
+		const survivor = await createPatient(api);
+		const first = await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		const again = await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		expect([again.status, again.headers.get("etag")]).toEqual([200, first.headers.get("etag")]);
+		expect(again.body).toEqual(first.body);
+		expect(await mergedEvents(duplicate.id)).toHaveLength(1);
+		expect((await api("GET", `/patients/${duplicate.id}/history`)).body.total).toBe(2);
+		expect(events.filter(e => e.name === "patient.merged" && e.payload.id === duplicate.id)).toHaveLength(1);
+	});
+
+	test("is refused, writing nothing: into itself or a survivor retired (409), a patient merged elsewhere (409), an unknown survivor (422), an unknown or deleted patient (404)", async () => {
+		const [duplicate, survivor, other, gone, mergedAway] = await Promise.all([1, 2, 3, 4, 5].map(() => createPatient(api)));
+		await api("DELETE", `/patients/${gone.id}`);
+		await api("POST", `/patients/${mergedAway.id}/merge`, { into: other.id });
+
+		const itself = await api("POST", `/patients/${duplicate.id}/merge`, { into: duplicate.id });
+		expect([itself.status, itself.body.data]).toEqual([409, { field: "into" }]);
+		const intoMerged = await api("POST", `/patients/${duplicate.id}/merge`, { into: mergedAway.id });
+		expect([intoMerged.status, intoMerged.body.data]).toEqual([409, { field: "into", mergedInto: other.id }]);
+		expect((await api("POST", `/patients/${duplicate.id}/merge`, { into: gone.id })).status).toBe(409);
+		const unknown = await api("POST", `/patients/${duplicate.id}/merge`, { into: "00000000-0000-4000-8000-000000000000" });
+		expect(unknown.status).toBe(422);
+		expect(unknown.body.data.map((e: { field: string }) => e.field)).toEqual(["into"]);
+		for (const body of [{}, { into: "not-a-uuid" }, { into: survivor.id, also: 1 }]) expect((await api("POST", `/patients/${duplicate.id}/merge`, body)).status).toBe(422);
+		expect((await api("POST", "/patients/00000000-0000-4000-8000-000000000000/merge", { into: survivor.id })).status).toBe(404);
+		expect((await api("POST", `/patients/${gone.id}/merge`, { into: survivor.id })).status).toBe(404);
+		// Nothing of that was written: the duplicate is still live at version 1, with no merge announced.
+		expect((await api("GET", `/patients/${duplicate.id}`)).body).toEqual(duplicate);
+		expect(await mergedEvents(duplicate.id)).toEqual([]);
+
+		// Once merged, a merge of it elsewhere is 409 naming where it went.
+		await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id });
+		const elsewhere = await api("POST", `/patients/${duplicate.id}/merge`, { into: other.id });
+		expect([elsewhere.status, elsewhere.body.data]).toEqual([409, { mergedInto: survivor.id }]);
+	});
+
+	test("two merges of a pair, each way, at once: one wins, the other is 409", async () => {
+		const a = await createPatient(api);
+		const b = await createPatient(api);
+		const answers = await Promise.all([api("POST", `/patients/${a.id}/merge`, { into: b.id }), api("POST", `/patients/${b.id}/merge`, { into: a.id })]);
+		expect(answers.map(r => r.status).sort()).toEqual([200, 409]);
+		const { rows } = await db.query("SELECT count(*)::int AS n FROM patients WHERE id = ANY($1) AND merged_into IS NOT NULL", [[a.id, b.id]]);
+		expect(rows[0].n).toBe(1);
+	});
+
+	test("is for admins only, and the merge is in the audit trail", async () => {
+		const duplicate = await createPatient(api);
+		const survivor = await createPatient(api);
+		const clerk = await createUser(cluster.baseUrl, adminToken, "RECEPTIONIST");
+		const refused = await request(cluster.baseUrl, "POST", `/patients/${duplicate.id}/merge`, { into: survivor.id }, bearer(clerk.token));
+		expect(refused.status).toBe(403);
+		expect((await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id })).status).toBe(200);
+		const trail = await audited(duplicate.id, "patients.merge", 2);
+		expect(trail).toEqual(expect.arrayContaining([
+			expect.objectContaining({ userId: clerk.id, outcome: "denied", status: 403, resource: "patient" }),
+			expect.objectContaining({ role: "ADMIN", outcome: "success", status: 200, resource: "patient" })
+		]));
 	});
 });
