@@ -88,12 +88,13 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			async handler(ctx: Context<PatientInput, RequestMeta>): Promise<Patient> {
 				// The patient, its PATIENT_CREATED event and its version 1 are written in one statement: they commit together, or none does.
 				const { patient, repeated } = await registerPatient(this.db, ctx.params, authorOf(ctx), retryRequestOf(ctx));
-				if (!repeated) this.logger.info(`Registered patient ${patient.id}`);
-				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
-				patient.billingAccountId ??= await openBillingAccount(this.billingAccounts(), patient);
 				withVersion(ctx, created(ctx, `/patients/${patient.id}`, patient));
-				// A retry repeats the first answer, not its announcement.
-				if (!repeated) await ctx.emit("patient.created", patient);
+				// A retry repeats the first answer (with the account opened since), not its work or its announcement.
+				if (repeated) return patient;
+				this.logger.info(`Registered patient ${patient.id}`);
+				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
+				patient.billingAccountId = await openBillingAccount(this.billingAccounts(), patient);
+				await ctx.emit("patient.created", patient);
 				return patient;
 			}
 		},
