@@ -3,6 +3,7 @@ import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import type { AppointmentRow, Status } from "../../services/appointments/queries";
 import type { AccountRow } from "../../services/billing/queries";
 import type { DoctorRow } from "../../services/doctors/queries";
+import type { PatientRow } from "../../services/patients/queries";
 import type { JsonResponse } from "./cluster";
 
 /**
@@ -67,6 +68,26 @@ export async function createDoctor(api: Api, overrides: Record<string, unknown> 
 }
 
 const CREATED = new Date("2030-01-01T00:00:00Z");
+
+/** A live patient as patients/queries.ts reads it, at version 3. */
+export function patientRow(overrides: Partial<PatientRow> = {}): PatientRow {
+	return {
+		id: crypto.randomUUID(),
+		mrn: "10000413",
+		name: "Test Patient",
+		email: "patient@example.org",
+		address: "12 Harbour Road, Portsmouth",
+		dateOfBirth: "1984-06-15",
+		registerDate: "2030-01-01",
+		phone: null,
+		gender: null,
+		billingAccountId: null,
+		version: 3,
+		createdAt: CREATED,
+		updatedAt: CREATED,
+		...overrides
+	};
+}
 
 /** A doctor as doctors/queries.ts reads it. */
 export function doctorRow(overrides: Partial<DoctorRow> = {}): DoctorRow {

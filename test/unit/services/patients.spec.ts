@@ -20,7 +20,7 @@ import {
 	softDeletePatientWithEvent,
 	updatePatientWithEvent
 } from "../../../services/patients/queries";
-import { patientBody } from "../../helpers/fixtures";
+import { patientBody, patientRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
 import { createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
 import { StubDatabase } from "../../helpers/stub-database";
@@ -107,11 +107,6 @@ function register(body: Record<string, unknown>, meta: Record<string, unknown> =
 	return { meta, answer: broker.call<any, object>("patients.create", body, { meta }) };
 }
 
-/** A patient row as the stub's database holds it. */
-function patientRow(overrides: Partial<PatientRow> = {}): PatientRow {
-	const now = new Date("2030-01-01T00:00:00Z");
-	return { id: crypto.randomUUID(), mrn: "10000413", ...patientBody(), registerDate: "2030-01-01", phone: null, gender: null, billingAccountId: null, version: 3, createdAt: now, updatedAt: now, ...overrides } as PatientRow;
-}
 
 describe("patients.create", () => {
 	test("writes the patient and its PATIENT_CREATED event in one statement, opens the billing account, answers 201 and announces patient.created", async () => {
