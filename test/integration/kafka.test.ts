@@ -119,6 +119,24 @@ describe("PATIENT_CREATED_EVENT on Kafka", () => {
 		expect(Date.parse(decoded.occurred_at)).toBeGreaterThan(Date.now() - 60_000);
 	});
 
+	test("a merge's PATIENT_MERGED sits on the topic, keyed by the merged patient, naming the survivor in merged_into", async () => {
+		const duplicate = await createPatient(api);
+		const survivor = await createPatient(api);
+		expect((await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id })).status).toBe(200);
+		const isMerge = (m: Message<Buffer, Buffer, Buffer, Buffer>) => m.key.toString() === duplicate.id && PatientEvent.decode(m.value).eventType === "PATIENT_MERGED";
+		const message = (await readTopic(config.patientTopic, seen => seen.some(isMerge))).find(isMerge)!;
+
+		const root = new protobuf.Root().loadSync(path.resolve(__dirname, "../../proto/patient_event.proto"), { keepCase: true });
+		const PatientEventType = root.lookupType("patient.events.PatientEvent");
+		expect(PatientEventType.toObject(PatientEventType.decode(message.value))).toMatchObject({
+			patientId: duplicate.id,
+			email: duplicate.email,
+			event_type: "PATIENT_MERGED",
+			merged_into: survivor.id
+		});
+		expect(Object.fromEntries([...message.headers].map(([k, v]) => [k.toString(), v.toString()]))).toMatchObject({ "event-type": "PATIENT_MERGED" });
+	});
+
 	test("billing opens the account from the event; the log reports the latency", async () => {
 		const latencies: number[] = [];
 		for (let i = 0; i < 10; i++) {
