@@ -13,5 +13,15 @@ CREATE TABLE registrations_daily (
 );
 ${PROCESSED_EVENTS_SQL}
 `
+	},
+	{
+		version: 2,
+		name: "daily merge counts",
+		sql: `
+-- Duplicate patients merged per day, from PATIENT_MERGED: aggregates only, as registrations.
+CREATE TABLE merges_daily (
+	day date PRIMARY KEY,
+	count integer NOT NULL CHECK (count >= 0)
+);`
 	}
 ];

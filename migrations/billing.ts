@@ -42,5 +42,28 @@ ${appendOnlySql("billing_transactions", "the ledger is append-only: post a REFUN
 		version: 2,
 		name: "remember processed patient events",
 		sql: PROCESSED_EVENTS_SQL
+	},
+	{
+		version: 3,
+		name: "billing accounts have a version",
+		sql: `
+-- Raised by every change that changes something (staff's, gRPC's, the patient events'): a PATCH with a stale If-Match is refused.
+ALTER TABLE billing_accounts ADD COLUMN version integer NOT NULL DEFAULT 1;`
+	},
+	{
+		version: 4,
+		name: "a merged patient's account closes and carries its balance over",
+		sql: `
+-- A merged patient's account is CLOSED, and names the account that took over its balance; only a merge closes one.
+ALTER TABLE billing_accounts ADD COLUMN merged_into_account_id uuid REFERENCES billing_accounts (id);
+ALTER TABLE billing_accounts DROP CONSTRAINT billing_accounts_status_check;
+ALTER TABLE billing_accounts ADD CONSTRAINT billing_accounts_status_check CHECK (status IN ('ACTIVE', 'INACTIVE', 'SUSPENDED', 'CLOSED'));
+ALTER TABLE billing_accounts ADD CONSTRAINT billing_accounts_closed_by_merge CHECK ((status = 'CLOSED') = (merged_into_account_id IS NOT NULL));
+-- A TRANSFER carries a balance from one account to another, signed as an adjustment is: a merge posts one on
+-- each side, of opposite amounts, so no money is created or lost.
+ALTER TABLE billing_transactions DROP CONSTRAINT billing_transactions_type_check;
+ALTER TABLE billing_transactions ADD CONSTRAINT billing_transactions_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'ADJUSTMENT', 'REFUND', 'TRANSFER'));
+ALTER TABLE billing_transactions DROP CONSTRAINT billing_transactions_check;
+ALTER TABLE billing_transactions ADD CONSTRAINT billing_transactions_amount_check CHECK (amount <> 0 AND (type IN ('ADJUSTMENT', 'TRANSFER') OR amount > 0));`
 	}
 ];

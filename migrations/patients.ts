@@ -1,4 +1,5 @@
 import type { Migration } from "../lib/infra/migrations";
+import { appendOnlySql } from "../lib/infra/sql";
 
 export const patientMigrations: Migration[] = [
 	{
@@ -71,6 +72,41 @@ CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE F
 `
 	},
 	{
+		version: 4,
+		name: "patient versions, registration retry keys and history",
+		sql: `
+-- Raised by every change: a client's If-Match names the version it read, so a change made meanwhile is never overwritten.
+ALTER TABLE patients
+	ADD COLUMN version integer NOT NULL DEFAULT 1,
+	ADD COLUMN idempotency_user uuid,
+	ADD COLUMN idempotency_key varchar(255),
+	ADD COLUMN request_fingerprint char(64);
+-- A registration retried by the same caller with the same Idempotency-Key finds the patient its first attempt registered.
+CREATE UNIQUE INDEX patients_idempotency_key ON patients (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- Each patient's versions, each the whole record as a change left it (deleted ones too), with who changed it and when.
+-- Written in the statement that makes the change, so a version exists if and only if its change does.
+CREATE TABLE patient_versions (
+	patient_id uuid NOT NULL REFERENCES patients (id),
+	version integer NOT NULL,
+	kind varchar(16) NOT NULL CHECK (kind IN ('recorded', 'created', 'updated', 'deleted', 'merged')),
+	changed_by uuid,
+	changed_at timestamptz NOT NULL,
+	record jsonb NOT NULL,
+	PRIMARY KEY (patient_id, version)
+);
+${appendOnlySql("patient_versions", "a patient's history cannot be changed: a change adds a version")}
+
+-- Patients registered before history was kept start theirs with the record as it stood ('recorded': author unknown).
+INSERT INTO patient_versions (patient_id, version, kind, changed_by, changed_at, record)
+SELECT p.id, 1, 'recorded', NULL, p."updatedAt", to_jsonb(p) FROM (
+	SELECT id, mrn, name, email, address, to_char(date_of_birth, 'YYYY-MM-DD') AS "dateOfBirth", to_char(register_date, 'YYYY-MM-DD') AS "registerDate",
+		phone, gender, billing_account_id AS "billingAccountId", version, created_at AS "createdAt", updated_at AS "updatedAt", deleted_at AS "deletedAt"
+	FROM patients
+) AS p;
+`
+	},
+	{
 		version: 5,
 		name: "finding duplicate patients",
 		sql: `
@@ -88,6 +124,17 @@ ALTER TABLE patients
 CREATE INDEX patients_name_trgm_idx ON patients USING gin (name gin_trgm_ops) WITH (fastupdate = off) WHERE deleted_at IS NULL;
 CREATE INDEX patients_phone_digits_idx ON patients (phone_digits) WHERE deleted_at IS NULL;
 CREATE INDEX patients_email_mailbox_idx ON patients (email_mailbox) WHERE deleted_at IS NULL;
+`
+	},
+	{
+		version: 6,
+		name: "duplicate patients merged into a survivor",
+		sql: `
+-- A merged patient is retired like a deleted one (it leaves every read and frees its email) and names its survivor,
+-- to which its reads point. A survivor is never itself retired when the merge is made; the check keeps the pointer
+-- on retired rows and off the row itself.
+ALTER TABLE patients ADD COLUMN merged_into uuid REFERENCES patients (id);
+ALTER TABLE patients ADD CONSTRAINT patients_merged_is_retired CHECK (merged_into IS NULL OR (deleted_at IS NOT NULL AND merged_into <> id));
 `
 	}
 ];

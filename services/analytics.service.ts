@@ -10,7 +10,7 @@ import { decodePatientEvent } from "../lib/domain/patient-events";
 import { ANALYTICS_READERS } from "../lib/domain/roles";
 import { dateOnly } from "../lib/domain/validation";
 import type { PatientEvent } from "../proto/generated/patient_event";
-import { type RegistrationDay, countRegistration, registrationsBetween } from "./analytics/queries";
+import { type RegistrationDay, countMerge, countRegistration, mergesBetween, registrationsBetween } from "./analytics/queries";
 
 type AnalyticsThis = Service<ServiceSettingSchema> & DbVars;
 
@@ -21,7 +21,7 @@ function addDays(date: string, days: number): string {
 	return new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 }
 
-/** Counts patient registrations per day (in the clinic's timezone) from PATIENT_CREATED events. */
+/** Counts patient registrations and merges per day (in the clinic's timezone) from PATIENT_CREATED and PATIENT_MERGED events. */
 const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never>, DbVars> = {
 	name: "analytics",
 
@@ -34,8 +34,9 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				topic: () => config.patientTopic,
 				decode: decodePatientEvent,
 				async handler(this: AnalyticsThis, event: PatientEvent) {
-					if (event.eventType !== "PATIENT_CREATED") return;
-					await this.db.query(countRegistration(event.eventId, todayIn(config.clinicTimezone, new Date(event.occurredAt))));
+					const day = todayIn(config.clinicTimezone, new Date(event.occurredAt));
+					if (event.eventType === "PATIENT_CREATED") await this.db.query(countRegistration(event.eventId, day));
+					if (event.eventType === "PATIENT_MERGED") await this.db.query(countMerge(event.eventId, day));
 				}
 			} satisfies KafkaConsumerDefinition<AnalyticsThis, PatientEvent>
 		]
@@ -57,10 +58,14 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 				if (dayTotal < 1 || dayTotal > MAX_RANGE_DAYS) {
 					throw invalidFields([{ field: "from", message: `The range from 'from' to 'to' must run forwards and span at most ${MAX_RANGE_DAYS} days.` }]);
 				}
-				const rows = await this.db.query<RegistrationDay>(registrationsBetween(from, to));
-				const counts = new Map(rows.map(r => [r.day, r.count]));
-				const days = datesBetween(from, to).map(date => ({ date, count: counts.get(date) ?? 0 }));
-				return { from, to, days, total: days.reduce((sum, d) => sum + d.count, 0) };
+				const [registered, merged] = await Promise.all([
+					this.db.query<RegistrationDay>(registrationsBetween(from, to)),
+					this.db.query<RegistrationDay>(mergesBetween(from, to))
+				]);
+				const counts = new Map(registered.map(r => [r.day, r.count]));
+				const merges = new Map(merged.map(r => [r.day, r.count]));
+				const days = datesBetween(from, to).map(date => ({ date, count: counts.get(date) ?? 0, merged: merges.get(date) ?? 0 }));
+				return { from, to, days, total: days.reduce((sum, d) => sum + d.count, 0), merged: days.reduce((sum, d) => sum + d.merged, 0) };
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/infra/config";
 import { billingServerSecurity } from "../lib/infra/grpc-security";
-import { type RequestMeta, created } from "../lib/infra/http";
+import { type RequestMeta, created, withVersion } from "../lib/infra/http";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/domain/roles";
 import { idParam, uuidRule } from "../lib/domain/validation";
@@ -17,10 +17,10 @@ import { type AppointmentCharge, MAX_AMOUNT, type PostedTransaction, amountParam
 import {
 	ACCOUNT_STATUSES,
 	type AccountChanges,
-	type AccountStatus,
 	type BillingAccount,
 	type LedgerTransaction,
 	type Posting,
+	type SettableStatus,
 	TRANSACTION_TYPES
 } from "./billing/queries";
 
@@ -65,7 +65,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 				email: { type: "email", max: 254 }
 			},
 			handler(ctx: Context<{ patientId: string; name: string; email: string }>): Promise<BillingAccount> {
-				return openAccount(this.db, this.broker, ctx.params);
+				return openAccount(this.db, ctx.params);
 			}
 		},
 
@@ -109,8 +109,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "GET /accounts/:id",
 			params: { id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<BillingAccount> {
-				return findAccount(this.db, ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<BillingAccount> {
+				return withVersion(ctx, await findAccount(this.db, ctx.params.id));
 			}
 		},
 
@@ -119,8 +119,8 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "PATCH /accounts/:id",
 			params: { $$strict: true, id: idParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
-			handler(ctx: Context<{ id: string; status: AccountStatus }>): Promise<BillingAccount> {
-				return changeAccount(this.db, ctx.params.id, { status: ctx.params.status });
+			async handler(ctx: Context<{ id: string; status: SettableStatus }, RequestMeta>): Promise<BillingAccount> {
+				return withVersion(ctx, await changeAccount(this.db, ctx.params.id, { status: ctx.params.status }, ctx.meta.ifMatch));
 			}
 		},
 

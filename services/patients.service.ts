@@ -5,19 +5,31 @@ import { type KafkaMethods, KafkaMixin, type KafkaSchema } from "../mixins/kafka
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/infra/config";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
-import { type RequestMeta, created, noContent } from "../lib/infra/http";
+import { type RequestMeta, created, movedPermanently, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
-import { type Page, pagingParams } from "../lib/domain/paging";
+import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
-import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
-import { dateOnly, idParam, partialUpdate } from "../lib/domain/validation";
+import { PATIENT_DELETERS, PATIENT_MERGERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
+import { dateOnly, idParam, partialUpdate, uuidRule } from "../lib/domain/validation";
 import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
-import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts, recordBillingAccount } from "./patients/billing-accounts";
+import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts } from "./patients/billing-accounts";
 import { outboxMessage } from "./patients/events";
+import { type MergeAnswer, PatientMergedError, mergePatient } from "./patients/merge";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
-import { type Patient, type PatientFields, type PatientFilter, failingOutboxEvents, outboxSummary } from "./patients/queries";
-import { type PatientInput, changePatient, deletePatient, findPatient, listPatients, registerPatient } from "./patients/registry";
+import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
+import {
+	type Author,
+	type PatientInput,
+	type RetryRequest,
+	changePatient,
+	deletePatient,
+	findPatient,
+	findPatientVersion,
+	listPatients,
+	patientHistory,
+	registerPatient
+} from "./patients/registry";
 import { DUPLICATE_LIMIT, type Duplicates, findDuplicates } from "./patients/duplicates";
 
 interface PatientsSettings extends ServiceSettingSchema {
@@ -34,6 +46,16 @@ interface PatientsVars {
 }
 
 type PatientsThis = Service<PatientsSettings> & DbVars & GrpcClientVars & KafkaMethods & PatientsVars & PatientsMethods;
+
+/** Who makes a change, as the patient's history records it: the signed-in caller, or null for a peer service. */
+function authorOf(ctx: Context<unknown, RequestMeta>): Author {
+	return ctx.meta.user?.id ?? null;
+}
+
+/** The caller's Idempotency-Key: retries are told apart per signed-in caller. */
+function retryRequestOf(ctx: Context<unknown, RequestMeta>): RetryRequest | undefined {
+	return ctx.meta.idempotencyKey && ctx.meta.user ? { user: ctx.meta.user.id, key: ctx.meta.idempotencyKey } : undefined;
+}
 
 /**
  * The patient registry: registration, reads, changes and soft delete, each
@@ -65,12 +87,14 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
 			async handler(ctx: Context<PatientInput, RequestMeta>): Promise<Patient> {
-				// The patient and its PATIENT_CREATED event are written in one statement: they commit together, or neither does.
-				const patient = await registerPatient(this.db, ctx.params);
+				// The patient, its PATIENT_CREATED event and its version 1 are written in one statement: they commit together, or none does.
+				const { patient, repeated } = await registerPatient(this.db, ctx.params, authorOf(ctx), retryRequestOf(ctx));
+				withVersion(ctx, created(ctx, `/patients/${patient.id}`, patient));
+				// A retry repeats the first answer (with the account opened since), not its work or its announcement.
+				if (repeated) return patient;
 				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await openBillingAccount(this.billingAccounts(), patient);
-				created(ctx, `/patients/${patient.id}`, patient);
 				await ctx.emit("patient.created", patient);
 				return patient;
 			}
@@ -98,8 +122,36 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
-			handler(ctx: Context<{ id: string }>): Promise<Patient> {
-				return findPatient(this.db, ctx.params.id);
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient | { id: string; mergedInto: string }> {
+				try {
+					return withVersion(ctx, await findPatient(this.db, ctx.params.id));
+				} catch (err) {
+					if (!(err instanceof PatientMergedError)) throw err;
+					// A merged patient's record lives on in its survivor: a read is sent there.
+					return movedPermanently(ctx, `/patients/${err.mergedInto}`, { id: ctx.params.id, mergedInto: err.mergedInto });
+				}
+			}
+		},
+
+		/** Every version of the patient, newest first: who changed what, when; kept after a deletion or a merge. */
+		history: {
+			roles: PATIENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/history",
+			params: { $$strict: true, id: idParam, ...pagingParams() },
+			handler(ctx: Context<{ id: string } & PageRequest>): Promise<Page<PatientVersion>> {
+				const { id, ...page } = ctx.params;
+				return patientHistory(this.db, id, page);
+			}
+		},
+
+		historyVersion: {
+			roles: PATIENT_READERS,
+			audit: "patient",
+			rest: "GET /:id/history/:version",
+			params: { $$strict: true, id: idParam, version: { type: "number", integer: true, min: 1, max: 2_147_483_647, convert: true } },
+			handler(ctx: Context<{ id: string; version: number }>): Promise<PatientVersion> {
+				return findPatientVersion(this.db, ctx.params.id, ctx.params.version);
 			}
 		},
 
@@ -108,12 +160,12 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PUT /:id",
 			params: { $$strict: true, id: idParam, ...patientFields },
-			async handler(ctx: Context<PatientInput & { id: string }>): Promise<Patient> {
+			async handler(ctx: Context<PatientInput & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...input } = ctx.params;
 				// A replacement clears what the body leaves out, except the register date.
-				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input });
+				const patient = await changePatient(this.db, id, { phone: null, gender: null, ...input }, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
-				return patient;
+				return withVersion(ctx, patient);
 			}
 		},
 
@@ -122,11 +174,29 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PATCH /:id",
 			params: partialUpdate(patientFields, { id: idParam }),
-			async handler(ctx: Context<Partial<PatientFields> & { id: string }>): Promise<Patient> {
+			async handler(ctx: Context<Partial<PatientFields> & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...change } = ctx.params;
-				const patient = await changePatient(this.db, id, change);
+				const patient = await changePatient(this.db, id, change, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				await ctx.emit("patient.updated", patient);
-				return patient;
+				return withVersion(ctx, patient);
+			}
+		},
+
+		/** Merges a duplicate patient into its survivor (issue 14): the duplicate is retired and points at the survivor. */
+		merge: {
+			roles: PATIENT_MERGERS,
+			audit: "patient",
+			rest: "POST /:id/merge",
+			params: { $$strict: true, id: idParam, into: uuidRule() },
+			async handler(ctx: Context<{ id: string; into: string }, RequestMeta>): Promise<MergeAnswer> {
+				const { id, into } = ctx.params;
+				const { answer, retired } = await mergePatient(this.db, id, into, authorOf(ctx));
+				// A repeat of a merge already made announces nothing again.
+				if (retired) {
+					this.logger.info(`Merged patient ${id} into ${into}`);
+					await ctx.emit("patient.merged", { ...retired, mergedInto: into });
+				}
+				return withVersion(ctx, answer);
 			}
 		},
 
@@ -160,17 +230,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			rest: "DELETE /:id",
 			params: { id: idParam },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
-				const patient = await deletePatient(this.db, ctx.params.id);
+				const patient = await deletePatient(this.db, ctx.params.id, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				noContent(ctx);
 				await ctx.emit("patient.deleted", patient);
 			}
-		}
-	},
-
-	events: {
-		/** Billing opened an account (over gRPC or from the Kafka event): remember its id. */
-		async "billing.account.opened"(ctx: Context<{ patientId: string; accountId: string }>) {
-			await recordBillingAccount(this.db, ctx.params.patientId, ctx.params.accountId);
 		}
 	},
 

@@ -14,6 +14,8 @@ export const ADMIN_ONLY: readonly Role[] = ["ADMIN"];
 export const PATIENT_READERS: readonly Role[] = ["ADMIN", "RECEPTIONIST", "DOCTOR"];
 export const PATIENT_WRITERS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];
 export const PATIENT_DELETERS: readonly Role[] = ["ADMIN"];
+/** Merging a duplicate into its survivor retires a record and moves what hangs on it: as weighty as a deletion. */
+export const PATIENT_MERGERS: readonly Role[] = ["ADMIN"];
 
 /** Read billing accounts and ledgers, post payments. */
 export const BILLING_CLERKS: readonly Role[] = ["ADMIN", "RECEPTIONIST"];

@@ -29,6 +29,13 @@ export function created<T>(ctx: Context<unknown, RequestMeta>, location: string,
 	return body;
 }
 
+/** Answers 301 Moved Permanently, pointing at where the resource now lives; returns `body`. */
+export function movedPermanently<T>(ctx: Context<unknown, RequestMeta>, location: string, body: T): T {
+	ctx.meta.$statusCode = 301;
+	ctx.meta.$location = location;
+	return body;
+}
+
 /** Answers 204 No Content. */
 export function noContent(ctx: Context<unknown, RequestMeta>): void {
 	ctx.meta.$statusCode = 204;

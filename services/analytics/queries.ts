@@ -1,7 +1,7 @@
 import type { Statement } from "../../lib/infra/database";
 import { onFirstDelivery } from "../../lib/domain/patient-events";
 
-/** Every statement of analytics: registrations per day, and nothing personal. */
+/** Every statement of analytics: registrations and merges per day, and nothing personal. */
 
 /** A day's registrations, as stored; a day without any has no row. */
 export interface RegistrationDay {
@@ -27,4 +27,19 @@ export function countRegistration(eventId: string, day: string): Statement {
 /** The days from `from` to `to` that had registrations. */
 export function registrationsBetween(from: string, to: string): Statement {
 	return { text: "SELECT to_char(day, 'YYYY-MM-DD') AS day, count FROM registrations_daily WHERE day BETWEEN $1 AND $2", values: [from, to] };
+}
+
+/** Counts a merge of duplicate patients on its day, once however often its event ($1) is delivered. */
+export function countMerge(eventId: string, day: string): Statement {
+	return {
+		text: onFirstDelivery(
+			"INSERT INTO merges_daily (day, count) SELECT $2::date, 1 FROM first_delivery ON CONFLICT (day) DO UPDATE SET count = merges_daily.count + 1"
+		),
+		values: [eventId, day]
+	};
+}
+
+/** The days from `from` to `to` that had merges. */
+export function mergesBetween(from: string, to: string): Statement {
+	return { text: "SELECT to_char(day, 'YYYY-MM-DD') AS day, count FROM merges_daily WHERE day BETWEEN $1 AND $2", values: [from, to] };
 }

@@ -1,8 +1,7 @@
 import crypto from "node:crypto";
-import type { ServiceBroker } from "moleculer";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { NotFoundError } from "../../lib/infra/errors";
+import { ConflictError, NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import {
@@ -27,18 +26,14 @@ export function newAccount(input: { patientId: string; name: string; email: stri
 	return { id: crypto.randomUUID(), patientId: input.patientId, name: input.name, email: input.email, currency: config.billingCurrency };
 }
 
-/** Tells patients (and whoever else listens) the account a patient's events opened, for when the gRPC answer was lost. */
-export async function announceAccount(broker: ServiceBroker, patientId: string, accountId: string): Promise<void> {
-	await broker.emit("billing.account.opened", { patientId, accountId });
-}
-
-/** Opens the patient's account, or returns the one already open; announces a new one as `billing.account.opened`. */
-export async function openAccount(db: Queryable, broker: ServiceBroker, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
+/**
+ * Opens the patient's account, or returns the one already open (whoever opened
+ * it): what makes CreateBillingAccount idempotent, and the patients service's
+ * one way to learn an account's id (docs/events.md).
+ */
+export async function openAccount(db: Queryable, input: { patientId: string; name: string; email: string }): Promise<BillingAccount> {
 	const [inserted] = await db.query<AccountRow>(insertAccount(newAccount(input)));
-	if (inserted) {
-		await announceAccount(broker, inserted.patientId, inserted.id);
-		return toAccount(inserted, 0);
-	}
+	if (inserted) return toAccount(inserted, 0);
 	const open = (await accountOf(db, input.patientId))!;
 	return toAccount(open, await balanceOf(db, open.id));
 }
@@ -60,12 +55,29 @@ export async function findAccount(db: Queryable, id: string): Promise<BillingAcc
 	return toAccount(await accountRow(db, id), await balanceOf(db, id));
 }
 
-/** Changes name, email or status; the row stays locked until the balance is read, as a posting holds it (FOR SHARE) while it posts. */
-export async function changeAccount(db: Database, id: string, changes: AccountChanges): Promise<BillingAccount> {
+/** 409 for a posting to, or a status change of, a CLOSED account: its patient was merged, and its balance lives on elsewhere. */
+export function closedAccountError(account: AccountRow, what: string): ConflictError {
+	return new ConflictError(`The account is CLOSED (its patient was merged into another): it takes no ${what}; its balance went to account ${account.mergedIntoAccountId}`, {
+		status: account.status,
+		mergedIntoAccountId: account.mergedIntoAccountId
+	});
+}
+
+/**
+ * Changes name, email or status, if the account is at a version `ifMatch`
+ * allows (unset: any), else 412 and nothing written; a CLOSED account's status
+ * stays (409). The row stays locked until the balance is read, as a posting
+ * holds it (FOR SHARE) while it posts.
+ */
+export async function changeAccount(db: Database, id: string, changes: AccountChanges, ifMatch?: number[]): Promise<BillingAccount> {
 	if (!isUuid(id)) throw new NotFoundError("Billing account", id);
 	return db.transaction(async tx => {
-		const [row] = await tx.query<AccountRow>(updateAccount(id, changes));
-		if (!row) throw new NotFoundError("Billing account", id);
+		const [row] = await tx.query<AccountRow>(updateAccount(id, changes, ifMatch ?? null));
+		if (!row) {
+			const current = await accountRow(tx, id);
+			if (current.status === "CLOSED" && (!ifMatch || ifMatch.includes(current.version))) throw closedAccountError(current, "status change");
+			throw new PreconditionFailedError("Billing account", current.version);
+		}
 		return toAccount(row, await balanceOf(tx, id));
 	});
 }

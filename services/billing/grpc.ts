@@ -2,7 +2,7 @@ import type { DbThis } from "../../mixins/db.mixin";
 import type { UnaryHandlers } from "../../mixins/grpc-server.mixin";
 import type { BillingRequest, BillingServiceServer } from "../../proto/generated/billing_service";
 import { changeAccount, findAccount } from "./accounts";
-import type { AccountChanges, AccountStatus, BillingAccount } from "./queries";
+import type { AccountChanges, BillingAccount, SettableStatus } from "./queries";
 
 /**
  * The original's BillingService (proto/billing_service.proto). Calls that need
@@ -33,7 +33,7 @@ export const billingGrpcHandlers: UnaryHandlers<BillingServiceServer, DbThis> = 
 			id: request.accountId,
 			...(request.name && { name: request.name }),
 			...(request.email && { email: request.email }),
-			...(request.status && { status: request.status as AccountStatus })
+			...(request.status && { status: request.status as SettableStatus })
 		});
 		return { accountId: account.id, status: account.status };
 	},

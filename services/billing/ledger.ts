@@ -6,8 +6,9 @@ import { requestFingerprint } from "../../lib/infra/idempotency";
 import type { AuthenticatedUser } from "../../lib/infra/http";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { BILLING_ADMINS } from "../../lib/domain/roles";
-import { accountOf, accountRow, balanceOf, openAccount } from "./accounts";
+import { accountOf, accountRow, balanceOf, closedAccountError, openAccount } from "./accounts";
 import {
+	type AccountRow,
 	type LedgerTransaction,
 	type Posting,
 	type TransactionRow,
@@ -19,6 +20,9 @@ import {
 } from "./queries";
 
 /** The append-only ledger, in exact integer minor units, and its posting rules. */
+
+/** How many merges a balance or a charge follows to reach an open account (a survivor merged in turn). */
+export const MAX_MERGE_HOPS = 10;
 
 /** Ten billion in major units: far beyond any clinic bill, well inside JavaScript's exact integers. */
 export const MAX_AMOUNT = 1_000_000_000_000;
@@ -74,6 +78,7 @@ export async function postEntry(db: Database, accountId: string, posting: Postin
 			[row] = await tx.query<TransactionRow>(transactionByKey(account.id, idempotencyKey));
 			if (row && row.fingerprint !== print) throw new IdempotencyKeyReusedError();
 		}
+		if (!row && account.status === "CLOSED") throw closedAccountError(account, "postings");
 		if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
 		return { ...toTransaction(row), balance: await balanceOf(tx, account.id), patientId: account.patientId };
 	});
@@ -89,18 +94,18 @@ export async function listTransactions(db: Queryable, accountId: string, page: P
 
 /**
  * The fee as a CHARGE on the patient's account (opened if need be, from the
- * patient's record); the appointment id is the idempotency key.
+ * patient's record), or, for a patient since merged, on the account that took
+ * over its balance; the appointment id is the idempotency key.
  */
 export async function chargeAppointment(db: Database, ctx: Context, charge: AppointmentCharge): Promise<void> {
 	if (!charge.consultationFee) return;
-	const existing = await accountOf(db, charge.patientId);
-	const accountId =
-		existing?.id ??
-		(await openAccount(db, ctx.broker, { ...(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId })), patientId: charge.patientId }))
-			.id;
+	let account: Pick<AccountRow, "id" | "mergedIntoAccountId"> =
+		(await accountOf(db, charge.patientId)) ??
+		(await openAccount(db, { ...(await ctx.call<{ name: string; email: string }, { id: string }>("patients.get", { id: charge.patientId })), patientId: charge.patientId }));
+	for (let hop = 0; account.mergedIntoAccountId && hop < MAX_MERGE_HOPS; hop++) account = await accountRow(db, account.mergedIntoAccountId);
 	await postEntry(
 		db,
-		accountId,
+		account.id,
 		{ type: "CHARGE", amount: charge.consultationFee, description: "Consultation", reference: `appointment:${charge.appointmentId}` },
 		`appointment-fulfilled:${charge.appointmentId}`
 	);

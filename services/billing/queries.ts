@@ -7,10 +7,13 @@ import { onFirstDelivery } from "../../lib/domain/patient-events";
  * those of migrations/billing.ts, aliased to the names the API gives them.
  */
 
+/** The statuses staff (and UpdateBillingAccount) may set. CLOSED comes only from a patient merge, and is final. */
 export const ACCOUNT_STATUSES = ["ACTIVE", "INACTIVE", "SUSPENDED"] as const;
+/** What a client may post. A TRANSFER is posted only by a patient merge. */
 export const TRANSACTION_TYPES = ["CHARGE", "PAYMENT", "ADJUSTMENT", "REFUND"] as const;
-export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
-export type TransactionType = (typeof TRANSACTION_TYPES)[number];
+export type SettableStatus = (typeof ACCOUNT_STATUSES)[number];
+export type AccountStatus = SettableStatus | "CLOSED";
+export type TransactionType = (typeof TRANSACTION_TYPES)[number] | "TRANSFER";
 
 export interface BillingAccount {
 	id: string;
@@ -19,6 +22,10 @@ export interface BillingAccount {
 	email: string;
 	status: AccountStatus;
 	currency: string;
+	/** Raised by each change; the ETag, and what If-Match names. */
+	version: number;
+	/** A CLOSED account's successor: the survivor's account, which took over the balance when the patient was merged. */
+	mergedIntoAccountId: string | null;
 	/** Minor units: charges − payments + refunds + adjustments. Positive: the patient owes. */
 	balance: number;
 	createdAt: string;
@@ -52,7 +59,7 @@ export interface NewAccount {
 export interface AccountChanges {
 	name?: string;
 	email?: string;
-	status?: AccountStatus;
+	status?: SettableStatus;
 }
 
 /** What a client posts to the ledger. */
@@ -70,7 +77,7 @@ export interface NewTransaction extends Posting {
 	fingerprint: string;
 }
 
-const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, created_at AS "createdAt", updated_at AS "updatedAt"`;
+const ACCOUNT_COLUMNS = `id, patient_id AS "patientId", name, email, status, currency, version, merged_into_account_id AS "mergedIntoAccountId", created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 const TRANSACTION_COLUMNS = `id, account_id AS "accountId", type, amount, description, reference, request_fingerprint AS "fingerprint", created_at AS "createdAt"`;
 
@@ -82,6 +89,8 @@ export function toAccount(row: AccountRow, balance: number): BillingAccount {
 		email: row.email,
 		status: row.status,
 		currency: row.currency,
+		version: row.version,
+		mergedIntoAccountId: row.mergedIntoAccountId,
 		balance,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString()
@@ -109,12 +118,46 @@ export function insertAccount(a: NewAccount): Statement {
 	};
 }
 
-/** The same from a patient event, once per event: the new account's id, or no row (a redelivery, or an account already open). */
+/** The same from a patient event, once per event; nothing if the patient has one already. */
 export function insertAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
 	return {
 		text: onFirstDelivery(
 			`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
 			ON CONFLICT (patient_id) DO NOTHING RETURNING id`
+		),
+		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
+/**
+ * Applies a patient's PATIENT_UPDATED once: the account takes the patient's
+ * name and email. A patient without an account gets one, opened from the
+ * event, so the change is never lost (its PATIENT_CREATED was dead-lettered,
+ * say); a PATIENT_CREATED handled later finds it open and changes nothing.
+ */
+export function renameAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
+	return {
+		text: onFirstDelivery(
+			`INSERT INTO billing_accounts (id, patient_id, name, email, currency) SELECT $2::uuid, $3::uuid, $4, $5, $6 FROM first_delivery
+			ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, version = billing_accounts.version + 1, updated_at = now()
+			WHERE (billing_accounts.name, billing_accounts.email) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.email)`
+		),
+		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
+	};
+}
+
+/**
+ * Applies a patient's PATIENT_DELETED once: the account becomes INACTIVE. A
+ * patient without an account gets an INACTIVE one, so that a CreateBillingAccount
+ * arriving late (a registration's call that outlived its deadline) finds it
+ * rather than opening an active account for a deleted patient.
+ */
+export function deactivateAccountOnFirstDelivery(eventId: string, a: NewAccount): Statement {
+	return {
+		text: onFirstDelivery(
+			`INSERT INTO billing_accounts (id, patient_id, name, email, currency, status) SELECT $2::uuid, $3::uuid, $4, $5, $6, 'INACTIVE' FROM first_delivery
+			ON CONFLICT (patient_id) DO UPDATE SET status = 'INACTIVE', version = billing_accounts.version + 1, updated_at = now()
+			WHERE billing_accounts.status NOT IN ('INACTIVE', 'CLOSED')`
 		),
 		values: [eventId, a.id, a.patientId, a.name, a.email, a.currency]
 	};
@@ -151,15 +194,19 @@ export function accountCount(patientId?: string): Statement {
 }
 
 /**
- * Applies the changes given (a missing one leaves its column as it is). As the
- * ORM did, `updated_at` moves only when a value really changes.
+ * Applies the changes given (a missing one leaves its column as it is), if the
+ * account is at one of the versions `ifMatch` allows (null: any) and, for a
+ * status, not CLOSED; no row if it is not. As the ORM did, `updated_at` moves only when a value really changes,
+ * and so does `version`.
  */
-export function updateAccount(id: string, changes: AccountChanges): Statement {
+export function updateAccount(id: string, changes: AccountChanges, ifMatch: number[] | null = null): Statement {
+	const changed = "(name, email, status) IS DISTINCT FROM (COALESCE($2, name), COALESCE($3, email), COALESCE($4, status))";
 	return {
 		text: `UPDATE billing_accounts SET name = COALESCE($2, name), email = COALESCE($3, email), status = COALESCE($4, status),
-			updated_at = CASE WHEN (name, email, status) IS DISTINCT FROM (COALESCE($2, name), COALESCE($3, email), COALESCE($4, status)) THEN now() ELSE updated_at END
-			WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
-		values: [id, changes.name ?? null, changes.email ?? null, changes.status ?? null]
+			version = CASE WHEN ${changed} THEN version + 1 ELSE version END,
+			updated_at = CASE WHEN ${changed} THEN now() ELSE updated_at END
+			WHERE id = $1 AND ($5::int[] IS NULL OR version = ANY($5::int[])) AND (status <> 'CLOSED' OR $4::varchar IS NULL) RETURNING ${ACCOUNT_COLUMNS}`,
+		values: [id, changes.name ?? null, changes.email ?? null, changes.status ?? null, ifMatch]
 	};
 }
 
@@ -173,15 +220,16 @@ export function balances(accountIds: string[]): Statement {
 }
 
 /**
- * Posts a transaction, unless its idempotency key was posted already or it is
- * a charge to an account that is not ACTIVE (`status`, as read under the row
- * lock that keeps it steady): then no row.
+ * Posts a transaction, unless its idempotency key was posted already, the
+ * account is CLOSED (its balance lives on in the survivor's), or it is a charge
+ * to an account that is not ACTIVE (`status`, as read under the row lock that
+ * keeps it steady): then no row.
  */
 export function insertTransaction(t: NewTransaction, status: AccountStatus): Statement {
 	return {
 		text: `INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key, request_fingerprint)
 			SELECT $1::uuid, $2::uuid, $3::varchar, $4::bigint, $5::varchar, $6::varchar, $7::varchar, $8::char(64)
-			WHERE $3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE'
+			WHERE $9::varchar <> 'CLOSED' AND ($3::varchar <> 'CHARGE' OR $9::varchar = 'ACTIVE')
 			ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING ${TRANSACTION_COLUMNS}`,
 		values: [t.id, t.accountId, t.type, t.amount, t.description ?? null, t.reference ?? null, t.idempotencyKey ?? null, t.fingerprint, status]
@@ -206,4 +254,35 @@ export function transactionPage(accountId: string, page: PageRequest): Statement
 
 export function transactionCount(accountId: string): Statement {
 	return { text: "SELECT count(*)::int AS total FROM billing_transactions WHERE account_id = $1", values: [accountId] };
+}
+
+/**
+ * Records a patient event as applied, for work that takes more than one
+ * statement (a merge): run first in the work's transaction, it answers no row
+ * on a redelivery, and a rollback forgets it with the rest.
+ */
+export function recordEvent(eventId: string): Statement {
+	return { text: "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id", values: [eventId] };
+}
+
+/** Locks the accounts for the rest of the transaction, in id order (two merges sharing an account never deadlock); their rows. */
+export function lockAccounts(ids: string[]): Statement {
+	return { text: `SELECT ${ACCOUNT_COLUMNS} FROM billing_accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, values: [ids] };
+}
+
+/** Closes a merged patient's account, naming the account its balance went to. */
+export function closeAccount(id: string, mergedIntoAccountId: string): Statement {
+	return {
+		text: `UPDATE billing_accounts SET status = 'CLOSED', merged_into_account_id = $2, version = version + 1, updated_at = now() WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
+		values: [id, mergedIntoAccountId]
+	};
+}
+
+/** One side of a balance carried between accounts: a signed TRANSFER, posted whatever the account's status. */
+export function insertTransfer(t: { id: string; accountId: string; amount: number; description: string; reference: string; idempotencyKey: string }): Statement {
+	return {
+		text: `INSERT INTO billing_transactions (id, account_id, type, amount, description, reference, idempotency_key)
+			VALUES ($1, $2, 'TRANSFER', $3, $4, $5, $6) RETURNING ${TRANSACTION_COLUMNS}`,
+		values: [t.id, t.accountId, t.amount, t.description, t.reference, t.idempotencyKey]
+	};
 }

@@ -6,10 +6,12 @@ import type { BillingRequest, BillingResponse, BillingServiceClient } from "../.
 import { type Patient, patientsWithoutBillingAccount, setBillingAccount } from "./queries";
 
 /**
- * Each patient's billing account, which billing opens when asked over gRPC
- * (at registration, after the commit, so a slow or absent billing never loses
- * a patient) or when it reads the patient's event; a reconciler asks again for
- * the accounts that failed calls left missing.
+ * Each patient's billing account id, learnt one way only: the answer to
+ * CreateBillingAccount over gRPC, asked at registration (after the commit, so
+ * a slow or absent billing never loses a patient) and again by a reconciler
+ * for every live patient still without one. Billing may open the account
+ * first, from the patient's event; the call is idempotent and answers with
+ * that account (docs/events.md).
  */
 
 /** What asking billing needs: its gRPC client, the patients database, and a log for calls that fail. */
@@ -36,7 +38,7 @@ export async function openBillingAccount({ billing, db, logger }: BillingAccount
 	}
 }
 
-export async function recordBillingAccount(db: Queryable, patientId: string, accountId: string): Promise<void> {
+async function recordBillingAccount(db: Queryable, patientId: string, accountId: string): Promise<void> {
 	await db.query(setBillingAccount(patientId, accountId));
 }
 

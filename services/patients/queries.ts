@@ -24,6 +24,8 @@ export interface Patient {
 	gender: (typeof GENDERS)[number] | null;
 	/** Null until billing has opened the patient's account. */
 	billingAccountId: string | null;
+	/** Raised by each change; sent as the ETag, and what If-Match names. */
+	version: number;
 	createdAt: string;
 	updatedAt: string;
 }
@@ -46,6 +48,7 @@ export function patientFrom(row: PatientRow): Patient {
 		phone: row.phone,
 		gender: row.gender,
 		billingAccountId: row.billingAccountId,
+		version: row.version,
 		createdAt: row.createdAt.toISOString(),
 		updatedAt: row.updatedAt.toISOString()
 	};
@@ -61,7 +64,7 @@ export interface PatientFilter extends PageRequest {
 
 /** Column → the name the API gives it; dates come back as `YYYY-MM-DD` whatever the session's DateStyle. */
 const COLUMNS = `id, mrn, name, email, address, to_char(date_of_birth, 'YYYY-MM-DD') AS "dateOfBirth", to_char(register_date, 'YYYY-MM-DD') AS "registerDate",
-	phone, gender, billing_account_id AS "billingAccountId", created_at AS "createdAt", updated_at AS "updatedAt"`;
+	phone, gender, billing_account_id AS "billingAccountId", version, created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /** Each sortable field and the expression its index covers. */
 export const PATIENT_SORT_KEYS = {
@@ -84,61 +87,203 @@ export interface OutboxEvent {
 	payload: Uint8Array;
 }
 
+/** What kind of change made a version (`recorded`: the record as it stood when history began to be kept). */
+export type VersionKind = "recorded" | "created" | "updated" | "deleted" | "merged";
+
+/** The version a change adds to the patient's history: its kind, its author (null for a peer service), if the row's version moved past `after`. */
+interface NewVersion {
+	kind: VersionKind;
+	by: string | null;
+	after: number;
+}
+
+/** A patient row as a change writes it: the API's columns, and whether (since when) it is retired and into whom it was merged, for its history. */
+const RECORD_COLUMNS = `${COLUMNS}, deleted_at AS "deletedAt", merged_into AS "mergedInto"`;
+
 /**
  * `change`, a statement that writes one patient (its values `values`, $1 on),
- * and the event announcing it, as one statement: the event is written only if
- * the patient was, and both commit or (on any error) neither does. Its row is
- * the patient as written.
+ * the event announcing it and the version it adds to the patient's history,
+ * as one statement: the event and the version are written only if the patient
+ * was, and all commit or (on any error) none does. Its row is the patient as
+ * written.
  */
-function withEvent(change: string, values: unknown[], event: OutboxEvent): Statement {
+function withEvent(change: string, values: unknown[], event: OutboxEvent, version: NewVersion): Statement {
 	const first = values.length + 1;
+	const kind = first + 5;
 	return {
 		text: `WITH patient AS (
-			${change} RETURNING ${COLUMNS}
+			${change} RETURNING ${RECORD_COLUMNS}
 		), event AS (
 			INSERT INTO outbox (event_id, topic, key, event_type, payload) SELECT $${first}, $${first + 1}, $${first + 2}, $${first + 3}, $${first + 4} FROM patient
+		), version AS (
+			INSERT INTO patient_versions (patient_id, version, kind, changed_by, changed_at, record)
+			SELECT id, version, $${kind}, $${kind + 1}::uuid, "updatedAt", to_jsonb(patient) FROM patient WHERE version > $${kind + 2}::int
 		)
 		SELECT * FROM patient`,
-		values: [...values, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload)]
+		values: [...values, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload), version.kind, version.by, version.after]
 	};
 }
 
-/** Registers a patient and writes the event announcing it. */
-export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent): Statement {
+/** A registration retried under a caller's Idempotency-Key: who, the key, and the fingerprint of what was asked. */
+export interface RetryKey {
+	user: string;
+	key: string;
+	fingerprint: string;
+}
+
+/**
+ * Registers a patient, with the event announcing it and its version 1, by
+ * `by`; no row if `retry`'s caller already registered a patient with its key
+ * (the unique index decides, so two attempts racing register one patient).
+ */
+export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent, by: string | null, retry: RetryKey | null): Statement {
 	return withEvent(
-		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, gender, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now())`,
-		[p.id, p.mrn, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender],
-		event
+		`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, gender, idempotency_user, idempotency_key, request_fingerprint, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now())
+			ON CONFLICT (idempotency_user, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
+		[p.id, p.mrn, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, retry?.user ?? null, retry?.key ?? null, retry?.fingerprint ?? null],
+		event,
+		{ kind: "created", by, after: 0 }
 	);
+}
+
+/**
+ * A version's record as stored: the row as its change wrote it (RECORD_COLUMNS),
+ * through to_jsonb, so timestamps are text; versions older than merging have
+ * no `mergedInto`.
+ */
+export type StoredRecord = Omit<PatientRow, "createdAt" | "updatedAt"> & { createdAt: string; updatedAt: string; deletedAt: string | null; mergedInto?: string | null };
+
+/** A patient as a version recorded it: the API's fields, when it was retired (null while live), and its survivor if it was merged. */
+export type PatientRecord = Patient & { deletedAt: string | null; mergedInto: string | null };
+
+/** The patient as the API gave it after the change that stored this record. */
+export function storedPatient(stored: StoredRecord): Patient {
+	return patientFrom({ ...stored, createdAt: new Date(stored.createdAt), updatedAt: new Date(stored.updatedAt) });
+}
+
+export function recordFrom(stored: StoredRecord): PatientRecord {
+	return { ...storedPatient(stored), deletedAt: stored.deletedAt && new Date(stored.deletedAt).toISOString(), mergedInto: stored.mergedInto ?? null };
+}
+
+/** A patient in any state, live or retired, as RECORD_COLUMNS reads it. */
+export type RecordRow = PatientRow & { deletedAt: Date | null; mergedInto: string | null };
+
+/** The patients with these ids, live or retired, locked until the transaction ends, in id order (so two merges never deadlock). */
+export function lockedPatientRecords(ids: string[]): Statement {
+	return { text: `SELECT ${RECORD_COLUMNS} FROM patients WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, values: [ids] };
+}
+
+/** The survivor a retired patient was merged into, if it was. */
+export function mergedPatientById(id: string): Statement {
+	return { text: `SELECT merged_into AS "mergedInto" FROM patients WHERE id = $1 AND merged_into IS NOT NULL`, values: [id] };
+}
+
+/**
+ * Retires a live patient into its survivor, as a soft delete that names the
+ * survivor, with the PATIENT_MERGED event and the version it adds (by `by`).
+ */
+export function mergePatientWithEvent(id: string, into: string, event: OutboxEvent, by: string | null): Statement {
+	return withEvent(
+		`UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp(), version = version + 1, merged_into = $2
+			WHERE id = $1 AND deleted_at IS NULL`,
+		[id, into],
+		event,
+		{ kind: "merged", by, after: 0 }
+	);
+}
+
+/** What a registration retried with its key finds: the first attempt's fingerprint, its answer (version 1) and the account billing opened since. */
+export interface RegistrationRow {
+	fingerprint: string;
+	billingAccountId: string | null;
+	record: StoredRecord;
+}
+
+export function registrationByKey(user: string, key: string): Statement {
+	return {
+		text: `SELECT p.request_fingerprint AS fingerprint, p.billing_account_id AS "billingAccountId", v.record
+			FROM patients p JOIN patient_versions v ON v.patient_id = p.id AND v.version = 1
+			WHERE p.idempotency_user = $1 AND p.idempotency_key = $2`,
+		values: [user, key]
+	};
 }
 
 /**
  * Writes every field of a live patient (the caller merged the change into the
- * row it locked) and the event announcing it. `updated_at` moves only if a
- * field changed, to the time of this statement: it runs once the row's lock
- * is the caller's, where now() would be when its transaction began, perhaps
- * before another change it waited for. (Each value is cast alike in both
- * places, or PostgreSQL deduces two types for it.)
+ * row it locked, at `p.version`), the event announcing it and its new version
+ * in the history, by `by`, if its version is one `ifMatch`
+ * allows (null: any); else no row. The version and `updated_at` move only if a
+ * field changed, the latter to the time of this statement: it runs once the
+ * row's lock is the caller's, where now() would be when its transaction began,
+ * perhaps before another change it waited for. (Each value is cast alike in
+ * every place, or PostgreSQL deduces two types for it.)
  */
-export function updatePatientWithEvent(p: Pick<Patient, "id"> & PatientFields, event: OutboxEvent): Statement {
+export function updatePatientWithEvent(p: Pick<Patient, "id" | "version"> & PatientFields, event: OutboxEvent, by: string | null, ifMatch: number[] | null): Statement {
+	const changed = `(name, email, address, date_of_birth, register_date, phone, gender)
+				IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::date, $6::date, $7::text, $8::text)`;
 	return withEvent(
 		`UPDATE patients SET name = $2::text, email = $3::text, address = $4::text, date_of_birth = $5::date, register_date = $6::date, phone = $7::text, gender = $8::text,
-			updated_at = CASE WHEN (name, email, address, date_of_birth, register_date, phone, gender)
-				IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::date, $6::date, $7::text, $8::text) THEN statement_timestamp() ELSE updated_at END
-			WHERE id = $1 AND deleted_at IS NULL`,
-		[p.id, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender],
-		event
+			version = CASE WHEN ${changed} THEN version + 1 ELSE version END,
+			updated_at = CASE WHEN ${changed} THEN statement_timestamp() ELSE updated_at END
+			WHERE id = $1 AND deleted_at IS NULL AND ($9::int[] IS NULL OR version = ANY($9::int[]))`,
+		[p.id, p.name, p.email, p.address, p.dateOfBirth, p.registerDate, p.phone, p.gender, ifMatch],
+		event,
+		// A change that changes nothing keeps the version and adds none.
+		{ kind: "updated", by, after: p.version }
 	);
 }
 
 /**
- * Soft-deletes a live patient (the row stays: medical records are never
- * destroyed, but it leaves every read and frees its email) and writes the
- * event announcing it; `updated_at` moves with `deleted_at`.
+ * Soft-deletes a live patient whose version `ifMatch` allows (null: any), or
+ * writes no row (the row stays: medical records are never destroyed, but it
+ * leaves every read and frees its email), and writes the event announcing it
+ * and the version it adds (by `by`); the version and `updated_at` move with
+ * `deleted_at`.
  */
-export function softDeletePatientWithEvent(id: string, event: OutboxEvent): Statement {
-	return withEvent("UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp() WHERE id = $1 AND deleted_at IS NULL", [id], event);
+export function softDeletePatientWithEvent(id: string, event: OutboxEvent, by: string | null, ifMatch: number[] | null): Statement {
+	return withEvent(
+		`UPDATE patients SET deleted_at = statement_timestamp(), updated_at = statement_timestamp(), version = version + 1
+			WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2::int[]))`,
+		[id, ifMatch],
+		event,
+		{ kind: "deleted", by, after: 0 }
+	);
+}
+
+/** A version of a patient: the whole record after a change, what kind of change, who made it (null: a peer service or unknown) and when. */
+export interface PatientVersion {
+	version: number;
+	kind: VersionKind;
+	changedBy: string | null;
+	changedAt: string;
+	record: PatientRecord;
+}
+
+export type PatientVersionRow = Omit<PatientVersion, "changedAt" | "record"> & { changedAt: Date; record: StoredRecord };
+
+export function versionFrom(row: PatientVersionRow): PatientVersion {
+	return { version: row.version, kind: row.kind, changedBy: row.changedBy, changedAt: row.changedAt.toISOString(), record: recordFrom(row.record) };
+}
+
+/** One page of the patient's versions, newest first, each row also carrying `total`; a page past the end is one row of nulls but for `total`. */
+export function patientVersionPage(id: string, page: PageRequest): Statement {
+	const { limit, offset } = limitOffset(page);
+	return {
+		text: `SELECT page.version, page.kind, page.changed_by AS "changedBy", page.changed_at AS "changedAt", page.record, counted.total
+			FROM (SELECT count(*)::int AS total FROM patient_versions WHERE patient_id = $1) AS counted
+			LEFT JOIN LATERAL (
+				SELECT * FROM patient_versions WHERE patient_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3
+			) AS page ON true`,
+		values: [id, limit, offset]
+	};
+}
+
+export function patientVersion(id: string, version: number): Statement {
+	return {
+		text: `SELECT version, kind, changed_by AS "changedBy", changed_at AS "changedAt", record FROM patient_versions WHERE patient_id = $1 AND version = $2`,
+		values: [id, version]
+	};
 }
 
 /** The columns of a patient as the API gives it, for the registry's other statement modules. */
@@ -195,7 +340,7 @@ export function patientPage(filter: PatientFilter): Statement {
 	};
 }
 
-/** Both the gRPC answer and billing's event bring the id: whichever comes second finds it set and writes nothing. */
+/** Records the id CreateBillingAccount answered; a second answer (registration's and the reconciler's) finds it set and writes nothing. */
 export function setBillingAccount(patientId: string, accountId: string): Statement {
 	return { text: "UPDATE patients SET billing_account_id = $1 WHERE id = $2 AND billing_account_id IS NULL", values: [accountId, patientId] };
 }

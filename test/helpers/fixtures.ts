@@ -70,6 +70,11 @@ export async function createPatient(api: Api, overrides: Record<string, unknown>
 	return res.body;
 }
 
+/** The fields a client writes, from a patient as answered: a body for PUT /patients/:id. */
+export function patientFieldsOf({ name, email, address, dateOfBirth, registerDate, phone, gender }: Record<string, unknown>) {
+	return { name, email, address, dateOfBirth, registerDate, phone, gender };
+}
+
 /** Adds a doctor through the gateway (anything but 201 fails the test); the doctor as answered. */
 export async function createDoctor(api: Api, overrides: Record<string, unknown> = {}) {
 	const res = await api("POST", "/doctors", doctorBody(overrides));
@@ -78,6 +83,26 @@ export async function createDoctor(api: Api, overrides: Record<string, unknown> 
 }
 
 const CREATED = new Date("2030-01-01T00:00:00Z");
+
+/** A live patient as patients/queries.ts reads it, at version 3. */
+export function patientRow(overrides: Partial<PatientRow> = {}): PatientRow {
+	return {
+		id: crypto.randomUUID(),
+		mrn: "10000413",
+		name: "Test Patient",
+		email: "patient@example.org",
+		address: "12 Harbour Road, Portsmouth",
+		dateOfBirth: "1984-06-15",
+		registerDate: "2030-01-01",
+		phone: null,
+		gender: null,
+		billingAccountId: null,
+		version: 3,
+		createdAt: CREATED,
+		updatedAt: CREATED,
+		...overrides
+	};
+}
 
 /** A doctor as doctors/queries.ts reads it. */
 export function doctorRow(overrides: Partial<DoctorRow> = {}): DoctorRow {
@@ -131,6 +156,8 @@ export function accountRow(overrides: Partial<AccountRow> = {}): AccountRow {
 		email: "patient@example.org",
 		currency: "EUR",
 		status: "ACTIVE",
+		version: 1,
+		mergedIntoAccountId: null,
 		createdAt: CREATED,
 		updatedAt: CREATED,
 		...overrides
@@ -147,25 +174,6 @@ export function patientEvent(eventType: PatientEvent["eventType"], overrides: Pa
 		email: "",
 		occurredAt: new Date().toISOString(),
 		mergedInto: "",
-		...overrides
-	};
-}
-
-/** A patient as patients/queries.ts reads it. */
-export function patientRow(overrides: Partial<PatientRow> = {}): PatientRow {
-	return {
-		id: crypto.randomUUID(),
-		mrn: "10000008",
-		name: "Test Patient",
-		email: uniqueEmail("patient"),
-		address: "12 Harbour Road, Portsmouth",
-		dateOfBirth: "1984-06-15",
-		registerDate: "2030-01-01",
-		phone: null,
-		gender: null,
-		billingAccountId: null,
-		createdAt: CREATED,
-		updatedAt: CREATED,
 		...overrides
 	};
 }

@@ -173,6 +173,24 @@ describe("patients → billing", () => {
 		expect(balances.get(clear.billingAccountId)).toBe(0);
 	});
 
+	test("the account id is written back from CreateBillingAccount's answer only: a patient missing it gets the open account's id from the reconciler", async () => {
+		const patient = await createPatient(call);
+		const db = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("patients")) });
+		await db.connect();
+		try {
+			// As if the registration's answer had been lost after billing opened the account.
+			expect((await db.query("UPDATE patients SET billing_account_id = NULL WHERE id = $1", [patient.id])).rowCount).toBe(1);
+		} finally {
+			await db.end();
+		}
+		const restored = await eventually(async () => {
+			const res = await call("GET", `/patients/${patient.id}`);
+			return res.body.billingAccountId ?? undefined;
+		}, 15_000, "the reconciler's write-back");
+		expect(restored).toBe(patient.billingAccountId);
+		expect((await call("GET", `/billing/accounts?patientId=${patient.id}`)).body.total).toBe(1);
+	});
+
 	test("billing stopped → patients still created → billing back → every one gets its account", async () => {
 		const broker = cluster.broker;
 		const billing = broker.getLocalService("billing")!;
@@ -247,9 +265,34 @@ describe("the ledger", () => {
 		const repeated = await call("PATCH", `/billing/accounts/${account.id}`, { status: "ACTIVE" });
 		expect(repeated.body).toEqual(opened);
 		const changed = await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" });
-		expect(changed.body).toEqual({ ...opened, status: "SUSPENDED", updatedAt: expect.any(String) });
+		expect(changed.body).toEqual({ ...opened, status: "SUSPENDED", version: opened.version + 1, updatedAt: expect.any(String) });
 		expect(Date.parse(changed.body.updatedAt)).toBeGreaterThan(Date.parse(opened.updatedAt));
 		expect((await call("GET", `/billing/accounts/${account.id}`)).body).toEqual(changed.body);
+	});
+
+	test("versions: GET and PATCH answer with an ETag; a PATCH with a stale If-Match is 412 and writes nothing; one that changes nothing keeps the version", async () => {
+		const read = await call("GET", `/billing/accounts/${account.id}`);
+		expect(read.body.version).toBe(1);
+		expect(read.headers.get("etag")).toBe('W/"1"');
+		// Two clerks read version 1; the first change wins.
+		const first = await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" }, { "if-match": 'W/"1"' });
+		expect(first.status).toBe(200);
+		expect(first.body).toMatchObject({ status: "SUSPENDED", version: 2 });
+		expect(first.headers.get("etag")).toBe('W/"2"');
+		const stale = await call("PATCH", `/billing/accounts/${account.id}`, { status: "INACTIVE" }, { "if-match": 'W/"1"' });
+		expect(stale.status).toBe(412);
+		expect(stale.body).toMatchObject({ type: "PRECONDITION_FAILED", data: { currentVersion: 2 } });
+		expect((await call("GET", `/billing/accounts/${account.id}`)).body).toEqual(first.body);
+		// A list of tags, or none at all, and a change to what it already is.
+		const same = await call("PATCH", `/billing/accounts/${account.id}`, { status: "SUSPENDED" }, { "if-match": 'W/"7", W/"2"' });
+		expect(same.status).toBe(200);
+		expect(same.body.version).toBe(2);
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "ACTIVE" })).body.version).toBe(3);
+		expect((await call("PATCH", `/billing/accounts/${account.id}`, { status: "INACTIVE" }, { "if-match": 'W/"x"' })).status).toBe(412);
+		expect((await call("PATCH", `/billing/accounts/${crypto.randomUUID()}`, { status: "ACTIVE" }, { "if-match": 'W/"1"' })).status).toBe(404);
+		// Changes made over gRPC raise it too.
+		await rpc(grpc.updateBillingAccount, { accountId: account.id, name: "Renamed", email: "", status: "" });
+		expect((await call("GET", `/billing/accounts/${account.id}`)).body).toMatchObject({ name: "Renamed", version: 4 });
 	});
 
 	test("50 concurrent payments give the exact balance", async () => {

@@ -3,6 +3,8 @@ import { Client } from "pg";
 import { ensureDatabase, withDatabase } from "../../lib/infra/postgres";
 import { type Migration, migrate } from "../../lib/infra/migrations";
 import { appointmentMigrations } from "../../migrations/appointments";
+import { billingMigrations } from "../../migrations/billing";
+import { patientMigrations } from "../../migrations/patients";
 
 const server = process.env.DATABASE_URL!;
 let url: string;
@@ -79,4 +81,42 @@ describe("versioned migrations", () => {
 		]);
 		await expect(db.query("DELETE FROM appointment_status_history")).rejects.toThrow(/append-only/);
 	});
+});
+
+test("billing v3 and v4: old accounts and entries stay as they were, at version 1; a TRANSFER may be negative; only a merge closes an account", async () => {
+	await migrate(url, billingMigrations.filter(m => m.version < 3));
+	const account = crypto.randomUUID();
+	await db.query("INSERT INTO billing_accounts (id, patient_id, name, email, currency) VALUES ($1, $2, 'Old', 'old@example.org', 'EUR')", [account, crypto.randomUUID()]);
+	await db.query("INSERT INTO billing_transactions (id, account_id, type, amount) VALUES ($1, $2, 'ADJUSTMENT', -5)", [crypto.randomUUID(), account]);
+	expect(await migrate(url, billingMigrations)).toEqual([3, 4]);
+	const { rows } = await db.query("SELECT status, version, merged_into_account_id FROM billing_accounts");
+	expect(rows).toEqual([{ status: "ACTIVE", version: 1, merged_into_account_id: null }]);
+	expect((await db.query("SELECT type, amount FROM billing_transactions")).rows).toEqual([{ type: "ADJUSTMENT", amount: "-5" }]);
+
+	const entry = (type: string, amount: number) => db.query("INSERT INTO billing_transactions (id, account_id, type, amount) VALUES ($1, $2, $3, $4)", [crypto.randomUUID(), account, type, amount]);
+	await entry("TRANSFER", -100);
+	await expect(entry("CHARGE", -100)).rejects.toThrow(/billing_transactions_amount_check/);
+	await expect(entry("TRANSFER", 0)).rejects.toThrow(/billing_transactions_amount_check/);
+	await expect(entry("GIFT", 100)).rejects.toThrow(/billing_transactions_type_check/);
+	await expect(db.query("UPDATE billing_accounts SET status = 'CLOSED'")).rejects.toThrow(/billing_accounts_closed_by_merge/);
+	await expect(db.query("UPDATE billing_accounts SET status = 'GONE'")).rejects.toThrow(/billing_accounts_status_check/);
+});
+
+test("patients v4: older patients are version 1 and start their history with the record as it stood", async () => {
+	await migrate(url, patientMigrations.filter(m => m.version < 4));
+	const [live, deleted] = [crypto.randomUUID(), crypto.randomUUID()];
+	await db.query(`INSERT INTO patients (id, mrn, name, email, address, date_of_birth, register_date, phone, deleted_at) VALUES
+		($1, '10000008', 'Old Live', 'old.live@example.org', 'Old Street 1', '1950-05-05', '2001-01-01', NULL, NULL),
+		($2, '10000016', 'Old Gone', 'old.gone@example.org', 'Old Street 2', '1960-06-06', '2002-02-02', '555-0100', now())`, [live, deleted]);
+	await migrate(url, patientMigrations.filter(m => m.version <= 4));
+
+	const { rows } = await db.query(`SELECT p.id, p.version, v.version AS "historyVersion", v.kind, v.changed_by AS "changedBy", v.changed_at = p.updated_at AS "changedWhenUpdated", v.record
+		FROM patients p JOIN patient_versions v ON v.patient_id = p.id ORDER BY p.mrn`);
+	expect(rows).toMatchObject([
+		{ id: live, version: 1, historyVersion: 1, kind: "recorded", changedBy: null, changedWhenUpdated: true },
+		{ id: deleted, version: 1, historyVersion: 1, kind: "recorded", changedBy: null, changedWhenUpdated: true }
+	]);
+	expect(rows[0].record).toMatchObject({ id: live, mrn: "10000008", name: "Old Live", dateOfBirth: "1950-05-05", registerDate: "2001-01-01", phone: null, version: 1, deletedAt: null });
+	expect(rows[1].record).toMatchObject({ id: deleted, phone: "555-0100", deletedAt: expect.any(String) });
+	await expect(db.query("UPDATE patient_versions SET kind = 'updated'")).rejects.toThrow(/history cannot be changed/);
 });

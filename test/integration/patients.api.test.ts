@@ -53,7 +53,7 @@ describe("POST /patients", () => {
 		expect(isValidMrn(res.body.mrn)).toBe(true);
 		expect(res.headers.get("location")).toBe(`/patients/${res.body.id}`);
 		expect(Object.keys(res.body).sort()).toEqual(
-			["id", "mrn", "name", "email", "address", "dateOfBirth", "registerDate", "phone", "gender", "billingAccountId", "createdAt", "updatedAt"].sort()
+			["id", "mrn", "name", "email", "address", "dateOfBirth", "registerDate", "phone", "gender", "billingAccountId", "version", "createdAt", "updatedAt"].sort()
 		);
 	});
 
@@ -202,7 +202,7 @@ describe("PATCH /patients/:id", () => {
 		const patient = await createPatient(api, { phone: "555-0101" });
 		const res = await api("PATCH", `/patients/${patient.id}`, { address: "New Street 5" });
 		expect(res.status).toBe(200);
-		expect(res.body).toMatchObject({ ...patient, address: "New Street 5", updatedAt: expect.any(String) });
+		expect(res.body).toMatchObject({ ...patient, address: "New Street 5", version: 2, updatedAt: expect.any(String) });
 	});
 
 	test("may clear an optional field with null", async () => {

@@ -1,5 +1,5 @@
 import crypto from "node:crypto";
-import type { Context, ServiceSchema } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import { config } from "../../../lib/infra/config";
 import BillingService from "../../../services/billing.service";
 import {
@@ -10,7 +10,8 @@ import {
 	balances,
 	insertAccount,
 	insertTransaction,
-	transactionByKey
+	transactionByKey,
+	updateAccount
 } from "../../../services/billing/queries";
 import { accountRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
@@ -26,14 +27,18 @@ import { StubDatabase } from "../../helpers/stub-database";
 
 const active = accountRow();
 const suspended = accountRow({ status: "SUSPENDED" });
-const accounts = new Map<string, AccountRow>([active, suspended].map(a => [a.id, a]));
+/** A merged patient's account: its balance went to `active`. */
+const closed = accountRow({ status: "CLOSED", mergedIntoAccountId: active.id, version: 4 });
+const accounts = new Map<string, AccountRow>([active, suspended, closed].map(a => [a.id, a]));
 /** The ledger, by account and idempotency key (a posting without a key is only counted). */
 const ledger = new Map<string, TransactionRow>();
 let postings = 0;
 
 const INSERT = insertTransaction({ id: "", accountId: "", type: "PAYMENT", amount: 0, fingerprint: "" }, "ACTIVE");
+const byId = ([id]: unknown[]) => (accounts.has(id as string) ? [accounts.get(id as string)] : []);
 const db = new StubDatabase()
-	.answer(accountById("", "FOR SHARE"), ([id]) => (accounts.has(id as string) ? [accounts.get(id as string)] : []))
+	.answer(accountById("", "FOR SHARE"), byId)
+	.answer(accountById(""), byId)
 	.answer(accountOfPatient(""), ([patientId]) => [...accounts.values()].filter(a => a.patientId === patientId))
 	.answer(insertAccount({ id: "", patientId: "", name: "", email: "", currency: "" }), ([id, patientId, name, email, currency]) => {
 		const account = accountRow({ id: id as string, patientId: patientId as string, name: name as string, email: email as string, currency: currency as string });
@@ -42,7 +47,7 @@ const db = new StubDatabase()
 	})
 	.answer(INSERT, values => {
 		const [id, accountId, type, amount, description, reference, key, fingerprint, status] = values as string[];
-		if (type === "CHARGE" && status !== "ACTIVE") return [];
+		if (status === "CLOSED" || (type === "CHARGE" && status !== "ACTIVE")) return [];
 		if (key && ledger.has(`${accountId}/${key}`)) return [];
 		const row = { id, accountId, type, amount: String(amount), description, reference, fingerprint, createdAt: new Date() } as TransactionRow;
 		if (key) ledger.set(`${accountId}/${key}`, row);
@@ -56,19 +61,10 @@ const db = new StubDatabase()
 	.answer(balances([]), () => []);
 
 const patient = { id: crypto.randomUUID(), name: "Ada Lovelace", email: "ada@example.org" };
-const opened: unknown[] = [];
 
 const broker = unitBroker();
 createWithDatabase(broker, BillingService as ServiceSchema, db);
-broker.createService({
-	name: "patients",
-	actions: { get: () => patient },
-	events: {
-		"billing.account.opened"(ctx: Context) {
-			opened.push(ctx.params);
-		}
-	}
-});
+broker.createService({ name: "patients", actions: { get: () => patient } });
 
 beforeAll(() => {
 	// Its gRPC server starts with it: on any free port here.
@@ -115,6 +111,13 @@ describe("who may post what", () => {
 		expect(await post(suspended.id, { type: "PAYMENT", amount: 500 }, "RECEPTIONIST")).toMatchObject({ type: "PAYMENT" });
 	});
 
+	test("a CLOSED account takes nothing, not even a payment: 409 naming the account that took over its balance", async () => {
+		for (const type of ["CHARGE", "PAYMENT", "REFUND"]) {
+			const err = await failure(post(closed.id, { type, amount: 500 }, "ADMIN"));
+			expect([type, err]).toEqual([type, expect.objectContaining({ code: 409, data: { status: "CLOSED", mergedIntoAccountId: active.id } })]);
+		}
+	});
+
 	test("an unknown account is 404", async () => {
 		expect(await failure(post(crypto.randomUUID(), { type: "PAYMENT", amount: 1 }, "ADMIN"))).toMatchObject({ code: 404 });
 	});
@@ -156,15 +159,44 @@ describe("billing.chargeAppointment", () => {
 		await broker.call("billing.chargeAppointment", charge);
 		const account = [...accounts.values()].find(a => a.patientId === patient.id)!;
 		expect(account).toMatchObject({ name: patient.name, email: patient.email });
-		expect(opened).toEqual([{ patientId: patient.id, accountId: account.id }]);
+		expect([...accounts.values()].filter(a => a.patientId === patient.id)).toHaveLength(1);
 		expect(ledger.get(`${account.id}/appointment-fulfilled:${appointmentId}`)).toMatchObject({ type: "CHARGE", amount: "7500", reference: `appointment:${appointmentId}` });
 		expect([...ledger.values()].filter(t => t.accountId === account.id)).toHaveLength(1);
+	});
+
+	test("a merged patient's fee goes to the account that took over its balance", async () => {
+		const appointmentId = crypto.randomUUID();
+		await broker.call("billing.chargeAppointment", { appointmentId, patientId: closed.patientId, consultationFee: 5_000 });
+		expect(ledger.get(`${active.id}/appointment-fulfilled:${appointmentId}`)).toMatchObject({ type: "CHARGE", amount: "5000" });
+		expect(ledger.has(`${closed.id}/appointment-fulfilled:${appointmentId}`)).toBe(false);
 	});
 
 	test("a visit without a fee posts nothing", async () => {
 		const before = postings;
 		await broker.call("billing.chargeAppointment", { appointmentId: crypto.randomUUID(), patientId: patient.id, consultationFee: 0 });
 		expect(postings).toBe(before);
+	});
+});
+
+describe("PATCH /billing/accounts/:id", () => {
+	const setStatus = (id: string, status: string, ifMatch?: number[]) =>
+		broker.call("billing.setStatus", { id, status }, { meta: { user: as("ADMIN"), ifMatch } });
+
+	test("an If-Match the account no longer matches is 412 with its version, and rolled back", async () => {
+		// The guarded UPDATE matched no row (the stub's default): the account is at another version.
+		expect(await failure(setStatus(suspended.id, "ACTIVE", [7]))).toMatchObject({ code: 412, type: "PRECONDITION_FAILED", data: { currentVersion: 1 } });
+		expect(db.transactions.at(-1)).toBe("rolled back");
+		expect(db.sent(updateAccount("", {})).at(-1)!.values).toEqual([suspended.id, null, null, "ACTIVE", [7]]);
+	});
+
+	test("a CLOSED account's status stays: 409, unless the If-Match is stale (412)", async () => {
+		expect(await failure(setStatus(closed.id, "ACTIVE"))).toMatchObject({ code: 409, data: { status: "CLOSED", mergedIntoAccountId: active.id } });
+		expect(await failure(setStatus(closed.id, "ACTIVE", [4]))).toMatchObject({ code: 409 });
+		expect(await failure(setStatus(closed.id, "ACTIVE", [3]))).toMatchObject({ code: 412 });
+	});
+
+	test("CLOSED is no status to set: 422 naming the field", async () => {
+		expect(await refusedFields(setStatus(active.id, "CLOSED"))).toEqual(["status"]);
 	});
 });
 

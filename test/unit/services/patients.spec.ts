@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import type { Service, ServiceSchema } from "moleculer";
 import { config } from "../../../lib/infra/config";
@@ -7,8 +8,19 @@ import type { GrpcClientVars } from "../../../mixins/grpc-client.mixin";
 import { type BillingRequest, type BillingResponse } from "../../../proto/generated/billing_service";
 import { PatientEvent } from "../../../proto/generated/patient_event";
 import PatientsService from "../../../services/patients.service";
-import { type PatientRow, insertPatientWithEvent, nextMrnSerial, setBillingAccount } from "../../../services/patients/queries";
-import { patientBody } from "../../helpers/fixtures";
+import {
+	type PatientRow,
+	type RegistrationRow,
+	insertPatientWithEvent,
+	lockedPatientById,
+	lockedPatientRecords,
+	nextMrnSerial,
+	registrationByKey,
+	setBillingAccount,
+	softDeletePatientWithEvent,
+	updatePatientWithEvent
+} from "../../../services/patients/queries";
+import { patientBody, patientRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
 import { createWithDatabase, declared, eventRecorder, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
 import { StubDatabase } from "../../helpers/stub-database";
@@ -21,19 +33,39 @@ import { StubDatabase } from "../../helpers/stub-database";
  * suites (patients.api.test.ts, kafka.test.ts) run it.
  */
 
+const NO_EVENT = { eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() };
+const UPDATE = updatePatientWithEvent(
+	{ id: "", version: 0, name: "", email: "", address: "", dateOfBirth: "", registerDate: "", phone: null, gender: null },
+	NO_EVENT,
+	null,
+	null
+);
+const SOFT_DELETE = softDeletePatientWithEvent("", NO_EVENT, null, null);
 const INSERT = insertPatientWithEvent(
 	{ id: "", mrn: "", name: "", email: "", address: "", dateOfBirth: "", registerDate: "", phone: null, gender: null },
-	{ eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() }
+	{ eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() },
+	null,
+	null
 );
 let insertFails: Error | undefined;
+/** The registration a retry key already made, if any: the insert then writes no row, as ON CONFLICT DO NOTHING does. */
+let registered: RegistrationRow | undefined;
+/** The live patient a change or a delete locks. */
+let current: PatientRow | undefined;
 const db = new StubDatabase()
 	.answer(nextMrnSerial, () => [{ serial: "1000041" }])
 	.answer(INSERT, values => {
 		if (insertFails) throw insertFails;
+		if (registered && values[10]) return [];
 		const [id, mrn, name, email, address, dateOfBirth, registerDate, phone, gender] = values as string[];
 		const now = new Date();
-		return [{ id, mrn, name, email, address, dateOfBirth, registerDate, phone, gender, billingAccountId: null, createdAt: now, updatedAt: now } as PatientRow];
-	});
+		return [{ id, mrn, name, email, address, dateOfBirth, registerDate, phone, gender, billingAccountId: null, version: 1, createdAt: now, updatedAt: now } as PatientRow];
+	})
+	.answer(registrationByKey("", ""), () => (registered ? [registered] : []))
+	.answer(lockedPatientById(""), () => (current ? [current] : []))
+	// The If-Match guard is PostgreSQL's: here, the write finds no row whenever the version is not one If-Match allows.
+	.answer(UPDATE, values => (values[8] && !(values[8] as number[]).includes(current!.version) ? [] : [{ ...current!, version: current!.version + 1 }]))
+	.answer(SOFT_DELETE, values => (values[1] && !(values[1] as number[]).includes(current!.version) ? [] : [{ ...current!, version: current!.version + 1 }]));
 
 /** What billing answers over gRPC: an account id, or a failure. */
 let billingAnswer: (request: BillingRequest) => BillingResponse | ServiceError;
@@ -64,13 +96,17 @@ beforeEach(() => {
 	events.length = 0;
 	billingAsked.length = 0;
 	insertFails = undefined;
+	registered = undefined;
+	current = undefined;
 	billingAnswer = () => ({ accountId: "acc-1", status: "ACTIVE" });
 });
 
-function register(body: Record<string, unknown>) {
-	const meta: Record<string, unknown> = {};
+const CALLER = { id: "7b0c9a52-4d55-4c1e-9d6a-1f0e2b3c4d5e", email: "clerk@test.medsync.local", role: "RECEPTIONIST", sessionId: "s-1" };
+
+function register(body: Record<string, unknown>, meta: Record<string, unknown> = {}) {
 	return { meta, answer: broker.call<any, object>("patients.create", body, { meta }) };
 }
+
 
 describe("patients.create", () => {
 	test("writes the patient and its PATIENT_CREATED event in one statement, opens the billing account, answers 201 and announces patient.created", async () => {
@@ -85,9 +121,11 @@ describe("patients.create", () => {
 
 		const statements = db.statements.slice(sent);
 		expect(statements.map(s => s.text)).toEqual([nextMrnSerial.text, INSERT.text, setBillingAccount("", "").text]);
-		const [eventId, topic, key, eventType, payload] = statements[1].values.slice(-5);
+		const [eventId, topic, key, eventType, payload, versionKind, author] = statements[1].values.slice(-8);
 		expect({ topic, key, eventType }).toEqual({ topic: config.patientTopic, key: patient.id, eventType: "PATIENT_CREATED" });
 		expect(PatientEvent.decode(payload as Buffer)).toMatchObject({ patientId: patient.id, name: body.name, email: body.email, eventType: "PATIENT_CREATED", eventId });
+		// Its version 1, in the same statement; no caller here, so no author.
+		expect([versionKind, author]).toEqual(["created", null]);
 		expect(statements[2].values).toEqual(["acc-1", patient.id]);
 
 		expect(billingAsked).toEqual([{ patientId: patient.id, name: body.name, email: body.email }]);
@@ -120,8 +158,96 @@ describe("patients.create", () => {
 	});
 });
 
-test("clerks register and change patients, doctors read them, only admins delete; every call is audited as the patient's", () => {
+describe("patients.create with an Idempotency-Key", () => {
+	test("stores the caller, the key and the request's fingerprint with the patient", async () => {
+		const sent = db.statements.length;
+		await register(patientBody(), { user: CALLER, idempotencyKey: "k-1" }).answer;
+		const [user, key, fingerprint] = db.sent(INSERT).at(-1)!.values.slice(9, 12);
+		expect([user, key]).toEqual([CALLER.id, "k-1"]);
+		expect(fingerprint).toMatch(/^[0-9a-f]{64}$/);
+		expect(db.statements.length - sent).toBe(3);
+	});
+
+	test("a repeat answers the first registration (201, its version 1), announces nothing and asks billing nothing", async () => {
+		const body = patientBody();
+		await register(body, { user: CALLER, idempotencyKey: "k-2" }).answer;
+		const fingerprint = db.sent(INSERT).at(-1)!.values[11] as string;
+		const first = patientRow({ version: 1 });
+		registered = { fingerprint, billingAccountId: "acc-9", record: { ...first, createdAt: first.createdAt.toISOString(), updatedAt: first.updatedAt.toISOString(), deletedAt: null } };
+		events.length = 0;
+		billingAsked.length = 0;
+
+		const { meta, answer } = register(body, { user: CALLER, idempotencyKey: "k-2" });
+		expect(await answer).toEqual({ ...first, billingAccountId: "acc-9", createdAt: first.createdAt.toISOString(), updatedAt: first.updatedAt.toISOString() });
+		expect(meta).toMatchObject({ $statusCode: 201, $location: `/patients/${first.id}`, $responseHeaders: { ETag: 'W/"1"' } });
+		expect(events).toEqual([]);
+		expect(billingAsked).toEqual([]);
+	});
+
+	test("the same key with another body is 422, and nothing is announced", async () => {
+		const first = patientRow({ version: 1 });
+		registered = { fingerprint: "0".repeat(64), billingAccountId: null, record: { ...first, createdAt: first.createdAt.toISOString(), updatedAt: first.updatedAt.toISOString(), deletedAt: null } };
+		expect(await failure(register(patientBody(), { user: CALLER, idempotencyKey: "k-3" }).answer)).toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
+		expect(events).toEqual([]);
+	});
+});
+
+describe("If-Match on patients.update and patients.remove", () => {
+	test("a version If-Match allows is written, with the caller as its author, and answered with its ETag", async () => {
+		current = patientRow();
+		const meta: Record<string, unknown> = { user: CALLER, ifMatch: [3] };
+		const patient = await broker.call<any, object>("patients.update", { id: current.id, address: "New Road 1" }, { meta });
+		expect(patient.version).toBe(4);
+		expect(meta.$responseHeaders).toEqual({ ETag: 'W/"4"' });
+		const update = db.sent(UPDATE).at(-1)!;
+		expect(update.values[8]).toEqual([3]);
+		expect(update.values.slice(-3)).toEqual(["updated", CALLER.id, 3]);
+		expect(events.map(e => e.name)).toEqual(["patient.updated"]);
+	});
+
+	test("a stale If-Match is 412 naming the current version; nothing is announced", async () => {
+		current = patientRow();
+		expect(await failure(broker.call("patients.update", { id: current.id, address: "Late Road 1" }, { meta: { ifMatch: [2] } }))).toMatchObject({
+			code: 412,
+			type: "PRECONDITION_FAILED",
+			data: { currentVersion: 3 }
+		});
+		expect(await failure(broker.call("patients.remove", { id: current.id }, { meta: { ifMatch: [1] } }))).toMatchObject({ code: 412 });
+		expect(db.transactions.slice(-2)).toEqual(["rolled back", "rolled back"]);
+		expect(events).toEqual([]);
+	});
+});
+
+describe("patients.merge", () => {
+	test("into itself is 409 before anything is read or written", async () => {
+		const id = crypto.randomUUID();
+		const sent = db.statements.length;
+		expect(await failure(broker.call("patients.merge", { id, into: id }))).toMatchObject({ code: 409, data: { field: "into" } });
+		expect(db.statements).toHaveLength(sent);
+	});
+
+	test("an unknown survivor is 422 naming into; a malformed one is refused by the params", async () => {
+		const duplicate = patientRow();
+		db.answer(lockedPatientRecords([]), () => [{ ...duplicate, deletedAt: null, mergedInto: null }]);
+		expect(await refusedFields(broker.call("patients.merge", { id: duplicate.id, into: crypto.randomUUID() }))).toEqual(["into"]);
+		expect(await refusedFields(broker.call("patients.merge", { id: duplicate.id, into: "nobody" }))).toEqual(["into"]);
+		expect(events).toEqual([]);
+	});
+});
+
+test("clerks register and change patients, doctors read them and their history, only admins delete and merge; every call is audited as the patient's", () => {
 	const clerks = ["ADMIN", "RECEPTIONIST"];
-	expectDeclared(broker, "patients", "patient", { create: clerks, replace: clerks, update: clerks, list: [...clerks, "DOCTOR"], get: [...clerks, "DOCTOR"], remove: ["ADMIN"] });
+	const readers = [...clerks, "DOCTOR"];
+	expectDeclared(broker, "patients", "patient", {
+		create: clerks,
+		replace: clerks,
+		update: clerks,
+		list: readers,
+		get: readers,
+		history: readers,
+		historyVersion: readers,
+		remove: ["ADMIN"],
+		merge: ["ADMIN"]
+	});
 	expect(declared(broker, "patients.outboxStatus")).toEqual({});
 });
