@@ -4,8 +4,9 @@ import type { ActionSchema, Service, ServiceSchema, ServiceSettingSchema } from 
 import type { Resource } from "@medplum/fhirtypes";
 import { config } from "../lib/infra/config";
 import { created, entityTag, noContent } from "../lib/infra/http";
+import { NotFoundError } from "../lib/infra/errors";
 import { PROJECT_ROOT } from "../lib/infra/paths";
-import { searchBundle } from "./fhir/bundle";
+import { historyBundle, searchBundle } from "./fhir/bundle";
 import { capabilityStatement } from "./fhir/capability";
 import { FHIR_JSON } from "./fhir/conventions";
 import { resourceOf } from "./fhir/input";
@@ -114,6 +115,32 @@ function actionsOf(definition: ResourceDefinition): Record<string, ActionSchema>
 			roles: read.roles,
 			rest: `GET /${type}/:id`,
 			handler: (ctx: FhirContext) => mapped(definition, async () => answer(ctx, await read.run(ctx, idOf(ctx))))
+		};
+	}
+	if (definition.vread) {
+		const vread = definition.vread;
+		actions.vread = {
+			roles: vread.roles,
+			rest: `GET /${type}/:id/_history/:vid`,
+			handler: (ctx: FhirContext) =>
+				mapped(definition, async () => {
+					const vid = ctx.params.params?.vid ?? "";
+					if (!/^[1-9]\d{0,8}$/.test(vid)) throw new NotFoundError(`${type} version`, vid);
+					return answer(ctx, await vread.run(ctx, idOf(ctx), Number(vid)));
+				})
+		};
+	}
+	if (definition.history) {
+		const history = definition.history;
+		actions.history = {
+			roles: history.roles,
+			rest: `GET /${type}/:id/_history`,
+			handler: (ctx: FhirContext) =>
+				mapped(definition, async () => {
+					const id = idOf(ctx);
+					const { count, page } = parseSearch(ctx.params.query ?? {}, { params: [] }, "strict");
+					return answer(ctx, historyBundle(fhirOf(ctx).base, type, id, { page, count }, await history.run(ctx, id, { page, count })));
+				})
 		};
 	}
 	if (search) {

@@ -25,7 +25,7 @@ function participantPatient(resource: unknown): string | undefined {
 
 /** The patient a request names: a Patient's id, a search's `patient`, an Appointment's patient participant. */
 export function patientNamedBy(action: string | undefined, params: FhirParams): string | undefined {
-	if (/^fhir\.patient(Read|Update|Patch|Delete)$/.test(action ?? "")) return params.params?.id;
+	if (/^fhir\.patient(Read|Vread|History|Update|Patch|Delete)$/.test(action ?? "")) return params.params?.id;
 	const searched = params.query?.patient;
 	if (typeof searched === "string") return patientReference(searched) ?? searched;
 	if (action?.startsWith("fhir.appointment")) return participantPatient(params.body);

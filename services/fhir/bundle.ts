@@ -1,4 +1,5 @@
 import type { Bundle, BundleLink, Resource } from "@medplum/fhirtypes";
+import type { HistoryEntry } from "./resource";
 import type { SearchDefinition, SearchRequest } from "./search";
 
 /** A search's answer: one page of matches, its total, and links that repeat it, page by page. */
@@ -35,6 +36,32 @@ export function searchBundle(base: string, type: string, definition: SearchDefin
 				fullUrl: `${base}/${resource.resourceType}/${resource.id}`,
 				resource,
 				search: { mode: "match" as const }
+			}))
+		})
+	};
+}
+
+/** A `history` Bundle of one resource, newest first: each version with the change that made it; links page through it. */
+export function historyBundle(base: string, type: string, id: string, paging: { page: number; count: number }, history: { entries: HistoryEntry[]; total: number }): Bundle {
+	const url = (n: number) => `${base}/${type}/${id}/_history?_count=${paging.count}&_page=${n}`;
+	const link: BundleLink[] = [{ relation: "self", url: url(paging.page) }];
+	if (paging.page * paging.count < history.total) link.push({ relation: "next", url: url(paging.page + 1) });
+	if (paging.page > 1) link.push({ relation: "previous", url: url(Math.min(paging.page - 1, Math.max(1, Math.ceil(history.total / paging.count)))) });
+	return {
+		resourceType: "Bundle",
+		type: "history",
+		total: history.total,
+		link,
+		...(history.entries.length && {
+			entry: history.entries.map(entry => ({
+				fullUrl: `${base}/${type}/${id}`,
+				...(entry.resource && { resource: entry.resource }),
+				request: { method: entry.method, url: entry.method === "POST" ? type : `${type}/${id}` },
+				response: {
+					status: entry.method === "POST" ? "201 Created" : entry.method === "DELETE" ? "204 No Content" : "200 OK",
+					etag: `W/"${entry.versionId}"`,
+					lastModified: entry.at
+				}
 			}))
 		})
 	};

@@ -22,7 +22,7 @@ function resourceCapability(definition: ResourceDefinition): CapabilityStatement
 		documentation: definition.documentation,
 		interaction: interactions.map(name => ({ code: INTERACTION_CODES[name] })),
 		versioning: definition.versioning ?? "no-version",
-		readHistory: false,
+		readHistory: Boolean(definition.vread),
 		updateCreate: false,
 		conditionalCreate: Boolean(definition.create?.conditional),
 		conditionalRead: "not-supported",

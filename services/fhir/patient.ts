@@ -1,8 +1,9 @@
 import type { ContactPoint, HumanName, Address, Identifier, Patient } from "@medplum/fhirtypes";
 import { isValidMrn } from "../../lib/domain/mrn";
+import { NotFoundError } from "../../lib/infra/errors";
 import type { Page } from "../../lib/domain/paging";
 import { PATIENT_DELETERS, PATIENT_READERS, PATIENT_WRITERS } from "../../lib/domain/roles";
-import type { Patient as PatientRecord, PatientFields } from "../patients/queries";
+import type { Patient as PatientRecord, PatientFields, PatientVersion } from "../patients/queries";
 import { MRN_SYSTEM } from "./conventions";
 import { callDomain, noneIfNotFound } from "./domain";
 import { arrayAt, onlyElements, resourceOf, stringAt, stringElements } from "./input";
@@ -43,7 +44,7 @@ export function toFhirPatient(p: PatientRecord): Patient {
 	return {
 		resourceType: TYPE,
 		id: p.id,
-		meta: { lastUpdated: p.updatedAt },
+		meta: { versionId: String(p.version), lastUpdated: p.updatedAt },
 		identifier: [mrnIdentifier(p.mrn)],
 		active: true,
 		name: [{ text: p.name }],
@@ -52,6 +53,36 @@ export function toFhirPatient(p: PatientRecord): Patient {
 		birthDate: p.dateOfBirth,
 		address: [{ text: p.address }]
 	};
+}
+
+/** A duplicate merged into another patient: no longer active, replaced by the survivor (FHIR's link). */
+function mergedPatient(id: string, survivor: string, record?: PatientRecord): Patient {
+	return {
+		...(record ? toFhirPatient(record) : { resourceType: TYPE, id }),
+		active: false,
+		link: [{ other: { reference: `Patient/${survivor}` }, type: "replaced-by" }]
+	};
+}
+
+/** The live patient, or a merged one as FHIR shows it; patients.get answers a merged one with where it went. */
+async function readPatient(ctx: FhirContext, id: string): Promise<Patient> {
+	const found = await callDomain<PatientRecord | { id: string; mergedInto: string }>(ctx, "patients.get", { id });
+	return "mergedInto" in found ? mergedPatient(found.id, found.mergedInto) : toFhirPatient(found);
+}
+
+/** A version of the patient as it was stored; a deletion's version has no resource to show (410). */
+function versionResource(version: PatientVersion): Patient | undefined {
+	if (version.kind === "deleted") return undefined;
+	const patient = version.record.mergedInto ? mergedPatient(version.record.id, version.record.mergedInto, version.record) : toFhirPatient(version.record);
+	return { ...patient, meta: { versionId: String(version.version), lastUpdated: version.changedAt } };
+}
+
+function gone(id: string, version: number): Error {
+	const err = new NotFoundError("Patient version", version);
+	err.message = `Patient ${id} was deleted at version ${version}`;
+	err.code = 410;
+	err.type = "GONE";
+	return err;
 }
 
 function nameText(name: HumanName): string | undefined {
@@ -127,7 +158,10 @@ async function searchPatients(ctx: FhirContext, request: SearchRequest): Promise
 	if (mrn === null) return { resources: [], total: 0 };
 	if (id || mrn !== undefined || email) {
 		let found: PatientRecord[];
-		if (id) found = await callDomain<PatientRecord>(ctx, "patients.get", { id }).then(p => [p], noneIfNotFound<PatientRecord>);
+		if (id) {
+			// A merged patient answers with where it went: not a match of any criterion.
+			found = await callDomain<PatientRecord | { mergedInto: string }>(ctx, "patients.get", { id }).then(p => ("mergedInto" in p ? [] : [p]), noneIfNotFound<PatientRecord>);
+		}
 		else if (mrn !== undefined && !isValidMrn(mrn)) found = [];
 		else found = (await callDomain<Page<PatientRecord>>(ctx, "patients.list", { search: mrn ?? email, pageSize: 100 })).rows;
 		const kept = found.filter(matches);
@@ -158,11 +192,26 @@ async function replacePatient(ctx: FhirContext, id: string, body: Patient): Prom
 export const patientResource: ResourceDefinition<Patient> = {
 	type: TYPE,
 	audit: "patient",
+	versioning: "versioned-update",
 	documentation: `The patient registry. identifier: the MRN (${MRN_SYSTEM}), 8 digits with its Luhn check digit, assigned by MedSync. One name (text), one email (required) and a phone in telecom, one address (text), birthDate, gender.`,
 	paths: PATHS,
-	read: {
+	read: { roles: PATIENT_READERS, run: readPatient },
+	vread: {
 		roles: PATIENT_READERS,
-		run: async (ctx, id) => toFhirPatient(await callDomain<PatientRecord>(ctx, "patients.get", { id }))
+		async run(ctx, id, versionId) {
+			const version = await callDomain<PatientVersion>(ctx, "patients.historyVersion", { id, version: versionId });
+			const resource = versionResource(version);
+			if (!resource) throw gone(id, versionId);
+			return resource;
+		}
+	},
+	history: {
+		roles: PATIENT_READERS,
+		async run(ctx, id, { page, count }) {
+			const versions = await callDomain<Page<PatientVersion>>(ctx, "patients.history", { id, page, pageSize: count });
+			const method = (v: PatientVersion) => (v.kind === "deleted" ? "DELETE" : v.kind === "created" ? "POST" : "PUT");
+			return { entries: versions.rows.map(v => ({ versionId: v.version, method: method(v), at: v.changedAt, resource: versionResource(v) })), total: versions.total };
+		}
 	},
 	search: {
 		roles: PATIENT_READERS,

@@ -31,7 +31,7 @@ export interface FhirMeta extends RequestMeta {
 export interface FhirParams {
 	body?: unknown;
 	query?: Record<string, unknown>;
-	params?: { id?: string };
+	params?: { id?: string; vid?: string };
 	/** The patient the request names, set by the gateway for its audit record. */
 	patientId?: string;
 }
@@ -57,6 +57,10 @@ export interface ResourceDefinition<R extends Resource = Resource> {
 	/** The domain services' field names → FHIRPaths, so their validation errors name the resource's elements. */
 	paths?: Record<string, string>;
 	read?: Allowed & { run(ctx: FhirContext, id: string): Promise<R> };
+	/** A version of the resource, by its versionId (needs `versioning`). */
+	vread?: Allowed & { run(ctx: FhirContext, id: string, versionId: number): Promise<R> };
+	/** The resource's versions, newest first, a page at a time. */
+	history?: Allowed & { run(ctx: FhirContext, id: string, page: { page: number; count: number }): Promise<{ entries: HistoryEntry<R>[]; total: number }> };
 	search?: Allowed & SearchDefinition & { run(ctx: FhirContext, request: SearchRequest): Promise<SearchPage<R>> };
 	create?: Allowed & { conditional?: boolean; run(ctx: FhirContext, resource: R): Promise<R> };
 	update?: Allowed & { run(ctx: FhirContext, id: string, resource: R): Promise<R> };
@@ -64,11 +68,21 @@ export interface ResourceDefinition<R extends Resource = Resource> {
 	delete?: Allowed & { run(ctx: FhirContext, id: string): Promise<void> };
 }
 
-export type InteractionName = "read" | "search" | "create" | "update" | "patch" | "delete";
+/** One version in a history: the resource as it was (none for a deletion), and the change that made it. */
+export interface HistoryEntry<R extends Resource = Resource> {
+	versionId: number;
+	method: "POST" | "PUT" | "DELETE";
+	at: string;
+	resource?: R;
+}
+
+export type InteractionName = "read" | "vread" | "history" | "search" | "create" | "update" | "patch" | "delete";
 
 /** FHIR's name of each interaction, as the CapabilityStatement lists it. */
 export const INTERACTION_CODES = {
 	read: "read",
+	vread: "vread",
+	history: "history-instance",
 	search: "search-type",
 	create: "create",
 	update: "update",

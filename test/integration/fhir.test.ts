@@ -93,7 +93,8 @@ describe("metadata", () => {
 		const types = statement.rest[0].resource.map((r: any) => r.type);
 		expect(types).toEqual(["Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment", "AuditEvent"]);
 		const patient = statement.rest[0].resource[0];
-		expect(patient.interaction.map((i: any) => i.code)).toEqual(["read", "search-type", "create", "update", "delete"]);
+		expect(patient.interaction.map((i: any) => i.code)).toEqual(["read", "vread", "history-instance", "search-type", "create", "update", "delete"]);
+		expect(patient).toMatchObject({ versioning: "versioned-update", readHistory: true });
 		expect(patient.conditionalCreate).toBe(true);
 		const anonymous = await fhir("GET", "/metadata?_format=json", undefined, { accept: "application/json" }, null);
 		expect(anonymous.status).toBe(200);
@@ -163,12 +164,53 @@ describe("Patient", () => {
 		const otherMrn = { ...patient, identifier: [{ system: MRN_SYSTEM, value: "99999999" }] };
 		expectOutcome(await fhir("PUT", `/Patient/${patient.id}`, otherMrn), 422, "invariant", "Patient.identifier");
 
-		// The registry keeps no versions yet: a guarded change is refused, not applied unguarded.
-		expectOutcome(await fhir("PUT", `/Patient/${patient.id}`, changed, { "if-match": 'W/"1"' }), 400, "invalid", "If-Match");
 		const removed = await fhir("DELETE", `/Patient/${patient.id}`);
 		expect(removed.status).toBe(204);
 		expectOutcome(await fhir("GET", `/Patient/${patient.id}`), 404, "not-found");
 		expectOutcome(await fhir("PUT", `/Patient/${patient.id}`, patient), 404, "not-found");
+	});
+
+	test("versions: versionId and ETag, If-Match on update and delete, vread, history, a deletion's version gone", async () => {
+		const created = await fhir("POST", "/Patient", fhirPatientBody());
+		const id = created.body.id;
+		expect(created.body.meta.versionId).toBe("1");
+		expect(created.headers.get("etag")).toBe('W/"1"');
+		const changed = await fhir("PUT", `/Patient/${id}`, { ...created.body, gender: "other" }, { "if-match": 'W/"1"' });
+		expect(changed.status).toBe(200);
+		expect(changed.body.meta.versionId).toBe("2");
+		expect(changed.headers.get("etag")).toBe('W/"2"');
+		expectOutcome(await fhir("PUT", `/Patient/${id}`, { ...created.body, gender: "male" }, { "if-match": 'W/"1"' }), 412, "conflict");
+		expect((await client.read({ resourceType: "Patient", id })).gender).toBe("other");
+
+		const first = await fhir("GET", `/Patient/${id}/_history/1`);
+		expect(first.body).toMatchObject({ id, gender: "female", meta: { versionId: "1" } });
+		expect(first.headers.get("etag")).toBe('W/"1"');
+		expect((await fhir("GET", `/Patient/${id}/_history/2`)).body).toMatchObject({ gender: "other", meta: { versionId: "2" } });
+		expectOutcome(await fhir("GET", `/Patient/${id}/_history/9`), 404, "not-found");
+		expectOutcome(await fhir("GET", `/Patient/${id}/_history/x`), 404, "not-found");
+
+		expectOutcome(await fhir("DELETE", `/Patient/${id}`, undefined, { "if-match": 'W/"1"' }), 412, "conflict");
+		expect((await fhir("DELETE", `/Patient/${id}`, undefined, { "if-match": 'W/"2"' })).status).toBe(204);
+		expectOutcome(await fhir("GET", `/Patient/${id}/_history/3`), 410, "deleted");
+		const history = (await fhir("GET", `/Patient/${id}/_history?_count=2`)).body;
+		expect(history).toMatchObject({ resourceType: "Bundle", type: "history", total: 3 });
+		expect(history.entry.map((e: any) => [e.request.method, e.response.etag, e.resource?.meta.versionId])).toEqual([
+			["DELETE", 'W/"3"', undefined],
+			["PUT", 'W/"2"', "2"]
+		]);
+		const older = await fhir("GET", new URL(history.link.find((l: any) => l.relation === "next").url).pathname.replace(/^\/fhir/, "") + "?_count=2&_page=2");
+		expect(older.body.entry.map((e: any) => e.request.method)).toEqual(["POST"]);
+	});
+
+	test("a merged patient reads as inactive, replaced by its survivor", async () => {
+		const [duplicate, survivor] = [await client.create({ resourceType: "Patient", body: fhirPatientBody() }), await client.create({ resourceType: "Patient", body: fhirPatientBody() })];
+		expect((await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id })).status).toBe(200);
+		const read = await fhir("GET", `/Patient/${duplicate.id}`);
+		expect(read.status).toBe(200);
+		expect(read.body).toMatchObject({ id: duplicate.id, active: false, link: [{ other: { reference: `Patient/${survivor.id}` }, type: "replaced-by" }] });
+		expect((await client.search({ resourceType: "Patient", searchParams: { _id: duplicate.id! } })).total).toBe(0);
+		const history = (await fhir("GET", `/Patient/${duplicate.id}/_history`)).body;
+		expect(history.entry[0].resource).toMatchObject({ active: false, link: [{ type: "replaced-by" }], name: duplicate.name });
 	});
 
 	test("refuses what it cannot store or read: 400 for a malformed body, 422 naming the element for a broken rule", async () => {
@@ -429,7 +471,7 @@ describe("hostile input", () => {
 });
 
 test("every resource MedSync emitted validates against the R4 base profiles (HAPI FHIR), with no errors", async () => {
-	const types = new Set(emitted.flatMap(r => [r.resourceType, ...(r.entry ?? []).map((e: { resource: Resource }) => e.resource.resourceType)]));
+	const types = new Set(emitted.flatMap(r => [r.resourceType, ...(r.entry ?? []).flatMap((e: { resource?: Resource }) => e.resource?.resourceType ?? [])]));
 	for (const type of ["CapabilityStatement", "Bundle", "OperationOutcome", "Patient", "Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment", "AuditEvent"]) expect(types).toContain(type);
 	expect(await validator.finish()).toEqual([]);
 }, SERVER_WAIT_MS);

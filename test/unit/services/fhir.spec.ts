@@ -17,6 +17,8 @@ import { declared } from "../../helpers/service-broker";
 /** Each FHIR action and the REST action whose roles and audit it must carry. */
 const MAPS_ONTO: Record<string, string> = {
 	patientRead: "patients.get",
+	patientVread: "patients.historyVersion",
+	patientHistory: "patients.history",
 	patientSearch: "patients.list",
 	patientCreate: "patients.create",
 	patientUpdate: "patients.replace",
