@@ -202,6 +202,18 @@ describe("Patient", () => {
 		expect(older.body.entry.map((e: any) => e.request.method)).toEqual(["POST"]);
 	});
 
+	test("Idempotency-Key: a retried create answers as the first time and registers no second patient", async () => {
+		const body = fhirPatientBody();
+		const key = { "idempotency-key": `fhir-${crypto.randomUUID()}` };
+		const first = await fhir("POST", "/Patient", body, key);
+		const retry = await fhir("POST", "/Patient", body, key);
+		expect([first.status, retry.status]).toEqual([201, 201]);
+		expect(retry.body).toEqual(first.body);
+		expect(retry.headers.get("location")).toBe(first.headers.get("location"));
+		expect((await client.search({ resourceType: "Patient", searchParams: { email: body.telecom[0].value } })).total).toBe(1);
+		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody(), key), 422, "invariant");
+	});
+
 	test("a merged patient reads as inactive, replaced by its survivor", async () => {
 		const [duplicate, survivor] = [await client.create({ resourceType: "Patient", body: fhirPatientBody() }), await client.create({ resourceType: "Patient", body: fhirPatientBody() })];
 		expect((await api("POST", `/patients/${duplicate.id}/merge`, { into: survivor.id })).status).toBe(200);
