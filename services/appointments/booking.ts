@@ -49,6 +49,9 @@ export async function participants(ctx: Context, patientId: string, doctorId: st
 	if (missing.length) {
 		throw invalidFields(missing.map(field => ({ field, message: `The '${field}' field names no ${field === "patientId" ? "patient" : "doctor"}.` })));
 	}
+	// A merged patient's read answers with a pointer to the survivor, not an error: the visit belongs to the survivor.
+	const { mergedInto } = (patient as PromiseFulfilledResult<{ mergedInto?: string }>).value;
+	if (mergedInto) throw invalidFields([{ field: "patientId", message: `The 'patientId' field names a patient merged into ${mergedInto}: book for that patient.` }]);
 	return (doctor as PromiseFulfilledResult<DoctorView>).value;
 }
 

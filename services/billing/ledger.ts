@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import type { Context } from "moleculer";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { ConflictError, ForbiddenError, IdempotencyKeyReusedError } from "../../lib/infra/errors";
+import { ForbiddenError, IdempotencyKeyReusedError, StateConflictError } from "../../lib/infra/errors";
 import { requestFingerprint } from "../../lib/infra/idempotency";
 import type { AuthenticatedUser } from "../../lib/infra/http";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
@@ -79,7 +79,7 @@ export async function postEntry(db: Database, accountId: string, posting: Postin
 			if (row && row.fingerprint !== print) throw new IdempotencyKeyReusedError();
 		}
 		if (!row && account.status === "CLOSED") throw closedAccountError(account, "postings");
-		if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
+		if (!row) throw new StateConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
 		return { ...toTransaction(row), balance: await balanceOf(tx, account.id), patientId: account.patientId };
 	});
 }
