@@ -1,3 +1,4 @@
+import { Errors } from "moleculer";
 import { ForbiddenError } from "../../lib/infra/errors";
 import type { FhirContext } from "./resource";
 
@@ -10,10 +11,10 @@ import type { FhirContext } from "./resource";
  */
 export async function callDomain<T>(ctx: FhirContext, action: string, params: object): Promise<T> {
 	const endpoint = ctx.broker.findNextActionEndpoint(action) as { action?: { roles?: readonly string[] } } | Error;
-	if (!(endpoint instanceof Error)) {
-		const role = ctx.meta.user?.role;
-		if (!role || !endpoint.action?.roles?.includes(role)) throw new ForbiddenError(`The ${role ?? "anonymous"} role may not ${action.replace(".", " ")}`);
-	}
+	// No node serves it now: nothing to check the roles against, so no call (503), never an unchecked one.
+	if (endpoint instanceof Error) throw new Errors.ServiceNotAvailableError({ action });
+	const role = ctx.meta.user?.role;
+	if (!role || !endpoint.action?.roles?.includes(role)) throw new ForbiddenError(`The ${role ?? "anonymous"} role may not ${action.replace(".", " ")}`);
 	return ctx.call<T, object>(action, params);
 }
 

@@ -55,6 +55,28 @@ describe("declarations", () => {
 	});
 });
 
+describe("calls into the domain services", () => {
+	const patient = { id: "00000000-0000-0000-0000-000000000001", mrn: "10000008", name: "A", email: "a@example.org", address: "x", dateOfBirth: "1990-01-01", version: 1, updatedAt: "2030-01-01T00:00:00.000Z" };
+	const asRole = (role: string) => ({ meta: { user: { id: "u", email: "u@example.org", role, sessionId: "s" } } });
+
+	test("are checked against the called action's own roles, and not made when no node serves the action", async () => {
+		const broker = new ServiceBroker({ logger: false });
+		broker.createService(FhirService as ServiceSchema);
+		await broker.start();
+		try {
+			const read = (role: string) => broker.call("fhir.patientRead", { params: { id: patient.id } }, asRole(role));
+			// The gateway answers this type 503 (lib/infra/client-errors.ts).
+			await expect(read("ADMIN")).rejects.toMatchObject({ type: "SERVICE_NOT_AVAILABLE" });
+			broker.createService({ name: "patients", actions: { get: { roles: ["ADMIN"], handler: () => patient } } });
+			await broker.waitForServices(["patients"]);
+			await expect(read("DOCTOR")).rejects.toMatchObject({ code: 403 });
+			await expect(read("ADMIN")).resolves.toMatchObject({ resourceType: "Patient", id: patient.id, meta: { versionId: "1" } });
+		} finally {
+			await broker.stop();
+		}
+	});
+});
+
 describe("search parameters", () => {
 	const definition = { params: [{ name: "date", type: "date" as const, documentation: "" }], sorts: ["date"] };
 
