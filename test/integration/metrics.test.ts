@@ -1,4 +1,6 @@
 import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import type { ServiceSchema } from "moleculer";
 import AppointmentsService from "../../services/appointments.service";
 import BillingService from "../../services/billing.service";
@@ -6,6 +8,7 @@ import DoctorsService from "../../services/doctors.service";
 import PatientsService from "../../services/patients.service";
 import { config } from "../../lib/infra/config";
 import { HTTP_DURATION_BUCKETS } from "../../lib/infra/metrics";
+import { PROJECT_ROOT } from "../../lib/infra/paths";
 import { type TestCluster, adminLogin, bearer, request, startCluster } from "../helpers/cluster";
 import { createDoctor, createPatient, patientBody } from "../helpers/fixtures";
 import { eventually } from "../helpers/node-process";
@@ -194,5 +197,19 @@ describe("the rest of the operator's gauges", () => {
 		// Moleculer's own per-action series stay, now as Prometheus histograms.
 		expect(families.get("moleculer_request_time")?.type).toBe("histogram");
 		expect(sampleOf(families, "moleculer_request_time_count", { action: "patients.create" })?.value).toBeGreaterThanOrEqual(1);
+	});
+});
+
+describe("the Grafana dashboard", () => {
+	test("queries only metrics the nodes export", async () => {
+		await createPatient(api);
+		const families = await scrape();
+		const dashboard = fs.readFileSync(path.join(PROJECT_ROOT, "observability/grafana/dashboards/medsync.json"), "utf8");
+		const queries = (JSON.parse(dashboard) as { panels: { targets?: { expr: string }[] }[] }).panels.flatMap(panel => panel.targets ?? []).map(target => target.expr);
+		const names = new Set(queries.flatMap(expr => [...expr.matchAll(/\b((?:http_server|medsync|nodejs)_[a-z0-9_]+)/g)].map(m => m[1].replace(/_(bucket|sum|count)$/, ""))));
+		expect(names.size).toBeGreaterThanOrEqual(15);
+		// Consumer lag has series only with Kafka, which this suite does without; kafka.test.ts reads it.
+		names.delete("medsync_kafka_consumer_lag");
+		for (const name of names) expect([name, families.has(name)]).toEqual([name, true]);
 	});
 });
