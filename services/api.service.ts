@@ -10,6 +10,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/infra/client-errors";
 import { config } from "../lib/infra/config";
 import { errorFields } from "../lib/infra/log-fields";
+import { HTTP_DURATION_BUCKETS, METRICS, ensureMetric } from "../lib/infra/metrics";
 import { requestConditions } from "../lib/infra/http";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
@@ -173,6 +174,16 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		logResponseData: null
 	},
 
+	created() {
+		ensureMetric(this.broker.metrics, {
+			type: "histogram",
+			name: METRICS.httpDuration,
+			labelNames: ["method", "route", "status"],
+			buckets: HTTP_DURATION_BUCKETS,
+			description: "Time from a request's arrival at the gateway to its answer, in seconds, by method, route template and status"
+		});
+	},
+
 	actions: {
 		/** Liveness: the gateway process answers. */
 		health: {
@@ -247,12 +258,17 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			};
 		},
 
-		/** One structured line per answered request, errors included. */
+		/** One structured line per answered request, errors included, and its time in the latency histogram. */
 		logResponse(req: GatewayRequest & { $startTime?: [number, number] }, res: ServerResponse) {
 			const elapsed = req.$startTime ? process.hrtime(req.$startTime) : undefined;
 			const ms = elapsed ? Math.round((elapsed[0] * 1e3 + elapsed[1] / 1e6) * 10) / 10 : null;
 			const fields = this.requestFields(req);
 			this.logger.info({ ...fields, status: res.statusCode, ms }, `${fields.method} ${fields.route ?? "(no route)"} ${res.statusCode} ${ms ?? "?"} ms`);
+			if (elapsed && this.broker.isMetricsEnabled()) {
+				// The route's template, never the path: ids in a label would make a series per patient.
+				const labels = { method: fields.method, route: fields.route ?? "unmatched", status: String(res.statusCode) };
+				this.broker.metrics.observe(METRICS.httpDuration, elapsed[0] + elapsed[1] / 1e9, labels);
+			}
 		},
 
 		/** moleculer-web logs a failure here before sending it, without its cause; sendError logs it with one. */
