@@ -6,17 +6,10 @@ import { type PrometheusFormat, collectForScrape, registerEventLoopLag, renderPr
 import { stopEmbeddedPostgres } from "./lib/infra/postgres";
 import { replCommands } from "./lib/tooling/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/infra/request-context";
-import { nodeIdFor, runnerServices } from "./lib/infra/runner-services";
+import { nodeIdFor, runnerServices, tracingServiceFor } from "./lib/infra/runner-services";
+import { TracingMiddleware } from "./lib/infra/tracing-middleware";
 import { transporterOptions } from "./lib/infra/transporter";
 import { InputValidator } from "./lib/infra/validator";
-
-type TracingExporters = NonNullable<Exclude<BrokerOptions["tracing"], boolean | undefined>["exporter"]>;
-
-function tracingExporter(type: NonNullable<typeof config.tracingExporter>, endpoint: string | undefined): TracingExporters {
-	if (type === "Zipkin") return { type, options: { baseURL: endpoint ?? "http://127.0.0.1:9411" } };
-	if (type === "Jaeger") return { type, options: { endpoint } };
-	return type;
-}
 
 type ReporterInternals = { server: Server; registry: { broker: { fatal(message: string, err?: Error): void } } };
 
@@ -62,6 +55,7 @@ MetricReporters.register("MedSyncPrometheus", PrometheusReporter as never);
 
 // Read before SERVICES is rewritten below.
 const nodeID = nodeIdFor(process.env.SERVICES);
+const tracingService = config.tracingServiceName ?? tracingServiceFor(process.env.SERVICES);
 // moleculer-runner loads this file before it reads SERVICES; a service with modules in services/<name>/ needs its file named.
 if (process.env.SERVICES) process.env.SERVICES = runnerServices(process.env.SERVICES, process.env.SERVICEDIR);
 
@@ -100,7 +94,7 @@ const brokerConfig: BrokerOptions = {
 	validator: new InputValidator(),
 	errorHandler: null,
 	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id.
-	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware],
+	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware, TracingMiddleware(tracingService)],
 	// MedSync's commands in the REPL of `npm run repl` and of `npm run dev` (moleculer-runner --repl).
 	replOptions: { customCommands: replCommands },
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.
@@ -109,11 +103,8 @@ const brokerConfig: BrokerOptions = {
 		// Registered above; Moleculer's typings name only its own reporters.
 		reporter: [{ type: "MedSyncPrometheus" as "Prometheus", options: { host: config.metricsHost, port: config.metricsPort, path: "/metrics" } }]
 	},
-	// Spans cost time on every call; they are made only when something receives them.
-	tracing: {
-		enabled: config.tracingExporter !== undefined,
-		exporter: config.tracingExporter ? tracingExporter(config.tracingExporter, config.tracingEndpoint) : []
-	},
+	// Spans are OpenTelemetry's, made by TracingMiddleware (TRACING_EXPORTER): Moleculer's own tracer speaks no W3C trace context.
+	tracing: { enabled: false },
 
 	async stopped() {
 		await stopEmbeddedPostgres();

@@ -136,5 +136,14 @@ CREATE INDEX patients_email_mailbox_idx ON patients (email_mailbox) WHERE delete
 ALTER TABLE patients ADD COLUMN merged_into uuid REFERENCES patients (id);
 ALTER TABLE patients ADD CONSTRAINT patients_merged_is_retired CHECK (merged_into IS NULL OR (deleted_at IS NOT NULL AND merged_into <> id));
 `
+	},
+	{
+		version: 7,
+		name: "outbox events carry the trace of the change that wrote them",
+		sql: `
+-- The W3C trace context (traceparent, tracestate) of the request whose transaction wrote the event, which the relay
+-- puts in the Kafka message's headers so that consumers continue that trace. Null when tracing was off.
+ALTER TABLE outbox ADD COLUMN trace_context jsonb;
+`
 	}
 ];

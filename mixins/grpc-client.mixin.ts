@@ -1,6 +1,8 @@
 import { type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { SpanKind } from "@opentelemetry/api";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcClientSecurity, channelCredentials } from "../lib/infra/grpc-security";
+import { grpcSpanAttributes, inSpan, injectInto } from "../lib/infra/tracing";
 import { registerHealthCheck } from "./health.mixin";
 import type { MixinSchema } from "../types/mixin";
 
@@ -35,21 +37,34 @@ const MAX_BACKOFF_MS = 1000;
 /**
  * One unary call with a deadline covering every attempt. UNAVAILABLE (peer
  * down, connection refused) is retried with exponential backoff while time
- * remains; any other status fails at once.
+ * remains; any other status fails at once. With tracing on, the call (all its
+ * attempts) is a client span whose context goes in the call's metadata.
  */
-export async function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
-	const deadline = Date.now() + deadlineMs;
-	for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
-		try {
-			return await new Promise<Res>((resolve, reject) =>
-				method.call(client, request, new Metadata(), { deadline }, (err, response) => (err ? reject(err) : resolve(response)))
-			);
-		} catch (err) {
-			const retryable = (err as ServiceError).code === status.UNAVAILABLE && Date.now() + backoff < deadline;
-			if (!retryable) throw err;
-			await new Promise(resolve => setTimeout(resolve, backoff));
+export function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+	const path = (method as { path?: string }).path ?? "";
+	return inSpan(path.replace(/^\//, ""), { kind: SpanKind.CLIENT, attributes: grpcSpanAttributes(path) }, async (span, spanContext) => {
+		const metadata = new Metadata();
+		if (span) injectInto(spanContext, metadata, (carrier, key, value) => carrier.set(key, value));
+		const deadline = Date.now() + deadlineMs;
+		for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
+			try {
+				const response = await new Promise<Res>((resolve, reject) =>
+					method.call(client, request, metadata, { deadline }, (err, answer) => (err ? reject(err) : resolve(answer)))
+				);
+				span?.setAttribute("rpc.grpc.status_code", status.OK);
+				return response;
+			} catch (err) {
+				const code = (err as ServiceError).code;
+				const retryable = code === status.UNAVAILABLE && Date.now() + backoff < deadline;
+				if (!retryable) {
+					span?.setAttribute("rpc.grpc.status_code", code ?? status.UNKNOWN);
+					throw err;
+				}
+				span?.addEvent("retry", { "rpc.grpc.status_code": code });
+				await new Promise(resolve => setTimeout(resolve, backoff));
+			}
 		}
-	}
+	});
 }
 
 /**

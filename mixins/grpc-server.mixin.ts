@@ -7,10 +7,12 @@ import {
 	type sendUnaryData,
 	status
 } from "@grpc/grpc-js";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/infra/grpc-security";
 import { toGrpcError } from "../lib/infra/grpc-status";
 import { errorFields, throttledLog } from "../lib/infra/log-fields";
+import { grpcSpanAttributes, inSpan, metadataCarrier } from "../lib/infra/tracing";
 import type { MixinSchema } from "../types/mixin";
 
 /** The RPCs of a generated server interface, without the index signature it inherits from grpc-js's UntypedServiceImplementation. */
@@ -78,14 +80,23 @@ export function GrpcServerMixin<TServer extends UntypedServiceImplementation = n
 							callback({ code: status.UNAUTHENTICATED, details: "A valid service credential is required" });
 							return;
 						}
-						handler.call(this as unknown as TService, call.request).then(
-							response => callback(null, response),
-							err => {
+						// With tracing on, a server span continuing the caller's trace from the call's metadata.
+						const path = call.getPath();
+						const start = { kind: SpanKind.SERVER, carrier: () => metadataCarrier(call.metadata), attributes: grpcSpanAttributes(path) };
+						inSpan(path.replace(/^\//, ""), start, async span => {
+							try {
+								const response = await handler.call(this as unknown as TService, call.request);
+								span?.setAttribute("rpc.grpc.status_code", status.OK);
+								callback(null, response);
+							} catch (err) {
 								const grpcError = toGrpcError(err);
+								span?.setAttribute("rpc.grpc.status_code", grpcError.code ?? status.UNKNOWN);
+								// A client's mistake (a bad argument, a missing record) is no failure of the server.
+								if (grpcError.code === status.INTERNAL || grpcError.code === status.UNAVAILABLE) span?.setStatus({ code: SpanStatusCode.ERROR });
 								if (grpcError.code === status.INTERNAL) this.logger.error(errorFields(err), `gRPC ${method} failed`);
 								callback(grpcError);
 							}
-						);
+						});
 					}
 				])
 			);

@@ -1,8 +1,10 @@
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { Admin, Consumer, type Message, Producer } from "@platformatic/kafka";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/infra/config";
 import { isDatabaseUnavailable } from "../lib/infra/db-errors";
 import { OrderedWork } from "../lib/infra/ordered-work";
+import { activeTracer, inSpan } from "../lib/infra/tracing";
 import { registerHealthCheck } from "./health.mixin";
 import type { MixinSchema } from "../types/mixin";
 
@@ -55,6 +57,7 @@ interface KafkaVars {
 export interface KafkaMethods {
 	kafkaSend(messages: OutgoingMessage[]): Promise<void>;
 	kafkaDeliver(definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void>;
+	kafkaHandle(definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void>;
 	kafkaDeadLetter(message: KafkaMessage, failure: unknown): Promise<void>;
 	kafkaConsume(definition: KafkaConsumerDefinition): Promise<void>;
 	kafkaReportLag(consumer: Consumer<Buffer, Buffer, Buffer, Buffer>, topic: string): Promise<void>;
@@ -124,8 +127,26 @@ export function KafkaMixin(): MixinSchema {
 				});
 			},
 
-			/** Decode, then handle with retries; what cannot be handled goes to the dead-letter topic. */
-			async kafkaDeliver(this: KafkaThis, definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void> {
+			/**
+			 * Decode, then handle with retries; what cannot be handled goes to the dead-letter topic. With tracing on,
+			 * all of it is a consumer span continuing the trace in the message's headers (the producer's span).
+			 */
+			kafkaDeliver(this: KafkaThis, definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void> {
+				if (!activeTracer()) return this.kafkaHandle(definition, message);
+				const attributes = {
+					"messaging.system": config.kafkaBrokers ? "kafka" : "moleculer",
+					"messaging.operation.type": "process",
+					"messaging.destination.name": message.topic,
+					"messaging.consumer.group.name": config.kafkaGroupPrefix + this.name,
+					...(message.partition === undefined ? {} : { "messaging.destination.partition.id": String(message.partition) }),
+					...(message.offset === undefined ? {} : { "messaging.kafka.offset": Number(message.offset) })
+				};
+				return inSpan(`process ${message.topic}`, { kind: SpanKind.CONSUMER, carrier: () => message.headers, attributes }, () =>
+					this.kafkaHandle(definition, message)
+				);
+			},
+
+			async kafkaHandle(this: KafkaThis, definition: KafkaConsumerDefinition, message: KafkaMessage): Promise<void> {
 				let payload: unknown;
 				try {
 					payload = definition.decode(message.value);
@@ -150,6 +171,7 @@ export function KafkaMixin(): MixinSchema {
 			async kafkaDeadLetter(this: KafkaThis, message: KafkaMessage, failure: unknown): Promise<void> {
 				const reason = failure instanceof Error ? failure.message : String(failure);
 				this.logger.error(`Giving up on a ${message.topic} message (${reason}); dead-lettering it`);
+				trace.getActiveSpan()?.setStatus({ code: SpanStatusCode.ERROR, message: "dead-lettered" });
 				if (!this.kafkaProducer) return;
 				await this.kafkaProducer.send({
 					messages: [

@@ -15,6 +15,7 @@ import { requestConditions } from "../lib/infra/http";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
+import { traceHttpRequest } from "../lib/infra/tracing";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
 import { fhirContentNegotiation, prepareFhirRequest, sendOperationOutcome } from "./fhir/gateway";
 import { patientShownBy } from "./fhir/audit-subject";
@@ -67,6 +68,7 @@ function passRequestConditions(req: GatewayRequest): void {
 type RecordsAccess = { recordAccess(req: GatewayRequest, status: number, result?: unknown): void };
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
+const defaultHttpHandler = ApiGateway.methods!.httpHandler as (req: IncomingMessage, res: ServerResponse, next?: unknown) => Promise<void>;
 
 const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
@@ -244,6 +246,11 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 	},
 
 	methods: {
+		/** With tracing on, each request is a server span, continuing the client's trace (W3C `traceparent`). */
+		httpHandler(req: GatewayRequest, res: ServerResponse, next?: unknown) {
+			return traceHttpRequest(req, res, () => defaultHttpHandler.call(this, req, res, next));
+		},
+
 		/**
 		 * What a log line may say about a request: the method and the route's
 		 * template (`/patients/:id`), never the URL's query or the body, which hold

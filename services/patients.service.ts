@@ -15,7 +15,7 @@ import { dateOnly, idParam, partialUpdate, uuidRule } from "../lib/domain/valida
 import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
 import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts } from "./patients/billing-accounts";
-import { outboxMessage } from "./patients/events";
+import { publishOutbox } from "./patients/events";
 import { type MergeAnswer, PatientMergedError, mergePatient } from "./patients/merge";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
 import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
@@ -255,7 +255,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			databaseUrl: this.databaseUrl,
 			logger: this.logger,
 			onDepth: pending => depth?.set(pending),
-			send: rows => this.kafkaSend(rows.map(outboxMessage))
+			send: rows => publishOutbox(rows, messages => this.kafkaSend(messages))
 		});
 		await this.outboxRelay.start();
 		this.reconciler = runPeriodically(

@@ -107,10 +107,14 @@ export interface Config {
 	metricsPort: number | undefined;
 	/** Address of the Prometheus endpoint: 127.0.0.1 with every service in one process, else 0.0.0.0. */
 	metricsHost: string;
-	/** Where spans go: Console, Zipkin, Jaeger, Datadog or Event; undefined turns tracing off. */
-	tracingExporter: "Console" | "Zipkin" | "Jaeger" | "Datadog" | "Event" | undefined;
-	/** Collector URL for the Zipkin or Jaeger exporter. */
-	tracingEndpoint: string | undefined;
+	/** Where spans go: OTLP (to OTEL_EXPORTER_OTLP_ENDPOINT, read by the exporter) or the console; undefined turns tracing off. */
+	tracingExporter: "otlp" | "console" | undefined;
+	/** OTLP's encoding over HTTP (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL). */
+	otlpProtocol: "http/protobuf" | "http/json";
+	/** How long spans are gathered before one export (OTEL_BSP_SCHEDULE_DELAY). */
+	tracingBatchDelayMs: number;
+	/** `service.name` of this node's spans (OTEL_SERVICE_NAME); unset: medsync-<its services>, or medsync for all in one. */
+	tracingServiceName: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -306,6 +310,30 @@ function withSecretFiles(env: Env): Env {
 	return resolved;
 }
 
+const OTLP_PROTOCOLS = ["http/protobuf", "http/json"] as const;
+
+function tracing(env: Env): Pick<Config, "tracingExporter" | "otlpProtocol" | "tracingBatchDelayMs" | "tracingServiceName"> {
+	const exporter = (text(env, "TRACING_EXPORTER") ?? "none").toLowerCase();
+	if (["zipkin", "jaeger", "datadog", "event"].includes(exporter)) {
+		throw new Error(`TRACING_EXPORTER=${env.TRACING_EXPORTER} is gone: set TRACING_EXPORTER=otlp and OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger, Tempo and an OpenTelemetry Collector take OTLP)`);
+	}
+	if (text(env, "TRACING_ENDPOINT")) throw new Error("TRACING_ENDPOINT is gone: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://127.0.0.1:4318)");
+	const tracingExporter = oneOf({ TRACING_EXPORTER: exporter }, "TRACING_EXPORTER", ["none", "otlp", "console"], "none");
+	const protocolSetting = text(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") ? "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" : "OTEL_EXPORTER_OTLP_PROTOCOL";
+	if (text(env, protocolSetting) === "grpc") throw new Error(`${protocolSetting}=grpc is not supported: use http/protobuf (OTLP over HTTP, port 4318)`);
+	for (const name of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
+		const url = text(env, name);
+		// The exporter would only log a bad URL, at its first export; a start that stops names it.
+		if (url && !/^https?:\/\/[^/]/.test(url)) throw new Error(`${name} must be an http:// or https:// URL, got "${url}"`);
+	}
+	return {
+		tracingExporter: tracingExporter === "none" ? undefined : tracingExporter,
+		otlpProtocol: oneOf(env, protocolSetting, OTLP_PROTOCOLS, "http/protobuf"),
+		tracingBatchDelayMs: atLeastOne(env, "OTEL_BSP_SCHEDULE_DELAY", 5000),
+		tracingServiceName: text(env, "OTEL_SERVICE_NAME")
+	};
+}
+
 export function loadConfig(given: Env = process.env): Config {
 	const env = withSecretFiles(given);
 	// In one process nothing outside it needs the internal listeners; containers reach each other over the network.
@@ -352,11 +380,7 @@ export function loadConfig(given: Env = process.env): Config {
 		logFormat: oneOf(env, "LOG_FORMAT", ["json", "pretty"], "json"),
 		metricsPort: text(env, "METRICS_PORT") === "off" ? undefined : integer(env, "METRICS_PORT", 3030),
 		metricsHost: address(env, "METRICS_HOST", internalHost),
-		tracingExporter: (() => {
-			const exporter = oneOf(env, "TRACING_EXPORTER", ["none", "Console", "Zipkin", "Jaeger", "Datadog", "Event"], "none");
-			return exporter === "none" ? undefined : exporter;
-		})(),
-		tracingEndpoint: text(env, "TRACING_ENDPOINT"),
+		...tracing(env),
 		readyServices: list(env, "READY_SERVICES") ?? ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments"],
 		auditJournalMaxAgeSeconds: atLeastOne(env, "AUDIT_JOURNAL_MAX_AGE_SECONDS", 60)
 	};

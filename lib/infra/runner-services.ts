@@ -29,11 +29,21 @@ export function runnerServices(services: string, serviceDir = ""): string {
  * it is: `patients-<host>-<pid>`, or `medsync-<host>-<pid>` for all in one.
  */
 export function nodeIdFor(services: string | undefined, host = os.hostname(), pid = process.pid): string {
+	return `${nodeName(services) ?? "medsync"}-${host}-${pid}`;
+}
+
+/** The name a node's spans go under (OpenTelemetry's `service.name`): `medsync-patients+auth`, or `medsync` for all in one. */
+export function tracingServiceFor(services: string | undefined): string {
+	const name = nodeName(services);
+	return name ? `medsync-${name}` : "medsync";
+}
+
+function nodeName(services: string | undefined): string | undefined {
 	const names = (services ?? "")
 		.split(",")
 		.map(entry => entry.trim())
 		// Skipped services and globs name nothing the node runs for sure.
 		.filter(entry => entry && !entry.startsWith("!") && !/[*?]/.test(entry))
 		.map(entry => path.basename(entry).replace(/\.service\.[jt]s$/, "").replace(/[^\w-]+/g, "_"));
-	return `${names.length ? names.join("+") : "medsync"}-${host}-${pid}`;
+	return names.length ? names.join("+") : undefined;
 }

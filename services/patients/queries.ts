@@ -1,6 +1,7 @@
 import type { Statement } from "../../lib/infra/database";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import { escapeLike } from "../../lib/infra/sql";
+import type { TraceCarrier } from "../../lib/infra/tracing";
 
 /**
  * Every statement of the patient registry, with the types of the rows they
@@ -85,6 +86,8 @@ export interface OutboxEvent {
 	key: string;
 	eventType: string;
 	payload: Uint8Array;
+	/** The trace of the change that writes it (W3C headers), or null with tracing off. */
+	traceContext: TraceCarrier | null;
 }
 
 /** What kind of change made a version (`recorded`: the record as it stood when history began to be kept). */
@@ -110,17 +113,30 @@ const RECORD_COLUMNS = `${COLUMNS}, deleted_at AS "deletedAt", merged_into AS "m
 function withEvent(change: string, values: unknown[], event: OutboxEvent, version: NewVersion): Statement {
 	const first = values.length + 1;
 	const kind = first + 5;
+	const trace = kind + 3;
 	return {
 		text: `WITH patient AS (
 			${change} RETURNING ${RECORD_COLUMNS}
 		), event AS (
-			INSERT INTO outbox (event_id, topic, key, event_type, payload) SELECT $${first}, $${first + 1}, $${first + 2}, $${first + 3}, $${first + 4} FROM patient
+			INSERT INTO outbox (event_id, topic, key, event_type, payload, trace_context)
+			SELECT $${first}, $${first + 1}, $${first + 2}, $${first + 3}, $${first + 4}, $${trace}::jsonb FROM patient
 		), version AS (
 			INSERT INTO patient_versions (patient_id, version, kind, changed_by, changed_at, record)
 			SELECT id, version, $${kind}, $${kind + 1}::uuid, "updatedAt", to_jsonb(patient) FROM patient WHERE version > $${kind + 2}::int
 		)
 		SELECT * FROM patient`,
-		values: [...values, event.eventId, event.topic, event.key, event.eventType, Buffer.from(event.payload), version.kind, version.by, version.after]
+		values: [
+			...values,
+			event.eventId,
+			event.topic,
+			event.key,
+			event.eventType,
+			Buffer.from(event.payload),
+			version.kind,
+			version.by,
+			version.after,
+			event.traceContext && JSON.stringify(event.traceContext)
+		]
 	};
 }
 
@@ -378,6 +394,7 @@ export interface OutboxRow {
 	key: string;
 	eventType: string;
 	payload: Buffer;
+	traceContext: TraceCarrier | null;
 }
 
 /**
@@ -395,7 +412,8 @@ export const tryOutboxRelayLock: Statement = { text: "SELECT pg_try_advisory_loc
 
 export function pendingOutboxEvents(limit: number): Statement {
 	return {
-		text: `SELECT id, event_id AS "eventId", topic, key, event_type AS "eventType", payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
+		text: `SELECT id, event_id AS "eventId", topic, key, event_type AS "eventType", payload, trace_context AS "traceContext"
+			FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`,
 		values: [limit]
 	};
 }

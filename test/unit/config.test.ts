@@ -49,13 +49,32 @@ describe("configuration", () => {
 		expect(loadConfig({})).toMatchObject({ logFormat: "json", metricsPort: 3030, tracingExporter: undefined, seedUrl: "http://127.0.0.1:4005" });
 		expect(loadConfig({ PORT: "4100" }).seedUrl).toBe("http://127.0.0.1:4100");
 		expect(loadConfig({ SEED_URL: "http://gateway:4005" }).seedUrl).toBe("http://gateway:4005");
-		expect(loadConfig({ LOG_FORMAT: "pretty", METRICS_PORT: "off", TRACING_EXPORTER: "Zipkin", TRACING_ENDPOINT: "http://zipkin:9411" })).toMatchObject({
+		expect(loadConfig({ LOG_FORMAT: "pretty", METRICS_PORT: "off", TRACING_EXPORTER: "otlp" })).toMatchObject({
 			logFormat: "pretty",
 			metricsPort: undefined,
-			tracingExporter: "Zipkin",
-			tracingEndpoint: "http://zipkin:9411"
+			tracingExporter: "otlp"
 		});
 		expect(() => loadConfig({ TRACING_EXPORTER: "Carrier-Pigeon" })).toThrow(/TRACING_EXPORTER/);
+	});
+
+	test("tracing: OTLP over HTTP, protobuf unless told json; the exporters that crashed are refused with what to set instead", () => {
+		expect(loadConfig({})).toMatchObject({ tracingExporter: undefined, otlpProtocol: "http/protobuf", tracingBatchDelayMs: 5000, tracingServiceName: undefined });
+		expect(loadConfig({ TRACING_EXPORTER: "Console" }).tracingExporter).toBe("console");
+		expect(loadConfig({ TRACING_EXPORTER: "none" }).tracingExporter).toBeUndefined();
+		expect(
+			loadConfig({ TRACING_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_BSP_SCHEDULE_DELAY: "200", OTEL_SERVICE_NAME: "clinic-a" })
+		).toMatchObject({ otlpProtocol: "http/json", tracingBatchDelayMs: 200, tracingServiceName: "clinic-a" });
+		// The traces' own setting wins over the shared one, as OpenTelemetry has it.
+		expect(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/protobuf" }).otlpProtocol).toBe("http/protobuf");
+		expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" })).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported: use http\/protobuf/);
+		expect(() => loadConfig({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/xml" })).toThrow(/OTEL_EXPORTER_OTLP_TRACES_PROTOCOL must be one of http\/protobuf, http\/json/);
+		expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT must be an http/);
+		expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" }).tracingExporter).toBeUndefined();
+		for (const gone of ["Jaeger", "Datadog", "Zipkin", "Event"]) {
+			expect(() => loadConfig({ TRACING_EXPORTER: gone })).toThrow(new RegExp(`TRACING_EXPORTER=${gone} is gone: set TRACING_EXPORTER=otlp`));
+		}
+		expect(() => loadConfig({ TRACING_ENDPOINT: "http://zipkin:9411" })).toThrow(/TRACING_ENDPOINT is gone: set OTEL_EXPORTER_OTLP_ENDPOINT/);
+		expect(() => loadConfig({ OTEL_BSP_SCHEDULE_DELAY: "0" })).toThrow(/OTEL_BSP_SCHEDULE_DELAY/);
 	});
 
 	test("listener addresses: gRPC and metrics stay on loopback in one process, open to the network with a transporter", () => {

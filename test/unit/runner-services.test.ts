@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { nodeIdFor, runnerServices } from "../../lib/infra/runner-services";
+import { nodeIdFor, runnerServices, tracingServiceFor } from "../../lib/infra/runner-services";
 
 describe("SERVICES for moleculer-runner", () => {
 	let dir: string;
@@ -39,5 +39,11 @@ describe("node IDs", () => {
 		expect(nodeIdFor("auth.service.js, audit,!billing", "vm", 42)).toBe("auth+audit-vm-42");
 		expect(nodeIdFor("dist/services/**/*.service.js", "vm", 42)).toBe("medsync-vm-42");
 		expect(nodeIdFor(undefined, "vm", 42)).toBe("medsync-vm-42");
+	});
+
+	test("a node's spans go under medsync-<its services>, or medsync for all in one", () => {
+		expect(tracingServiceFor("patients,auth,audit")).toBe("medsync-patients+auth+audit");
+		expect(tracingServiceFor("auth.service.js, !billing")).toBe("medsync-auth");
+		expect(tracingServiceFor(undefined)).toBe("medsync");
 	});
 });

@@ -33,7 +33,7 @@ import { StubDatabase } from "../../helpers/stub-database";
  * suites (patients.api.test.ts, kafka.test.ts) run it.
  */
 
-const NO_EVENT = { eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() };
+const NO_EVENT = { eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array(), traceContext: null };
 const UPDATE = updatePatientWithEvent(
 	{ id: "", version: 0, name: "", email: "", address: "", dateOfBirth: "", registerDate: "", phone: null, gender: null },
 	NO_EVENT,
@@ -43,7 +43,7 @@ const UPDATE = updatePatientWithEvent(
 const SOFT_DELETE = softDeletePatientWithEvent("", NO_EVENT, null, null);
 const INSERT = insertPatientWithEvent(
 	{ id: "", mrn: "", name: "", email: "", address: "", dateOfBirth: "", registerDate: "", phone: null, gender: null },
-	{ eventId: "", topic: "", key: "", eventType: "", payload: new Uint8Array() },
+	NO_EVENT,
 	null,
 	null
 );
@@ -121,11 +121,13 @@ describe("patients.create", () => {
 
 		const statements = db.statements.slice(sent);
 		expect(statements.map(s => s.text)).toEqual([nextMrnSerial.text, INSERT.text, setBillingAccount("", "").text]);
-		const [eventId, topic, key, eventType, payload, versionKind, author] = statements[1].values.slice(-8);
+		const [eventId, topic, key, eventType, payload, versionKind, author, , traceContext] = statements[1].values.slice(-9);
 		expect({ topic, key, eventType }).toEqual({ topic: config.patientTopic, key: patient.id, eventType: "PATIENT_CREATED" });
 		expect(PatientEvent.decode(payload as Buffer)).toMatchObject({ patientId: patient.id, name: body.name, email: body.email, eventType: "PATIENT_CREATED", eventId });
 		// Its version 1, in the same statement; no caller here, so no author.
 		expect([versionKind, author]).toEqual(["created", null]);
+		// Tracing is off: the event carries no trace.
+		expect(traceContext).toBeNull();
 		expect(statements[2].values).toEqual(["acc-1", patient.id]);
 
 		expect(billingAsked).toEqual([{ patientId: patient.id, name: body.name, email: body.email }]);
@@ -201,7 +203,7 @@ describe("If-Match on patients.update and patients.remove", () => {
 		expect(meta.$responseHeaders).toEqual({ ETag: 'W/"4"' });
 		const update = db.sent(UPDATE).at(-1)!;
 		expect(update.values[8]).toEqual([3]);
-		expect(update.values.slice(-3)).toEqual(["updated", CALLER.id, 3]);
+		expect(update.values.slice(-4)).toEqual(["updated", CALLER.id, 3, null]);
 		expect(events.map(e => e.name)).toEqual(["patient.updated"]);
 	});
 
