@@ -158,7 +158,7 @@ export function recordFailure(span: Span, err: unknown): void {
 	if (!clientMistake) span.setStatus({ code: SpanStatusCode.ERROR, message: name });
 }
 
-/** A gRPC call's attributes, from its path (`/billing.BillingService/CreateBillingAccount`). */
+/** A gRPC call's attributes, from its path (`/BillingService/CreateBillingAccount`). */
 export function grpcSpanAttributes(path: string): Attributes {
 	const [, service = "", method = ""] = /^\/?([^/]*)\/(.*)$/.exec(path) ?? [];
 	return { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method };
