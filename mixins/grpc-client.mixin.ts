@@ -1,8 +1,8 @@
 import { type CallOptions, type ChannelCredentials, type Client, type ClientUnaryCall, Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { SpanKind } from "@opentelemetry/api";
+import { type Span, SpanKind } from "@opentelemetry/api";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcClientSecurity, channelCredentials } from "../lib/infra/grpc-security";
-import { grpcSpanAttributes, inSpan, injectInto } from "../lib/infra/tracing";
+import { activeTracer, grpcSpanAttributes, inSpan, injectInto } from "../lib/infra/tracing";
 import { registerHealthCheck } from "./health.mixin";
 import type { MixinSchema } from "../types/mixin";
 
@@ -41,30 +41,36 @@ const MAX_BACKOFF_MS = 1000;
  * attempts) is a client span whose context goes in the call's metadata.
  */
 export function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+	if (!activeTracer()) return attempts(client, method, request, deadlineMs, new Metadata());
 	const path = (method as { path?: string }).path ?? "";
-	return inSpan(path.replace(/^\//, ""), { kind: SpanKind.CLIENT, attributes: grpcSpanAttributes(path) }, async (span, spanContext) => {
+	return inSpan(path.replace(/^\//, ""), { kind: SpanKind.CLIENT, attributes: grpcSpanAttributes(path) }, (span, spanContext) => {
 		const metadata = new Metadata();
-		if (span) injectInto(spanContext, metadata, (carrier, key, value) => carrier.set(key, value));
-		const deadline = Date.now() + deadlineMs;
-		for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
-			try {
-				const response = await new Promise<Res>((resolve, reject) =>
-					method.call(client, request, metadata, { deadline }, (err, answer) => (err ? reject(err) : resolve(answer)))
-				);
-				span?.setAttribute("rpc.grpc.status_code", status.OK);
-				return response;
-			} catch (err) {
-				const code = (err as ServiceError).code;
-				const retryable = code === status.UNAVAILABLE && Date.now() + backoff < deadline;
-				if (!retryable) {
-					span?.setAttribute("rpc.grpc.status_code", code ?? status.UNKNOWN);
-					throw err;
-				}
-				span?.addEvent("retry", { "rpc.grpc.status_code": code });
-				await new Promise(resolve => setTimeout(resolve, backoff));
-			}
-		}
+		injectInto(spanContext, metadata, (carrier, key, value) => carrier.set(key, value));
+		return attempts(client, method, request, deadlineMs, metadata, span);
 	});
+}
+
+/** The attempts of one call, `span` (with tracing on) told of each retry and the final status. */
+async function attempts<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, deadlineMs: number, metadata: Metadata, span?: Span): Promise<Res> {
+	const deadline = Date.now() + deadlineMs;
+	for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)) {
+		try {
+			const response = await new Promise<Res>((resolve, reject) =>
+				method.call(client, request, metadata, { deadline }, (err, answer) => (err ? reject(err) : resolve(answer)))
+			);
+			span?.setAttribute("rpc.grpc.status_code", status.OK);
+			return response;
+		} catch (err) {
+			const code = (err as ServiceError).code;
+			const retryable = code === status.UNAVAILABLE && Date.now() + backoff < deadline;
+			if (!retryable) {
+				span?.setAttribute("rpc.grpc.status_code", code ?? status.UNKNOWN);
+				throw err;
+			}
+			span?.addEvent("retry", { "rpc.grpc.status_code": code });
+			await new Promise(resolve => setTimeout(resolve, backoff));
+		}
+	}
 }
 
 /**

@@ -7,12 +7,12 @@ import {
 	type sendUnaryData,
 	status
 } from "@grpc/grpc-js";
-import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { type Span, SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type GrpcServerSecurity, bearerCheck, serverCredentials } from "../lib/infra/grpc-security";
 import { toGrpcError } from "../lib/infra/grpc-status";
 import { errorFields, throttledLog } from "../lib/infra/log-fields";
-import { grpcSpanAttributes, inSpan, metadataCarrier } from "../lib/infra/tracing";
+import { activeTracer, grpcSpanAttributes, inSpan, metadataCarrier } from "../lib/infra/tracing";
 import type { MixinSchema } from "../types/mixin";
 
 /** The RPCs of a generated server interface, without the index signature it inherits from grpc-js's UntypedServiceImplementation. */
@@ -80,10 +80,7 @@ export function GrpcServerMixin<TServer extends UntypedServiceImplementation = n
 							callback({ code: status.UNAUTHENTICATED, details: "A valid service credential is required" });
 							return;
 						}
-						// With tracing on, a server span continuing the caller's trace from the call's metadata.
-						const path = call.getPath();
-						const start = { kind: SpanKind.SERVER, carrier: () => metadataCarrier(call.metadata), attributes: grpcSpanAttributes(path) };
-						inSpan(path.replace(/^\//, ""), start, async span => {
+						const respond = async (span?: Span) => {
 							try {
 								const response = await handler.call(this as unknown as TService, call.request);
 								span?.setAttribute("rpc.grpc.status_code", status.OK);
@@ -96,7 +93,15 @@ export function GrpcServerMixin<TServer extends UntypedServiceImplementation = n
 								if (grpcError.code === status.INTERNAL) this.logger.error(errorFields(err), `gRPC ${method} failed`);
 								callback(grpcError);
 							}
-						});
+						};
+						if (!activeTracer()) {
+							void respond();
+							return;
+						}
+						// A server span continuing the caller's trace from the call's metadata.
+						const path = call.getPath();
+						const start = { kind: SpanKind.SERVER, carrier: () => metadataCarrier(call.metadata), attributes: grpcSpanAttributes(path) };
+						void inSpan(path.replace(/^\//, ""), start, respond);
 					}
 				])
 			);
