@@ -5,6 +5,7 @@ import { type Migration, migrate } from "../../lib/infra/migrations";
 import { appointmentMigrations } from "../../migrations/appointments";
 import { billingMigrations } from "../../migrations/billing";
 import { patientMigrations } from "../../migrations/patients";
+import { pendingOutboxEvents } from "../../services/patients/queries";
 
 const server = process.env.DATABASE_URL!;
 let url: string;
@@ -119,4 +120,20 @@ test("patients v4: older patients are version 1 and start their history with the
 	expect(rows[0].record).toMatchObject({ id: live, mrn: "10000008", name: "Old Live", dateOfBirth: "1950-05-05", registerDate: "2001-01-01", phone: null, version: 1, deletedAt: null });
 	expect(rows[1].record).toMatchObject({ id: deleted, phone: "555-0100", deletedAt: expect.any(String) });
 	await expect(db.query("UPDATE patient_versions SET kind = 'updated'")).rejects.toThrow(/history cannot be changed/);
+});
+
+test("patients v7: outbox events waiting from before keep no trace and are still read by the relay; new ones keep theirs", async () => {
+	await migrate(url, patientMigrations.filter(m => m.version < 7));
+	const waiting = crypto.randomUUID();
+	await db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload) VALUES ($1, 'patient', 'k', 'PATIENT_CREATED', '\\x01')", [waiting]);
+	await migrate(url, patientMigrations);
+
+	const traced = crypto.randomUUID();
+	const traceContext = { traceparent: `00-${"a".repeat(32)}-${"b".repeat(16)}-01` };
+	await db.query("INSERT INTO outbox (event_id, topic, key, event_type, payload, trace_context) VALUES ($1, 'patient', 'k', 'PATIENT_UPDATED', '\\x02', $2)", [traced, JSON.stringify(traceContext)]);
+	const { rows } = await db.query(pendingOutboxEvents(10));
+	expect(rows.map(r => [r.eventId, r.traceContext])).toEqual([
+		[waiting, null],
+		[traced, traceContext]
+	]);
 });
