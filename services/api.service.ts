@@ -11,6 +11,7 @@ import { type ErrorLike, toClientError } from "../lib/infra/client-errors";
 import { config } from "../lib/infra/config";
 import { errorFields } from "../lib/infra/log-fields";
 import { requestConditions } from "../lib/infra/http";
+import { isPage, pageLinks } from "../lib/infra/link-header";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
@@ -67,7 +68,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
 					methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
 					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key", "If-Match"],
-					exposedHeaders: ["Location", "X-Request-Id", "ETag"],
+					exposedHeaders: ["Location", "X-Request-Id", "ETag", "Link"],
 					maxAge: 3600
 				}
 			: undefined,
@@ -112,11 +113,13 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					ctx: { meta: { $statusCode?: number } },
 					_route: unknown,
 					req: GatewayRequest,
-					_res: ServerResponse,
+					res: ServerResponse,
 					data: unknown
 				) {
 					// The response status is set after this hook, from what the action asked for.
 					this.recordAccess(req, ctx.meta.$statusCode ?? 200, data);
+					// Every paged list, in one place: links to its first, previous, next and last pages (RFC 8288).
+					if (isPage(data)) res.setHeader("Link", pageLinks((req as GatewayRequest & { originalUrl?: string }).originalUrl ?? req.url ?? "/", data));
 					return data;
 				},
 				// REST paths come from each action's `rest` definition, next to its params.
@@ -156,10 +159,19 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					(this.broker.registry.getActionList({}) as { name: string; action?: ActionSchema }[]).map(a => [a.name, a.action])
 				);
 				const routes: RoutedAction[] = aliases
-					.filter(alias => alias.action && alias.method !== "*")
+					// FHIR is described by its own CapabilityStatement (GET /fhir/metadata), not here.
+					.filter(alias => alias.action && alias.method !== "*" && !alias.fullPath.startsWith("/fhir"))
 					.map(alias => {
 						const action = actions.get(alias.action!);
-						return { method: alias.method, path: alias.fullPath, action: alias.action!, params: action?.params as Record<string, unknown>, roles: action?.roles, public: action?.public };
+						return {
+							method: alias.method,
+							path: alias.fullPath,
+							action: alias.action!,
+							params: action?.params as Record<string, unknown>,
+							roles: action?.roles,
+							public: action?.public,
+							responses: action?.responses
+						};
 					});
 				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE_VERSION });
 			}
