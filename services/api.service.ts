@@ -3,6 +3,7 @@ import path from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ActionSchema, type Context, Errors, type ServiceSchema } from "moleculer";
 import serveStatic from "serve-static";
+import { type Static, Type } from "@sinclair/typebox";
 import { getAbsoluteFSPath as swaggerUiPath } from "swagger-ui-dist";
 import { type RoutedAction, buildOpenApi } from "../lib/infra/openapi";
 import { PROJECT_ROOT } from "../lib/infra/paths";
@@ -49,6 +50,15 @@ interface RequestLogFields {
 	requestId: string | null;
 	userId: string | null;
 }
+
+const HealthSchema = Type.Object({ status: Type.Literal("ok"), nodeID: Type.String(), uptime: Type.Integer({ description: "Seconds." }) });
+
+const ReadinessSchema = Type.Object({
+	status: Type.Union([Type.Literal("ready"), Type.Literal("unavailable")]),
+	checks: Type.Record(Type.String(), Type.String(), { description: 'Each dependency: "up", or "down: " and why.', examples: [{ transporter: "up", "patients.database": "up" }] })
+});
+
+const OpenApiSchema = Type.Object({ openapi: Type.Literal("3.1.0"), info: Type.Object({}), paths: Type.Object({}) }, { description: "This document." });
 
 /** A dependency down (a database, a service node) is back within seconds, or the client had better wait longer. */
 const SERVICE_UNAVAILABLE_RETRY_SECONDS = 5;
@@ -145,7 +155,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		/** Liveness: the gateway process answers. */
 		health: {
 			public: true,
-			handler() {
+			responses: { 200: { description: "The gateway answers.", schema: HealthSchema } },
+			handler(): Static<typeof HealthSchema> {
 				return { status: "ok", nodeID: this.broker.nodeID, uptime: Math.round(process.uptime()) };
 			}
 		},
@@ -153,6 +164,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		/** The OpenAPI 3.1 document, generated from the routed actions' `rest`, `params` and `roles`. */
 		openapi: {
 			public: true,
+			responses: { 200: { description: "The OpenAPI 3.1 document.", schema: OpenApiSchema } },
 			handler() {
 				const aliases = (this as unknown as { aliases: GatewayAlias[] }).aliases;
 				const actions = new Map(
@@ -180,7 +192,11 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		/** Readiness: the transporter, and every service's own dependencies (database, Kafka, gRPC peer); 503 while any is down. */
 		ready: {
 			public: true,
-			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
+			responses: {
+				200: { description: "Every dependency is up.", schema: ReadinessSchema },
+				503: { description: "A dependency is down: `checks` says which.", schema: ReadinessSchema }
+			},
+			async handler(ctx: Context<unknown, { $statusCode?: number }>): Promise<Static<typeof ReadinessSchema>> {
 				const transit = (this.broker as unknown as { transit?: { connected: boolean } }).transit;
 				const checks: Record<string, string> = { transporter: !transit || transit.connected ? "up" : "down: disconnected" };
 				// Accesses not reaching the audit trail for too long: the gateway must not look healthy (mixins/audit-trail.mixin.ts).

@@ -248,7 +248,11 @@ function operationResponses(route: RoutedAction, hasBody: boolean, hasPathParams
 			.filter(([, error]) => error.when(route, hasBody, hasPathParams))
 			.map(([status, error]) => [status, error.description])
 	);
-	for (const [status, answer] of declared) if (typeof answer === "string") errors[Number(status)] = answer;
+	for (const [status, answer] of declared) {
+		if (typeof answer === "string") errors[Number(status)] = answer;
+		// An answer with a body of its own (a readiness report's 503) is not the Error body.
+		else delete errors[Number(status)];
+	}
 	for (const [status, description] of Object.entries(errors).sort(([a], [b]) => Number(a) - Number(b))) {
 		const example = GATEWAY_ERRORS[Number(status)]?.example;
 		responses[status] = {

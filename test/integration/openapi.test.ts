@@ -103,7 +103,8 @@ describe("the OpenAPI document", () => {
 					const schema = op.responses[status].content?.["application/json"]?.schema;
 					if (status !== "204") expect({ route, method, status, empty: !schema || Object.keys(schema).length === 0 }).toEqual({ route, method, status, empty: false });
 				}
-				for (const status of statuses.filter(status => Number(status) >= 400)) {
+				// But the readiness report, which is its own 503's body.
+				for (const status of statuses.filter(status => Number(status) >= 400 && route !== "/ready")) {
 					expect(op.responses[status].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
 				}
 			}
