@@ -24,7 +24,7 @@ interface GatewayAlias {
 	action?: string;
 }
 
-const PACKAGE_VERSION = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
+const PACKAGE = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string; license: string };
 
 const DOCS_PAGE = `<!doctype html>
 <html lang="en">
@@ -185,7 +185,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 							responses: action?.responses
 						};
 					});
-				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE_VERSION });
+				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE.version, license: { name: PACKAGE.license, identifier: PACKAGE.license } });
 			}
 		},
 

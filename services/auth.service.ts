@@ -51,7 +51,7 @@ const passwordParam = {
 const loginPasswordParam = { type: "string", min: 1, max: PASSWORD_MAX };
 
 /** A new account, as sign-up answers it. */
-const SignedUpSchema = Type.Pick(UserSchema, ["id", "email", "role"]);
+const SignedUpSchema = Type.Object({ id: UserSchema.properties.id, email: UserSchema.properties.email, role: UserSchema.properties.role });
 
 /** An access token's claims, as GET /auth/validate answers them. */
 const TokenClaimsSchema = Type.Object({

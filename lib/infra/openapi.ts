@@ -291,7 +291,7 @@ What a role may do is in each operation's description.
 - Lists: \`page\` and \`pageSize\` (at most 100); the answer says \`total\` and \`totalPages\`, and its \`Link\` header links the first, prev, next and last pages.
 `;
 
-export function buildOpenApi(routes: RoutedAction[], info: { title: string; version: string }): JsonSchema {
+export function buildOpenApi(routes: RoutedAction[], info: { title: string; version: string; license?: { name: string; identifier: string } }): JsonSchema {
 	const paths: Record<string, Record<string, JsonSchema>> = {};
 	const schemas: Record<string, unknown> = {};
 	for (const route of [...routes].sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method))) {
