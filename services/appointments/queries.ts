@@ -37,7 +37,32 @@ export const AppointmentSchema = Type.Object(
 		startDateTime: wallClock("The start, YYYY-MM-DDTHH:MM:SS"),
 		endDateTime: wallClock("The end, YYYY-MM-DDTHH:MM:SS")
 	},
-	{ $id: "Appointment" }
+	{
+		$id: "Appointment",
+		examples: [
+			{
+				id: "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+				patientId: "8d5e9c4e-2f4b-4c43-9d59-3a3f1a3b7a10",
+				doctorId: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+				start: "2026-12-01T09:00:00+00:00",
+				end: "2026-12-01T09:30:00+00:00",
+				durationMinutes: 30,
+				timezone: "Europe/London",
+				consultationFee: 7500,
+				status: "booked",
+				reason: "Annual check-up",
+				cancellationReason: null,
+				createdAt: "2026-11-29T10:20:00.000Z",
+				updatedAt: "2026-11-29T10:20:00.000Z",
+				version: 1,
+				date: "2026-12-01",
+				startTime: "09:00:00",
+				endTime: "09:30:00",
+				startDateTime: "2026-12-01T09:00:00",
+				endDateTime: "2026-12-01T09:30:00"
+			}
+		]
+	}
 );
 
 export type Appointment = Static<typeof AppointmentSchema>;

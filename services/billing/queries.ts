@@ -31,7 +31,24 @@ export const BillingAccountSchema = Type.Object(
 		createdAt: Instant,
 		updatedAt: Instant
 	},
-	{ $id: "BillingAccount" }
+	{
+		$id: "BillingAccount",
+		examples: [
+			{
+				id: "3f2b1c0d-8e7a-4b6c-9d5e-1a2b3c4d5e6f",
+				patientId: "8d5e9c4e-2f4b-4c43-9d59-3a3f1a3b7a10",
+				name: "Ada Lovelace",
+				email: "ada@example.org",
+				status: "ACTIVE",
+				currency: "GBP",
+				version: 1,
+				mergedIntoAccountId: null,
+				balance: 7500,
+				createdAt: "2026-11-29T10:15:01.000Z",
+				updatedAt: "2026-11-29T10:15:01.000Z"
+			}
+		]
+	}
 );
 
 export type BillingAccount = Static<typeof BillingAccountSchema>;
@@ -49,7 +66,20 @@ export const LedgerTransactionSchema = Type.Object(
 		reference: Nullable(Type.String()),
 		createdAt: Instant
 	},
-	{ $id: "LedgerTransaction" }
+	{
+		$id: "LedgerTransaction",
+		examples: [
+			{
+				id: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+				accountId: "3f2b1c0d-8e7a-4b6c-9d5e-1a2b3c4d5e6f",
+				type: "CHARGE",
+				amount: 7500,
+				description: "Consultation",
+				reference: "appointment:6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+				createdAt: "2026-12-01T09:31:00.000Z"
+			}
+		]
+	}
 );
 
 export type LedgerTransaction = Static<typeof LedgerTransactionSchema>;

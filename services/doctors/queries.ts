@@ -27,7 +27,27 @@ export const DoctorSchema = Type.Object(
 		updatedAt: Instant,
 		version: Version
 	},
-	{ $id: "Doctor" }
+	{
+		$id: "Doctor",
+		examples: [
+			{
+				id: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+				name: "Dr Elizabeth Blackwell",
+				email: "e.blackwell@clinic.example",
+				specialization: "General practice",
+				address: "1 Harley Street, London",
+				joiningDate: "2020-01-06",
+				phone: null,
+				timezone: "Europe/London",
+				consultationFee: 7500,
+				slotMinutes: 30,
+				availability: [{ day: "monday", start: "08:00", end: "18:00" }],
+				createdAt: "2026-11-29T09:00:00.000Z",
+				updatedAt: "2026-11-29T09:00:00.000Z",
+				version: 1
+			}
+		]
+	}
 );
 
 export type Doctor = Static<typeof DoctorSchema>;
