@@ -1,3 +1,4 @@
+import { type Static, Type } from "@sinclair/typebox";
 import { type Context, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { KafkaMixin, type KafkaConsumerDefinition } from "../mixins/kafka.mixin";
@@ -9,6 +10,7 @@ import { invalidFields } from "../lib/infra/errors";
 import { decodePatientEvent } from "../lib/domain/patient-events";
 import { ANALYTICS_READERS } from "../lib/domain/roles";
 import { dateOnly } from "../lib/domain/validation";
+import { DateOnly } from "../lib/domain/schemas";
 import type { PatientEvent } from "../proto/generated/patient_event";
 import { type RegistrationDay, countMerge, countRegistration, mergesBetween, registrationsBetween } from "./analytics/queries";
 
@@ -16,6 +18,17 @@ type AnalyticsThis = Service<ServiceSettingSchema> & DbVars;
 
 const MAX_RANGE_DAYS = 366;
 const DAY_MS = 86_400_000;
+
+const Count = Type.Integer({ minimum: 0 });
+
+/** Registrations and merges per day, and their sums: counts only, nothing personal. */
+const RegistrationsSchema = Type.Object({
+	from: DateOnly,
+	to: DateOnly,
+	days: Type.Array(Type.Object({ date: DateOnly, count: Count, merged: Count })),
+	total: Count,
+	merged: Count
+});
 
 function addDays(date: string, days: number): string {
 	return new Date(Date.parse(`${date}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
@@ -51,7 +64,8 @@ const AnalyticsService: ServiceSchema<ServiceSettingSchema, Record<string, never
 			roles: ANALYTICS_READERS,
 			rest: "GET /registrations",
 			params: { $$strict: true, from: dateOnly({ optional: true }), to: dateOnly({ optional: true }) },
-			async handler(this: AnalyticsThis, ctx: Context<{ from?: string; to?: string }>) {
+			responses: { 200: { description: "Registrations and merges per day, from and to included (the last 30 days by default).", schema: RegistrationsSchema } },
+			async handler(this: AnalyticsThis, ctx: Context<{ from?: string; to?: string }>): Promise<Static<typeof RegistrationsSchema>> {
 				const to = ctx.params.to ?? todayIn(config.clinicTimezone);
 				const from = ctx.params.from ?? addDays(to, -29);
 				const dayTotal = dayCount(from, to);

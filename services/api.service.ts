@@ -3,6 +3,7 @@ import path from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ActionSchema, type Context, Errors, type ServiceSchema } from "moleculer";
 import serveStatic from "serve-static";
+import { type Static, Type } from "@sinclair/typebox";
 import { getAbsoluteFSPath as swaggerUiPath } from "swagger-ui-dist";
 import { type RoutedAction, buildOpenApi } from "../lib/infra/openapi";
 import { PROJECT_ROOT } from "../lib/infra/paths";
@@ -12,6 +13,7 @@ import { config } from "../lib/infra/config";
 import { errorFields } from "../lib/infra/log-fields";
 import { HTTP_DURATION_BUCKETS, METRICS, ensureMetric } from "../lib/infra/metrics";
 import { requestConditions } from "../lib/infra/http";
+import { isPage, pageLinks } from "../lib/infra/link-header";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
@@ -26,7 +28,7 @@ interface GatewayAlias {
 	action?: string;
 }
 
-const PACKAGE_VERSION = (JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
+const PACKAGE = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string; license: string };
 
 const DOCS_PAGE = `<!doctype html>
 <html lang="en">
@@ -52,6 +54,15 @@ interface RequestLogFields {
 	requestId: string | null;
 	userId: string | null;
 }
+
+const HealthSchema = Type.Object({ status: Type.Literal("ok"), nodeID: Type.String(), uptime: Type.Integer({ description: "Seconds." }) });
+
+const ReadinessSchema = Type.Object({
+	status: Type.Union([Type.Literal("ready"), Type.Literal("unavailable")]),
+	checks: Type.Record(Type.String(), Type.String(), { description: 'Each dependency: "up", or "down: " and why.', examples: [{ transporter: "up", "patients.database": "up" }] })
+});
+
+const OpenApiSchema = Type.Object({ openapi: Type.Literal("3.1.0"), info: Type.Object({}), paths: Type.Object({}) }, { description: "This document." });
 
 /** A dependency down (a database, a service node) is back within seconds, or the client had better wait longer. */
 const SERVICE_UNAVAILABLE_RETRY_SECONDS = 5;
@@ -83,7 +94,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					origin: config.corsOrigins.includes("*") ? "*" : config.corsOrigins,
 					methods: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
 					allowedHeaders: ["Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key", "If-Match"],
-					exposedHeaders: ["Location", "X-Request-Id", "ETag"],
+					exposedHeaders: ["Location", "X-Request-Id", "ETag", "Link"],
 					maxAge: 3600
 				}
 			: undefined,
@@ -150,11 +161,13 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					ctx: { meta: { $statusCode?: number } },
 					_route: unknown,
 					req: GatewayRequest,
-					_res: ServerResponse,
+					res: ServerResponse,
 					data: unknown
 				) {
 					// The response status is set after this hook, from what the action asked for.
 					this.recordAccess(req, ctx.meta.$statusCode ?? 200, data);
+					// Every paged list, in one place: links to its first, previous, next and last pages (RFC 8288).
+					if (isPage(data)) res.setHeader("Link", pageLinks((req as GatewayRequest & { originalUrl?: string }).originalUrl ?? req.url ?? "/", data));
 					return data;
 				},
 				// REST paths come from each action's `rest` definition, next to its params.
@@ -190,7 +203,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		/** Liveness: the gateway process answers. */
 		health: {
 			public: true,
-			handler() {
+			responses: { 200: { description: "The gateway answers.", schema: HealthSchema } },
+			handler(): Static<typeof HealthSchema> {
 				return { status: "ok", nodeID: this.broker.nodeID, uptime: Math.round(process.uptime()) };
 			}
 		},
@@ -198,6 +212,7 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		/** The OpenAPI 3.1 document, generated from the routed actions' `rest`, `params` and `roles`. */
 		openapi: {
 			public: true,
+			responses: { 200: { description: "The OpenAPI 3.1 document.", schema: OpenApiSchema } },
 			handler() {
 				const aliases = (this as unknown as { aliases: GatewayAlias[] }).aliases;
 				const actions = new Map(
@@ -208,16 +223,28 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					.filter(alias => alias.action && alias.method !== "*" && !alias.action.startsWith("fhir."))
 					.map(alias => {
 						const action = actions.get(alias.action!);
-						return { method: alias.method, path: alias.fullPath, action: alias.action!, params: action?.params as Record<string, unknown>, roles: action?.roles, public: action?.public };
+						return {
+							method: alias.method,
+							path: alias.fullPath,
+							action: alias.action!,
+							params: action?.params as Record<string, unknown>,
+							roles: action?.roles,
+							public: action?.public,
+							responses: action?.responses
+						};
 					});
-				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE_VERSION });
+				return buildOpenApi(routes, { title: "MedSync API", version: PACKAGE.version, license: { name: PACKAGE.license, identifier: PACKAGE.license } });
 			}
 		},
 
 		/** Readiness: the transporter, and every service's own dependencies (database, Kafka, gRPC peer); 503 while any is down. */
 		ready: {
 			public: true,
-			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
+			responses: {
+				200: { description: "Every dependency is up.", schema: ReadinessSchema },
+				503: { description: "A dependency is down: `checks` says which.", schema: ReadinessSchema }
+			},
+			async handler(ctx: Context<unknown, { $statusCode?: number }>): Promise<Static<typeof ReadinessSchema>> {
 				const transit = (this.broker as unknown as { transit?: { connected: boolean } }).transit;
 				const checks: Record<string, string> = { transporter: !transit || transit.connected ? "up" : "down: disconnected" };
 				// Accesses not reaching the audit trail for too long: the gateway must not look healthy (mixins/audit-trail.mixin.ts).

@@ -7,6 +7,7 @@ import { config } from "../lib/infra/config";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { ConflictError } from "../lib/infra/errors";
 import { type Page, type PageRequest, pagingParams, toPage } from "../lib/domain/paging";
+import { PageOf, Uuid } from "../lib/domain/schemas";
 import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } from "../lib/domain/roles";
 import type { Interval } from "../lib/domain/scheduling";
 import { instant, idParam, uuidRule } from "../lib/domain/validation";
@@ -23,8 +24,10 @@ import {
 	type Appointment,
 	type AppointmentFilter,
 	type AppointmentRow,
+	AppointmentSchema,
 	type EarlierBooking,
 	type HistoryEntry,
+	HistoryEntrySchema,
 	type HistoryRow,
 	appointmentBookedByKey,
 	appointmentPage,
@@ -71,6 +74,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /",
 			params: { $$strict: true, patientId: idParam, doctorId: idParam, ...whenParams, reason: reasonParam },
+			responses: {
+				201: { description: "The appointment, booked (again the first answer for a retry with the same Idempotency-Key).", schema: AppointmentSchema, headers: ["Location", "ETag"] },
+				409: "The doctor or the patient already has an appointment at that time.",
+				422: "A field is invalid (a patient or doctor that does not exist, a time outside the doctor's availability), or the Idempotency-Key was used for another request."
+			},
 			async handler(ctx: Context<WhenInput & { patientId: string; doctorId: string; reason?: string }, RequestMeta>): Promise<Appointment> {
 				const { patientId, doctorId } = ctx.params;
 				const request = idempotentRequest(ctx);
@@ -117,6 +125,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 				from: instant({ optional: true }),
 				to: instant({ optional: true })
 			},
+			responses: { 200: { description: "A page of appointments, by start.", schema: PageOf(AppointmentSchema) } },
 			async handler(ctx: Context<AppointmentFilter>): Promise<Page<Appointment>> {
 				const page = appointmentPage(ctx.params);
 				const [{ total }] = await this.db.query<{ total: number }>(page.count);
@@ -130,6 +139,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
+			responses: { 200: { description: "The appointment.", schema: AppointmentSchema, headers: ["ETag"] } },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return withVersion(ctx, toAppointment(await findAppointment(this.db, ctx.params.id)));
 			}
@@ -140,6 +150,12 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "GET /:id/history",
 			params: { $$strict: true, id: idParam, ...pagingParams() },
+			responses: {
+				200: {
+					description: "A page of the appointment's status history, newest first, and the patient it belongs to now.",
+					schema: PageOf(HistoryEntrySchema, { appointmentId: Uuid, patientId: Uuid })
+				}
+			},
 			async handler(ctx: Context<{ id: string } & PageRequest>): Promise<Page<HistoryEntry> & { appointmentId: string; patientId: string }> {
 				const appointment = await findAppointment(this.db, ctx.params.id);
 				const page = historyPage(appointment.id, ctx.params);
@@ -155,6 +171,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "PATCH /:id",
 			params: { $$strict: true, id: idParam, ...whenParams, reason: reasonParam },
+			responses: {
+				200: { description: "The appointment, moved.", schema: AppointmentSchema, headers: ["ETag"] },
+				409: "Only a booked appointment moves; or the new time collides, or the appointment changed meanwhile.",
+				412: "If-Match names a version the appointment no longer has: nothing was written."
+			},
 			async handler(ctx: Context<WhenInput & { id: string; reason?: string }, RequestMeta>): Promise<Appointment> {
 				const current = await findAppointment(this.db, ctx.params.id);
 				checkIfMatch(ctx.meta, "Appointment", current.version);
@@ -178,6 +199,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/arrive",
 			params: { $$strict: true, id: idParam },
+			responses: {
+				200: { description: "The appointment, arrived.", schema: AppointmentSchema, headers: ["ETag"] },
+				409: "The appointment's status does not allow this step.",
+				412: "If-Match names a version the appointment no longer has: nothing was written."
+			},
 			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "arrive");
 			}
@@ -188,6 +214,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/fulfil",
 			params: { $$strict: true, id: idParam },
+			responses: {
+				200: { description: "The appointment, fulfilled (its fee is charged).", schema: AppointmentSchema, headers: ["ETag"] },
+				409: "The appointment's status does not allow this step.",
+				412: "If-Match names a version the appointment no longer has: nothing was written."
+			},
 			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "fulfil");
 			}
@@ -198,6 +229,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/no-show",
 			params: { $$strict: true, id: idParam },
+			responses: {
+				200: { description: "The appointment, marked a no-show.", schema: AppointmentSchema, headers: ["ETag"] },
+				409: "The appointment's status does not allow this step.",
+				412: "If-Match names a version the appointment no longer has: nothing was written."
+			},
 			handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "noShow");
 			}
@@ -208,6 +244,11 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			audit: "patient",
 			rest: "POST /:id/cancel",
 			params: { $$strict: true, id: idParam, reason: { type: "string", trim: true, empty: false, max: 500 } },
+			responses: {
+				200: { description: "The appointment, cancelled.", schema: AppointmentSchema, headers: ["ETag"] },
+				409: "The appointment's status does not allow this step.",
+				412: "If-Match names a version the appointment no longer has: nothing was written."
+			},
 			handler(ctx: Context<{ id: string; reason: string }, RequestMeta>): Promise<Appointment> {
 				return transition(this, ctx, ctx.params.id, "cancel", ctx.params.reason);
 			}

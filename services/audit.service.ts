@@ -1,9 +1,10 @@
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { auditMigrations } from "../migrations/audit";
-import { AUDIT_RECORD_RULE, type AuditRecord, type Refusal, type ShipResult } from "../lib/infra/audit-journal";
+import { AUDIT_RECORD_RULE, type AuditRecord, AuditRecordSchema, type Refusal, type ShipResult } from "../lib/infra/audit-journal";
 import { ADMIN_ONLY } from "../lib/domain/roles";
 import { type Page, pagingParams, toPage } from "../lib/domain/paging";
+import { PageOf } from "../lib/domain/schemas";
 import { timeBound, uuidRule } from "../lib/domain/validation";
 import { type AuditFilter, type AuditRow, auditPage, auditRecordFrom, insertAuditRecords } from "./audit/queries";
 
@@ -59,6 +60,7 @@ const AuditService: ServiceSchema<ServiceSettingSchema, Record<string, never>, A
 				to: timeBound({ optional: true }),
 				...pagingParams(50)
 			},
+			responses: { 200: { description: "A page of the audit trail, newest first.", schema: PageOf(AuditRecordSchema) } },
 			async handler(this: AuditThis, ctx: Context<AuditFilter>): Promise<Page<AuditRecord>> {
 				const rows = await this.db.query<AuditRow & { total: number }>(auditPage(ctx.params));
 				return toPage(rows.filter(row => row.id !== null).map(auditRecordFrom), rows[0].total, ctx.params);

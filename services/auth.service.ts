@@ -1,3 +1,4 @@
+import { type Static, Type } from "@sinclair/typebox";
 import { type Context, Errors, type Service, type ServiceSchema, type ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { authMigrations } from "../migrations/auth";
@@ -9,6 +10,7 @@ import { idParam } from "../lib/domain/validation";
 import { isUuid } from "../lib/infra/sql";
 import { ADMIN_ONLY, EVERYONE, ROLES, type Role } from "../lib/domain/roles";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
+import { PageOf, StringEnum, Uuid } from "../lib/domain/schemas";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { errorFields } from "../lib/infra/log-fields";
 import { type RequestMeta, created, noContent, withVersion } from "../lib/infra/http";
@@ -17,8 +19,8 @@ import { ensureFirstAdmin } from "./auth/first-admin";
 import { type Logins, logIn, newLogins, pruneLoginRecords } from "./auth/login";
 import { LOGIN_PRUNE_INTERVAL_MS } from "./auth/login-throttle";
 import { PASSWORD_MAX, PASSWORD_MIN, isCommonPassword } from "./auth/passwords";
-import { type User, type UserRow, userById, userFrom, userPage, userPageFrom } from "./auth/queries";
-import { type TokenPair, recentRevocations, revokeSession, rotateRefreshToken } from "./auth/sessions";
+import { type User, type UserRow, UserSchema, userById, userFrom, userPage, userPageFrom } from "./auth/queries";
+import { type TokenPair, TokenPairSchema, recentRevocations, revokeSession, rotateRefreshToken } from "./auth/sessions";
 
 const { MoleculerClientError } = Errors;
 
@@ -48,6 +50,33 @@ const passwordParam = {
 /** Login only compares; the policy applies when a password is set. */
 const loginPasswordParam = { type: "string", min: 1, max: PASSWORD_MAX };
 
+/** A new account, as sign-up answers it. */
+const SignedUpSchema = Type.Object({ id: UserSchema.properties.id, email: UserSchema.properties.email, role: UserSchema.properties.role });
+
+/** An access token's claims, as GET /auth/validate answers them. */
+const TokenClaimsSchema = Type.Object({
+	sub: Uuid,
+	email: Type.String({ format: "email" }),
+	role: StringEnum(ROLES),
+	sid: Type.String({ description: "The session: what logout ends." }),
+	iat: Type.Integer({ description: "Issued at, epoch seconds." }),
+	exp: Type.Integer({ description: "Expires at, epoch seconds." })
+});
+
+/** The JSON Web Key Set that verifies the access tokens: Ed25519 keys. */
+const KeySetSchema = Type.Object({
+	keys: Type.Array(
+		Type.Object({
+			kty: Type.Optional(Type.String({ examples: ["OKP"] })),
+			crv: Type.Optional(Type.String({ examples: ["Ed25519"] })),
+			x: Type.Optional(Type.String()),
+			kid: Type.Optional(Type.String()),
+			alg: Type.Optional(Type.String({ examples: ["EdDSA"] })),
+			use: Type.Optional(Type.String({ examples: ["sig"] }))
+		})
+	)
+});
+
 const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = {
 	name: "auth",
 
@@ -62,7 +91,12 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /signup",
 			public: true,
 			params: { $$strict: true, email: emailParam, password: passwordParam },
-			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<Pick<User, "id" | "email" | "role">> {
+			responses: {
+				201: { description: "The account, a VIEWER; Location is /auth/me.", schema: SignedUpSchema, headers: ["Location"] },
+				403: "Sign-up is closed (AUTH_SIGNUP=closed).",
+				409: "An account with this email already exists."
+			},
+			async handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<Static<typeof SignedUpSchema>> {
 				if (config.authSignup === "closed") {
 					throw new MoleculerClientError("Sign-up is closed; ask an administrator for an account", 403, "SIGNUP_CLOSED");
 				}
@@ -75,6 +109,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /login",
 			public: true,
 			params: { $$strict: true, email: emailParam, password: loginPasswordParam },
+			responses: {
+				200: { description: "A new session's tokens.", schema: TokenPairSchema },
+				401: "Invalid email or password (or an inactive account).",
+				429: "Too many failed logins from this client or for this email: retry after Retry-After seconds."
+			},
 			handler(ctx: Context<{ email: string; password: string }, RequestMeta>): Promise<TokenPair> {
 				return logIn(this.logins, ctx.params.email.toLowerCase(), ctx.meta.ip, ctx.params.password);
 			}
@@ -84,6 +123,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /refresh",
 			public: true,
 			params: { $$strict: true, refreshToken: { type: "string", min: 1, max: 200 } },
+			responses: {
+				200: { description: "The session's next tokens; the refresh token sent is spent.", schema: TokenPairSchema },
+				401: "The refresh token is unknown, expired or spent (a spent one ends its session)."
+			},
 			async handler(ctx: Context<{ refreshToken: string }>): Promise<TokenPair> {
 				const rotation = await rotateRefreshToken(this.db, this.signingKey, ctx.params.refreshToken);
 				if ("tokens" in rotation) return rotation.tokens;
@@ -96,6 +139,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /logout",
 			roles: EVERYONE,
 			params: { $$strict: true },
+			responses: { 204: { description: "The session is over: its tokens are refused from now on." } },
 			async handler(ctx: Context<Record<string, never>, RequestMeta>): Promise<void> {
 				const { sessionId } = ctx.meta.user!;
 				await revokeSession(this.db, sessionId, "logout");
@@ -108,7 +152,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /validate",
 			roles: EVERYONE,
 			params: { $$strict: true },
-			handler(ctx: Context<Record<string, never>, RequestMeta>) {
+			responses: { 200: { description: "The token's claims.", schema: TokenClaimsSchema } },
+			handler(ctx: Context<Record<string, never>, RequestMeta>): Static<typeof TokenClaimsSchema> {
 				const user = ctx.meta.user!;
 				return { sub: user.id, email: user.email, role: user.role, sid: user.sessionId, iat: user.issuedAt, exp: user.expiresAt };
 			}
@@ -118,6 +163,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /me",
 			roles: EVERYONE,
 			params: { $$strict: true },
+			responses: { 200: { description: "The caller's account.", schema: UserSchema, headers: ["ETag"] }, 404: "The account is gone." },
 			async handler(ctx: Context<Record<string, never>, RequestMeta>): Promise<User> {
 				const [row] = await this.db.query<UserRow>(userById(ctx.meta.user!.id));
 				if (!row) throw new NotFoundError("User", ctx.meta.user!.id);
@@ -129,6 +175,10 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "POST /users",
 			roles: ADMIN_ONLY,
 			params: { $$strict: true, email: emailParam, password: passwordParam, role: { type: "enum", values: ROLES } },
+			responses: {
+				201: { description: "The account.", schema: UserSchema, headers: ["Location", "ETag"] },
+				409: "An account with this email already exists."
+			},
 			async handler(ctx: Context<{ email: string; password: string; role: Role }, RequestMeta>): Promise<User> {
 				const user = await createUser(this.db, ctx.params.email, ctx.params.password, ctx.params.role);
 				return created(ctx, `/auth/users/${user.id}`, withVersion(ctx, user));
@@ -139,6 +189,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /users/:id",
 			roles: ADMIN_ONLY,
 			params: { id: idParam },
+			responses: { 200: { description: "The account.", schema: UserSchema, headers: ["ETag"] } },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<User> {
 				const [row] = isUuid(ctx.params.id) ? await this.db.query<UserRow>(userById(ctx.params.id)) : [];
 				if (!row) throw new NotFoundError("User", ctx.params.id);
@@ -150,6 +201,7 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /users",
 			roles: ADMIN_ONLY,
 			params: { $$strict: true, ...pagingParams() },
+			responses: { 200: { description: "A page of staff accounts.", schema: PageOf(UserSchema) } },
 			async handler(ctx: Context<PageRequest>): Promise<Page<User>> {
 				const rows = await this.db.query<UserRow & { total: number }>(userPage(ctx.params));
 				return userPageFrom(rows, ctx.params);
@@ -165,6 +217,11 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 				role: { type: "enum", values: ROLES, optional: true },
 				active: { type: "boolean", optional: true }
 			},
+			responses: {
+				200: { description: "The account, changed; a demoted or deactivated user's tokens are refused from now on.", schema: UserSchema, headers: ["ETag"] },
+				409: "The last active administrator cannot be demoted or deactivated.",
+				412: "If-Match names a version the account no longer has: nothing was written."
+			},
 			async handler(ctx: Context<{ id: string } & AccessChange, RequestMeta>): Promise<User> {
 				const { id, ...change } = ctx.params;
 				const { user, revocation } = await changeAccess(this.db, id, change, ctx.meta);
@@ -177,7 +234,8 @@ const AuthService: ServiceSchema<ServiceSettingSchema, AuthMethods, AuthVars> = 
 			rest: "GET /.well-known/jwks.json",
 			public: true,
 			params: { $$strict: true },
-			handler(this: AuthThis) {
+			responses: { 200: { description: "The public keys that verify MedSync's access tokens (RFC 7517).", schema: KeySetSchema } },
+			handler(this: AuthThis): Static<typeof KeySetSchema> {
 				return { keys: [this.signingKey.publicJwk] };
 			}
 		},

@@ -4,6 +4,7 @@ import { billingServerSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, withVersion } from "../lib/infra/http";
 import { METRICS, registerBusinessCounter } from "../lib/infra/metrics";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
+import { PageOf, Uuid } from "../lib/domain/schemas";
 import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/domain/roles";
 import { idParam, uuidRule } from "../lib/domain/validation";
 import { billingMigrations } from "../migrations/billing";
@@ -14,12 +15,14 @@ import { type BillingServiceServer, BillingServiceService } from "../proto/gener
 import { changeAccount, findAccount, listAccounts, openAccount } from "./billing/accounts";
 import { patientEventsConsumer } from "./billing/consumers";
 import { billingGrpcHandlers } from "./billing/grpc";
-import { type AppointmentCharge, MAX_AMOUNT, type PostedTransaction, amountParam, chargeAppointment, checkMayPost, listTransactions, postEntry } from "./billing/ledger";
+import { type AppointmentCharge, MAX_AMOUNT, type PostedTransaction, PostedTransactionSchema, amountParam, chargeAppointment, checkMayPost, listTransactions, postEntry } from "./billing/ledger";
 import {
 	ACCOUNT_STATUSES,
 	type AccountChanges,
 	type BillingAccount,
+	BillingAccountSchema,
 	type LedgerTransaction,
+	LedgerTransactionSchema,
 	type Posting,
 	type SettableStatus,
 	TRANSACTION_TYPES
@@ -104,6 +107,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "GET /accounts",
 			params: { $$strict: true, patientId: uuidRule({ optional: true }), ...pagingParams() },
+			responses: { 200: { description: "A page of billing accounts (a patient's, with patientId).", schema: PageOf(BillingAccountSchema) } },
 			handler(ctx: Context<PageRequest & { patientId?: string }>): Promise<Page<BillingAccount>> {
 				return listAccounts(this.db, ctx.params);
 			}
@@ -114,6 +118,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "GET /accounts/:id",
 			params: { id: idParam },
+			responses: { 200: { description: "The account, with its balance.", schema: BillingAccountSchema, headers: ["ETag"] } },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<BillingAccount> {
 				return withVersion(ctx, await findAccount(this.db, ctx.params.id));
 			}
@@ -124,6 +129,11 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "PATCH /accounts/:id",
 			params: { $$strict: true, id: idParam, status: { type: "enum", values: ACCOUNT_STATUSES } },
+			responses: {
+				200: { description: "The account, with its new status.", schema: BillingAccountSchema, headers: ["ETag"] },
+				409: "The account is CLOSED: its patient was merged.",
+				412: "If-Match names a version the account no longer has: nothing was written."
+			},
 			async handler(ctx: Context<{ id: string; status: SettableStatus }, RequestMeta>): Promise<BillingAccount> {
 				return withVersion(ctx, await changeAccount(this.db, ctx.params.id, { status: ctx.params.status }, ctx.meta.ifMatch));
 			}
@@ -134,6 +144,9 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			audit: "billing",
 			rest: "GET /accounts/:id/transactions",
 			params: { $$strict: true, id: idParam, ...pagingParams(50) },
+			responses: {
+				200: { description: "A page of the account's ledger, newest first.", schema: PageOf(LedgerTransactionSchema, { patientId: Uuid }) }
+			},
 			handler(ctx: Context<PageRequest & { id: string }>): Promise<Page<LedgerTransaction> & { patientId: string }> {
 				return listTransactions(this.db, ctx.params.id, ctx.params);
 			}
@@ -150,6 +163,12 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 				amount: amountParam,
 				description: { type: "string", trim: true, max: 500, optional: true },
 				reference: { type: "string", trim: true, max: 100, optional: true }
+			},
+			responses: {
+				201: { description: "The transaction, with the balance after it (again the first answer for a retry with the same Idempotency-Key).", schema: PostedTransactionSchema, headers: ["Location"] },
+				403: "The caller's role may not post this type (a REFUND or an ADJUSTMENT is for billing admins).",
+				409: "The account takes no postings now (it is SUSPENDED or CLOSED).",
+				422: "A field is invalid, or the Idempotency-Key was used for another request."
 			},
 			async handler(ctx: Context<Posting & { id: string }, RequestMeta>): Promise<PostedTransaction> {
 				const { id: accountId, ...posting } = ctx.params;

@@ -8,6 +8,7 @@ import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/
 import { ConflictError, NotFoundError } from "../lib/infra/errors";
 import { violatedUniqueConstraint } from "../lib/infra/db-errors";
 import { type Page, pagingParams, toPage } from "../lib/domain/paging";
+import { PageOf } from "../lib/domain/schemas";
 import { DOCTOR_READERS, DOCTOR_WRITERS } from "../lib/domain/roles";
 import type { Interval } from "../lib/domain/scheduling";
 import { dateOnly, partialUpdate, idParam } from "../lib/domain/validation";
@@ -16,6 +17,7 @@ import { doctorFields } from "./doctors/params";
 import {
 	type Doctor,
 	type DoctorFilter,
+	DoctorSchema,
 	type DoctorInput,
 	type DoctorRow,
 	type EarlierDoctor,
@@ -29,7 +31,7 @@ import {
 	toDoctor,
 	updateDoctor
 } from "./doctors/queries";
-import { type SlotDates, doctorSlots, slotDates, slotInstants } from "./doctors/slots";
+import { DoctorSlotsSchema, type SlotDates, doctorSlots, slotDates, slotInstants } from "./doctors/slots";
 
 interface DoctorMethods {
 	findDoctor(id: string): Promise<Doctor>;
@@ -54,6 +56,11 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "POST /",
 			params: { $$strict: true, ...doctorFields },
+			responses: {
+				201: { description: "The doctor (again the first answer for a retry with the same Idempotency-Key).", schema: DoctorSchema, headers: ["Location", "ETag"] },
+				409: "A doctor with this email already exists.",
+				422: "A field is invalid, or the Idempotency-Key was used for another request."
+			},
 			async handler(ctx: Context<DoctorInput, RequestMeta>): Promise<Doctor> {
 				const id = crypto.randomUUID();
 				const request = idempotentRequest(ctx);
@@ -83,6 +90,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 				specialization: { type: "string", trim: true, empty: false, max: 100, optional: true },
 				search: { type: "string", trim: true, empty: false, max: 100, optional: true }
 			},
+			responses: { 200: { description: "A page of doctors.", schema: PageOf(DoctorSchema) } },
 			async handler(ctx: Context<DoctorFilter>): Promise<Page<Doctor>> {
 				const page = doctorPage(ctx.params);
 				const [[{ total }], rows] = await Promise.all([this.db.query<{ total: number }>(page.count), this.db.query<DoctorRow>(page.rows)]);
@@ -94,6 +102,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_READERS,
 			rest: "GET /:id",
 			params: { id: idParam },
+			responses: { 200: { description: "The doctor.", schema: DoctorSchema, headers: ["ETag"] } },
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Doctor> {
 				return withVersion(ctx, await this.findDoctor(ctx.params.id));
 			}
@@ -103,6 +112,11 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "PATCH /:id",
 			params: partialUpdate(doctorFields, { id: idParam }),
+			responses: {
+				200: { description: "The doctor, with the fields given changed.", schema: DoctorSchema, headers: ["ETag"] },
+				409: "A doctor with this email already exists, or the doctor changed meanwhile.",
+				412: "If-Match names a version the doctor no longer has: nothing was written."
+			},
 			async handler(ctx: Context<DoctorInput & { id: string }, RequestMeta>): Promise<Doctor> {
 				const { id, ...changes } = ctx.params;
 				if (Object.values(changes).every(value => value === undefined)) {
@@ -120,6 +134,11 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_WRITERS,
 			rest: "DELETE /:id",
 			params: { id: idParam },
+			responses: {
+				204: { description: "The doctor is deleted." },
+				409: "The doctor has upcoming appointments, or changed meanwhile.",
+				412: "If-Match names a version the doctor no longer has: nothing was deleted."
+			},
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
 				checkIfMatch(ctx.meta, "Doctor", (await this.findDoctor(ctx.params.id)).version);
 				const upcoming = await ctx.call<number, { doctorId: string }>("appointments.countUpcoming", { doctorId: ctx.params.id });
@@ -134,6 +153,7 @@ const DoctorsService: ServiceSchema<ServiceSettingSchema, DoctorMethods, DbVars>
 			roles: DOCTOR_READERS,
 			rest: "GET /:id/slots",
 			params: { $$strict: true, id: idParam, date: dateOnly({ optional: true }), from: dateOnly({ optional: true }), to: dateOnly({ optional: true }) },
+			responses: { 200: { description: "The free slots on those dates (today by default), in the doctor's zone.", schema: DoctorSlotsSchema } },
 			async handler(ctx: Context<SlotDates & { id: string }>) {
 				const doctor = await this.findDoctor(ctx.params.id);
 				const dates = slotDates(ctx.params, doctor.timezone);

@@ -1,3 +1,4 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { type DbVars, DbMixin } from "../mixins/db.mixin";
 import { type GrpcClientVars, GrpcClientMixin } from "../mixins/grpc-client.mixin";
@@ -16,9 +17,18 @@ import { OutboxRelay } from "./patients/outbox-relay";
 import { BillingServiceClient } from "../proto/generated/billing_service";
 import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts } from "./patients/billing-accounts";
 import { publishOutbox } from "./patients/events";
-import { type MergeAnswer, PatientMergedError, mergePatient } from "./patients/merge";
+import { type MergeAnswer, MergeAnswerSchema, PatientMergedError, mergePatient } from "./patients/merge";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
-import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
+import {
+	type Patient,
+	type PatientFields,
+	type PatientFilter,
+	PatientSchema,
+	type PatientVersion,
+	PatientVersionSchema,
+	failingOutboxEvents,
+	outboxSummary
+} from "./patients/queries";
 import {
 	type Author,
 	type PatientInput,
@@ -31,7 +41,8 @@ import {
 	patientHistory,
 	registerPatient
 } from "./patients/registry";
-import { DUPLICATE_LIMIT, type Duplicates, findDuplicates } from "./patients/duplicates";
+import { DUPLICATE_LIMIT, type Duplicates, DuplicatesSchema, findDuplicates } from "./patients/duplicates";
+import { PageOf, Uuid } from "../lib/domain/schemas";
 
 interface PatientsSettings extends ServiceSettingSchema {
 	rest: string;
@@ -47,6 +58,9 @@ interface PatientsVars {
 }
 
 type PatientsThis = Service<PatientsSettings> & DbVars & GrpcClientVars & KafkaMethods & PatientsVars & PatientsMethods;
+
+/** A read of a merged patient, sent on to its survivor (301). */
+const MovedPatientSchema = Type.Object({ id: Uuid, mergedInto: Uuid });
 
 /** Who makes a change, as the patient's history records it: the signed-in caller, or null for a peer service. */
 function authorOf(ctx: Context<unknown, RequestMeta>): Author {
@@ -87,6 +101,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "POST /",
 			params: { $$strict: true, ...patientFields },
+			responses: {
+				201: { description: "The patient, registered (again the first answer for a retry with the same Idempotency-Key).", schema: PatientSchema, headers: ["Location", "ETag"] },
+				409: "The email is registered to another patient.",
+				422: "A field is invalid, or the Idempotency-Key was used for another request."
+			},
 			async handler(ctx: Context<PatientInput, RequestMeta>): Promise<Patient> {
 				// The patient, its PATIENT_CREATED event and its version 1 are written in one statement: they commit together, or none does.
 				const { patient, repeated } = await registerPatient(this.db, ctx.params, authorOf(ctx), retryRequestOf(ctx));
@@ -114,6 +133,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				bornTo: dateOnly({ optional: true }),
 				sort: { type: "enum", values: PATIENT_SORT_VALUES, default: "-registerDate" }
 			},
+			responses: { 200: { description: "A page of live patients.", schema: PageOf(PatientSchema) } },
 			handler(ctx: Context<PatientFilter>): Promise<Page<Patient>> {
 				return listPatients(this.db, ctx.params);
 			}
@@ -124,7 +144,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id",
 			params: { id: idParam },
-			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient | { id: string; mergedInto: string }> {
+			responses: {
+				200: { description: "The patient.", schema: PatientSchema, headers: ["ETag"] },
+				301: { description: "The patient was merged: Location names the survivor.", schema: MovedPatientSchema, headers: ["Location"] }
+			},
+			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<Patient | Static<typeof MovedPatientSchema>> {
 				try {
 					return withVersion(ctx, await findPatient(this.db, ctx.params.id));
 				} catch (err) {
@@ -141,6 +165,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id/history",
 			params: { $$strict: true, id: idParam, ...pagingParams() },
+			responses: { 200: { description: "A page of the patient's versions, newest first.", schema: PageOf(PatientVersionSchema) } },
 			handler(ctx: Context<{ id: string } & PageRequest>): Promise<Page<PatientVersion>> {
 				const { id, ...page } = ctx.params;
 				return patientHistory(this.db, id, page);
@@ -152,6 +177,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "GET /:id/history/:version",
 			params: { $$strict: true, id: idParam, version: { type: "number", integer: true, min: 1, max: 2_147_483_647, convert: true } },
+			responses: { 200: { description: "That version of the patient.", schema: PatientVersionSchema } },
 			handler(ctx: Context<{ id: string; version: number }>): Promise<PatientVersion> {
 				return findPatientVersion(this.db, ctx.params.id, ctx.params.version);
 			}
@@ -162,6 +188,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PUT /:id",
 			params: { $$strict: true, id: idParam, ...patientFields },
+			responses: {
+				200: { description: "The patient, replaced: the optional fields left out are cleared.", schema: PatientSchema, headers: ["ETag"] },
+				409: "The email is registered to another patient, or the patient was merged.",
+				412: "If-Match names a version the patient no longer has: nothing was written."
+			},
 			async handler(ctx: Context<PatientInput & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...input } = ctx.params;
 				// A replacement clears what the body leaves out, except the register date.
@@ -176,6 +207,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "PATCH /:id",
 			params: partialUpdate(patientFields, { id: idParam }),
+			responses: {
+				200: { description: "The patient, with the fields given changed.", schema: PatientSchema, headers: ["ETag"] },
+				409: "The email is registered to another patient, or the patient was merged.",
+				412: "If-Match names a version the patient no longer has: nothing was written."
+			},
 			async handler(ctx: Context<Partial<PatientFields> & { id: string }, RequestMeta>): Promise<Patient> {
 				const { id, ...change } = ctx.params;
 				const patient = await changePatient(this.db, id, change, authorOf(ctx), ctx.meta.ifMatch ?? null);
@@ -190,6 +226,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "POST /:id/merge",
 			params: { $$strict: true, id: idParam, into: uuidRule() },
+			responses: {
+				200: { description: "The survivor, and the patient merged into it (a repeat of a merge already made answers the same).", schema: MergeAnswerSchema, headers: ["ETag"] },
+				409: "A patient merged into itself, or already merged elsewhere, or a survivor merged or deleted."
+			},
 			async handler(ctx: Context<{ id: string; into: string }, RequestMeta>): Promise<MergeAnswer> {
 				const { id, into } = ctx.params;
 				const { answer, retired } = await mergePatient(this.db, id, into, authorOf(ctx));
@@ -211,6 +251,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				id: idParam,
 				limit: { type: "number", integer: true, min: 1, max: DUPLICATE_LIMIT.max, convert: true, default: DUPLICATE_LIMIT.default }
 			},
+			responses: { 200: { description: "The live patients most likely to be this one again, best first.", schema: DuplicatesSchema } },
 			handler(ctx: Context<{ id: string; limit: number }>): Promise<Duplicates> {
 				return findDuplicates(this.db, ctx.params.id, ctx.params.limit);
 			}
@@ -231,6 +272,11 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 			audit: "patient",
 			rest: "DELETE /:id",
 			params: { id: idParam },
+			responses: {
+				204: { description: "The patient is deleted (soft: its history stays)." },
+				409: "The patient was merged.",
+				412: "If-Match names a version the patient no longer has: nothing was deleted."
+			},
 			async handler(ctx: Context<{ id: string }, RequestMeta>): Promise<void> {
 				const patient = await deletePatient(this.db, ctx.params.id, authorOf(ctx), ctx.meta.ifMatch ?? null);
 				noContent(ctx);

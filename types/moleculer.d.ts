@@ -1,7 +1,8 @@
 import type { AuditedResource, Role } from "../lib/domain/roles";
+import type { ActionResponses } from "../lib/infra/openapi";
 import type { KafkaSchema } from "../mixins/kafka.mixin";
 
-/** What MedSync adds to Moleculer's schemas: read by the gateway (roles, audit) and the Kafka mixin. */
+/** What MedSync adds to Moleculer's schemas: read by the gateway (roles, audit, responses) and the Kafka mixin. */
 declare module "moleculer" {
 	interface ActionSchema {
 		/** Roles that may call this action through the gateway. An action with neither `roles` nor `public` is refused. */
@@ -10,6 +11,12 @@ declare module "moleculer" {
 		public?: boolean;
 		/** Every call through the gateway, allowed or denied, is written to the audit trail. */
 		audit?: AuditedResource;
+		/**
+		 * What a routed action answers, for /openapi.json: each success with its body's schema (whose `Static`
+		 * type the handler returns) and headers, and each error of its own (409, 412, 429…). The gateway's
+		 * errors (400, 401, 403, 404, 413, 415, 422, 500, 503) are added where they apply.
+		 */
+		responses?: ActionResponses;
 	}
 
 	interface ServiceSchema {

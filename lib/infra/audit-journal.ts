@@ -1,22 +1,29 @@
 import fs from "node:fs";
 import path from "node:path";
 import { isDataRefusal } from "./db-errors";
+import { type Static, Type } from "@sinclair/typebox";
 import { instant, uuidRule } from "../domain/validation";
+import { Instant, Nullable, StringEnum, Uuid } from "../domain/schemas";
 
 /** One access to patient data, as the audit trail keeps it. */
-export interface AuditRecord {
-	id: string;
-	at: string;
-	userId: string | null;
-	role: string | null;
-	action: string;
-	resource: string;
-	patientId: string | null;
-	outcome: "success" | "denied" | "error";
-	status: number;
-	ip: string | null;
-	requestId: string | null;
-}
+export const AuditRecordSchema = Type.Object(
+	{
+		id: Uuid,
+		at: Instant,
+		userId: Nullable(Uuid),
+		role: Nullable(Type.String()),
+		action: Type.String({ description: "The action called, e.g. patients.get." }),
+		resource: Type.String(),
+		patientId: Nullable(Uuid),
+		outcome: StringEnum(["success", "denied", "error"] as const),
+		status: Type.Integer({ description: "The HTTP status answered." }),
+		ip: Nullable(Type.String()),
+		requestId: Nullable(Type.String())
+	},
+	{ $id: "AuditRecord" }
+);
+
+export type AuditRecord = Static<typeof AuditRecordSchema>;
 
 /** Widths of the audit trail's text columns (migrations/audit.ts); the gateway clips what a client controls to fit. */
 export const AUDIT_TEXT_MAX = { role: 16, action: 100, resource: 32, ip: 64, requestId: 100 } as const;

@@ -1,4 +1,6 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Statement } from "../../lib/infra/database";
+import { Instant, Nullable, StringEnum, Uuid, Version } from "../../lib/domain/schemas";
 import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
 import { onFirstDelivery } from "../../lib/domain/patient-events";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
@@ -10,29 +12,60 @@ import { formatZoned } from "../../lib/domain/zoned-time";
 export const APPOINTMENT_STATUSES = ["booked", "arrived", "fulfilled", "cancelled", "noshow"] as const;
 export type Status = (typeof APPOINTMENT_STATUSES)[number];
 
-export interface Appointment {
-	id: string;
-	patientId: string;
-	doctorId: string;
-	start: string;
-	end: string;
-	durationMinutes: number;
-	timezone: string;
-	consultationFee: number;
-	status: Status;
-	reason: string | null;
-	cancellationReason: string | null;
-	createdAt: string;
-	updatedAt: string;
-	/** Raised by each change: the ETag, which If-Match names. */
-	version: number;
-	/** The original API's computed fields, in the doctor's wall-clock time. */
-	date: string;
-	startTime: string;
-	endTime: string;
-	startDateTime: string;
-	endDateTime: string;
-}
+/** The original API's computed fields, in the doctor's wall-clock time. */
+const wallClock = (description: string) => Type.String({ description: `${description}, on the doctor's wall clock (the original API's field).` });
+
+export const AppointmentSchema = Type.Object(
+	{
+		id: Uuid,
+		patientId: Uuid,
+		doctorId: Uuid,
+		start: Type.String({ format: "date-time", description: "ISO 8601 with the doctor's offset." }),
+		end: Type.String({ format: "date-time", description: "ISO 8601 with the doctor's offset." }),
+		durationMinutes: Type.Integer(),
+		timezone: Type.String({ description: "The doctor's IANA zone." }),
+		consultationFee: Type.Integer({ description: "Minor units, as the doctor's fee stood at booking." }),
+		status: StringEnum(APPOINTMENT_STATUSES),
+		reason: Nullable(Type.String()),
+		cancellationReason: Nullable(Type.String()),
+		createdAt: Instant,
+		updatedAt: Instant,
+		version: Version,
+		date: wallClock("The day, YYYY-MM-DD"),
+		startTime: wallClock("The start, HH:MM:SS"),
+		endTime: wallClock("The end, HH:MM:SS"),
+		startDateTime: wallClock("The start, YYYY-MM-DDTHH:MM:SS"),
+		endDateTime: wallClock("The end, YYYY-MM-DDTHH:MM:SS")
+	},
+	{
+		$id: "Appointment",
+		examples: [
+			{
+				id: "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+				patientId: "8d5e9c4e-2f4b-4c43-9d59-3a3f1a3b7a10",
+				doctorId: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+				start: "2026-12-01T09:00:00+00:00",
+				end: "2026-12-01T09:30:00+00:00",
+				durationMinutes: 30,
+				timezone: "Europe/London",
+				consultationFee: 7500,
+				status: "booked",
+				reason: "Annual check-up",
+				cancellationReason: null,
+				createdAt: "2026-11-29T10:20:00.000Z",
+				updatedAt: "2026-11-29T10:20:00.000Z",
+				version: 1,
+				date: "2026-12-01",
+				startTime: "09:00:00",
+				endTime: "09:30:00",
+				startDateTime: "2026-12-01T09:00:00",
+				endDateTime: "2026-12-01T09:30:00"
+			}
+		]
+	}
+);
+
+export type Appointment = Static<typeof AppointmentSchema>;
 
 /** An appointment as stored: the API's names, the instants as pg reads them, the bigint fee as its text. */
 export type AppointmentRow = Pick<
@@ -227,16 +260,20 @@ export function moveToSurvivor(eventId: string, mergedId: string, survivorId: st
 export const CHANGE_CAUSES = ["request", "patient-deleted", "patient-merged", "before-history"] as const;
 
 /** One entry of an appointment's history: its status (and patient) after a change, who made it and when. */
-export interface HistoryEntry {
-	version: number;
-	status: Status;
-	patientId: string;
-	/** The staff user who made the change; null when MedSync made it (a patient's deletion or merge) or no one is known. */
-	changedBy: string | null;
-	cause: (typeof CHANGE_CAUSES)[number];
-	reason: string | null;
-	changedAt: string;
-}
+export const HistoryEntrySchema = Type.Object(
+	{
+		version: Version,
+		status: StringEnum(APPOINTMENT_STATUSES),
+		patientId: Uuid,
+		changedBy: Nullable({ ...Uuid, description: "The staff user who made the change; null when MedSync made it (a patient's deletion or merge) or no one is known." }),
+		cause: StringEnum(CHANGE_CAUSES),
+		reason: Nullable(Type.String()),
+		changedAt: Instant
+	},
+	{ $id: "AppointmentHistoryEntry" }
+);
+
+export type HistoryEntry = Static<typeof HistoryEntrySchema>;
 
 export type HistoryRow = Omit<HistoryEntry, "changedAt"> & { changedAt: Date };
 

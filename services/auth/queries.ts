@@ -1,7 +1,9 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Statement } from "../../lib/infra/database";
+import { Instant, StringEnum, Uuid, Version } from "../../lib/domain/schemas";
 import type { Revocation } from "../../lib/infra/auth/tokens";
 import { type Page, type PageRequest, limitOffset, toPage } from "../../lib/domain/paging";
-import type { Role } from "../../lib/domain/roles";
+import { ROLES, type Role } from "../../lib/domain/roles";
 import {
 	EMAIL_WINDOW_SECONDS,
 	IP_WINDOW_SECONDS,
@@ -14,15 +16,15 @@ import {
 /** Every statement of the auth service, and the mappers of their rows (columns: migrations/auth.ts). */
 
 /** A staff account as the API shows it: never its password hash. */
-export interface User {
-	id: string;
-	email: string;
-	role: Role;
-	active: boolean;
-	createdAt: string;
-	/** Raised by each change: the ETag, which If-Match names. */
-	version: number;
-}
+export const UserSchema = Type.Object(
+	{ id: Uuid, email: Type.String({ format: "email" }), role: StringEnum(ROLES), active: Type.Boolean(), createdAt: Instant, version: Version },
+	{
+		$id: "User",
+		examples: [{ id: "5b0f3a2e-1c4d-4e6f-8a9b-0c1d2e3f4a5b", email: "reception@clinic.example", role: "RECEPTIONIST", active: true, createdAt: "2026-11-29T09:00:00.000Z", version: 1 }]
+	}
+);
+
+export type User = Static<typeof UserSchema>;
 
 export interface UserRow extends Omit<User, "createdAt"> {
 	createdAt: Date;

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { type Static, Type } from "@sinclair/typebox";
 import { SignJWT } from "jose";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
@@ -12,12 +13,17 @@ import type { RefreshTokenRow, User, UserRow } from "./queries";
  * each traded once for the next, with short-lived access tokens along it.
  */
 
-export interface TokenPair {
-	token: string;
-	refreshToken: string;
-	expiresIn: number;
-	tokenType: "Bearer";
-}
+export const TokenPairSchema = Type.Object(
+	{
+		token: Type.String({ description: "The access token (a JWT): send it as `Authorization: Bearer <token>`." }),
+		refreshToken: Type.String({ description: "Traded once, at POST /auth/refresh, for the next pair." }),
+		expiresIn: Type.Integer({ description: "Seconds the access token is valid." }),
+		tokenType: Type.Literal("Bearer")
+	},
+	{ $id: "TokenPair" }
+);
+
+export type TokenPair = Static<typeof TokenPairSchema>;
 
 /** A new refresh token of the session (only its hash is stored), and an access token for `user`. */
 async function issueTokens(tx: Queryable, key: SigningKey, user: User, sessionId: string): Promise<TokenPair> {

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { type Static, Type } from "@sinclair/typebox";
 import type { Context, MetricRegistry } from "moleculer";
 import type { Database, Queryable } from "../../lib/infra/database";
 import { ForbiddenError, IdempotencyKeyReusedError, StateConflictError } from "../../lib/infra/errors";
@@ -7,10 +8,12 @@ import { METRICS, countCommitted } from "../../lib/infra/metrics";
 import type { AuthenticatedUser } from "../../lib/infra/http";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { BILLING_ADMINS } from "../../lib/domain/roles";
+import { Uuid } from "../../lib/domain/schemas";
 import { accountOf, accountRow, balanceOf, closedAccountError, openAccount } from "./accounts";
 import {
 	type AccountRow,
 	type LedgerTransaction,
+	LedgerTransactionSchema,
 	type Posting,
 	type TransactionRow,
 	insertTransaction,
@@ -29,7 +32,12 @@ export const MAX_MERGE_HOPS = 10;
 export const MAX_AMOUNT = 1_000_000_000_000;
 
 /** A posted transaction, with the account's balance after it and the patient it belongs to. */
-export type PostedTransaction = LedgerTransaction & { balance: number; patientId: string };
+export const PostedTransactionSchema = Type.Composite(
+	[LedgerTransactionSchema, Type.Object({ balance: Type.Integer({ description: "The account's balance after it, in minor units." }), patientId: Uuid })],
+	{ $id: "PostedTransaction" }
+);
+
+export type PostedTransaction = Static<typeof PostedTransactionSchema>;
 
 export interface AppointmentCharge {
 	appointmentId: string;

@@ -1,4 +1,6 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Statement } from "../../lib/infra/database";
+import { Instant, Nullable, StringEnum, Uuid, Version } from "../../lib/domain/schemas";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import { onFirstDelivery } from "../../lib/domain/patient-events";
 
@@ -15,35 +17,72 @@ export type SettableStatus = (typeof ACCOUNT_STATUSES)[number];
 export type AccountStatus = SettableStatus | "CLOSED";
 export type TransactionType = (typeof TRANSACTION_TYPES)[number] | "TRANSFER";
 
-export interface BillingAccount {
-	id: string;
-	patientId: string;
-	name: string;
-	email: string;
-	status: AccountStatus;
-	currency: string;
-	/** Raised by each change; the ETag, and what If-Match names. */
-	version: number;
-	/** A CLOSED account's successor: the survivor's account, which took over the balance when the patient was merged. */
-	mergedIntoAccountId: string | null;
-	/** Minor units: charges − payments + refunds + adjustments. Positive: the patient owes. */
-	balance: number;
-	createdAt: string;
-	updatedAt: string;
-}
+export const BillingAccountSchema = Type.Object(
+	{
+		id: Uuid,
+		patientId: Uuid,
+		name: Type.String(),
+		email: Type.String({ format: "email" }),
+		status: StringEnum([...ACCOUNT_STATUSES, "CLOSED"] as const, { description: "CLOSED comes only from a patient merge, and is final." }),
+		currency: Type.String({ examples: ["GBP"] }),
+		version: Version,
+		mergedIntoAccountId: Nullable({ ...Uuid, description: "A CLOSED account's successor: the survivor's account, which took over the balance when the patient was merged." }),
+		balance: Type.Integer({ description: "Minor units: charges − payments + refunds + adjustments. Positive: the patient owes." }),
+		createdAt: Instant,
+		updatedAt: Instant
+	},
+	{
+		$id: "BillingAccount",
+		examples: [
+			{
+				id: "3f2b1c0d-8e7a-4b6c-9d5e-1a2b3c4d5e6f",
+				patientId: "8d5e9c4e-2f4b-4c43-9d59-3a3f1a3b7a10",
+				name: "Ada Lovelace",
+				email: "ada@example.org",
+				status: "ACTIVE",
+				currency: "GBP",
+				version: 1,
+				mergedIntoAccountId: null,
+				balance: 7500,
+				createdAt: "2026-11-29T10:15:01.000Z",
+				updatedAt: "2026-11-29T10:15:01.000Z"
+			}
+		]
+	}
+);
+
+export type BillingAccount = Static<typeof BillingAccountSchema>;
 
 /** An account as a statement returns it, before its balance is known. */
 export type AccountRow = Omit<BillingAccount, "balance" | "createdAt" | "updatedAt"> & { createdAt: Date; updatedAt: Date };
 
-export interface LedgerTransaction {
-	id: string;
-	accountId: string;
-	type: TransactionType;
-	amount: number;
-	description: string | null;
-	reference: string | null;
-	createdAt: string;
-}
+export const LedgerTransactionSchema = Type.Object(
+	{
+		id: Uuid,
+		accountId: Uuid,
+		type: StringEnum([...TRANSACTION_TYPES, "TRANSFER"] as const, { description: "A TRANSFER is posted only by a patient merge." }),
+		amount: Type.Integer({ description: "Minor units, positive." }),
+		description: Nullable(Type.String()),
+		reference: Nullable(Type.String()),
+		createdAt: Instant
+	},
+	{
+		$id: "LedgerTransaction",
+		examples: [
+			{
+				id: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+				accountId: "3f2b1c0d-8e7a-4b6c-9d5e-1a2b3c4d5e6f",
+				type: "CHARGE",
+				amount: 7500,
+				description: "Consultation",
+				reference: "appointment:6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+				createdAt: "2026-12-01T09:31:00.000Z"
+			}
+		]
+	}
+);
+
+export type LedgerTransaction = Static<typeof LedgerTransactionSchema>;
 
 /** A transaction as a statement returns it; `fingerprint` tells a retry from another request under the same key. */
 export type TransactionRow = Omit<LedgerTransaction, "amount" | "createdAt"> & { amount: string; fingerprint: string | null; createdAt: Date };

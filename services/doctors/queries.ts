@@ -1,28 +1,56 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Statement } from "../../lib/infra/database";
+import { DateOnly, Instant, Nullable, StringEnum, Uuid, Version } from "../../lib/domain/schemas";
+import { WEEKDAYS } from "../../lib/domain/zoned-time";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
-import type { AvailabilityWindow } from "../../lib/domain/scheduling";
 import type { EarlierCreate, IdempotentRequest } from "../../lib/infra/idempotent-create";
 import { escapeLike } from "../../lib/infra/sql";
 
 /** Every SQL statement of the doctors service, and the mapper from its rows to the API's doctor. A deleted doctor keeps its row, with `deleted_at` set. */
 
-export interface Doctor {
-	id: string;
-	name: string;
-	email: string;
-	specialization: string;
-	address: string;
-	joiningDate: string;
-	phone: string | null;
-	timezone: string;
-	consultationFee: number;
-	slotMinutes: number;
-	availability: AvailabilityWindow[];
-	createdAt: string;
-	updatedAt: string;
-	/** Raised by each change: the ETag, which If-Match names. */
-	version: number;
-}
+const WallClock = Type.String({ pattern: "^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$", examples: ["08:00"] });
+
+export const DoctorSchema = Type.Object(
+	{
+		id: Uuid,
+		name: Type.String(),
+		email: Type.String({ format: "email" }),
+		specialization: Type.String(),
+		address: Type.String(),
+		joiningDate: DateOnly,
+		phone: Nullable(Type.String()),
+		timezone: Type.String({ description: "An IANA zone: availability and slots are on this wall clock.", examples: ["Europe/London"] }),
+		consultationFee: Type.Integer({ description: "Minor units, charged when an appointment is fulfilled." }),
+		slotMinutes: Type.Integer(),
+		availability: Type.Array(Type.Object({ day: StringEnum(WEEKDAYS), start: WallClock, end: WallClock }), { description: "Weekly windows on the doctor's wall clock." }),
+		createdAt: Instant,
+		updatedAt: Instant,
+		version: Version
+	},
+	{
+		$id: "Doctor",
+		examples: [
+			{
+				id: "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+				name: "Dr Elizabeth Blackwell",
+				email: "e.blackwell@clinic.example",
+				specialization: "General practice",
+				address: "1 Harley Street, London",
+				joiningDate: "2020-01-06",
+				phone: null,
+				timezone: "Europe/London",
+				consultationFee: 7500,
+				slotMinutes: 30,
+				availability: [{ day: "monday", start: "08:00", end: "18:00" }],
+				createdAt: "2026-11-29T09:00:00.000Z",
+				updatedAt: "2026-11-29T09:00:00.000Z",
+				version: 1
+			}
+		]
+	}
+);
+
+export type Doctor = Static<typeof DoctorSchema>;
 
 /** What a client writes: any of the fields, on create the required ones (the params say which). */
 export type DoctorInput = Partial<Omit<Doctor, "id" | "createdAt" | "updatedAt" | "version">>;

@@ -2,6 +2,8 @@ import { todayIn } from "../../lib/domain/dates";
 import { invalidFields } from "../../lib/infra/errors";
 import { type Interval, freeSlots } from "../../lib/domain/scheduling";
 import { dayCount, formatZoned } from "../../lib/domain/zoned-time";
+import { type Static, Type } from "@sinclair/typebox";
+import { Uuid } from "../../lib/domain/schemas";
 import type { Doctor } from "./queries";
 
 /** A doctor's free slots over a range of dates on the doctor's wall clock. */
@@ -33,8 +35,13 @@ export function slotInstants({ from, to }: { from: string; to: string }): { from
 	};
 }
 
+const ZonedTime = Type.String({ description: "ISO 8601 with the doctor's offset.", examples: ["2026-12-01T09:00:00+00:00"] });
+
+/** A doctor's free slots, in the doctor's zone. */
+export const DoctorSlotsSchema = Type.Object({ doctorId: Uuid, timezone: Type.String(), slots: Type.Array(Type.Object({ start: ZonedTime, end: ZonedTime })) });
+
 /** The slots of the doctor's availability on those dates that are free of `busy` and still to come, in the doctor's zone. */
-export function doctorSlots(doctor: Doctor, dates: { from: string; to: string }, busy: Interval[], now = Date.now()) {
+export function doctorSlots(doctor: Doctor, dates: { from: string; to: string }, busy: Interval[], now = Date.now()): Static<typeof DoctorSlotsSchema> {
 	const slots = freeSlots({ availability: doctor.availability, timeZone: doctor.timezone, slotMinutes: doctor.slotMinutes, ...dates, busy, now });
 	return {
 		doctorId: doctor.id,

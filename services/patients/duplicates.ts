@@ -1,6 +1,8 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Database } from "../../lib/infra/database";
+import { StringEnum, Uuid } from "../../lib/domain/schemas";
 import { type DuplicateRow, type DuplicateWeights, duplicateCandidates, duplicateSearchSettings } from "./duplicate-queries";
-import { type Patient, patientFrom } from "./queries";
+import { PatientSchema, patientFrom } from "./queries";
 import { findPatient } from "./registry";
 
 /**
@@ -30,20 +32,25 @@ export const MIN_DUPLICATE_SCORE = 0.4;
 
 export const DUPLICATE_LIMIT = { default: 10, max: 50 };
 
-export type DuplicateReason =
-	| { kind: "name"; similarity: number; weight: number }
-	| { kind: "dateOfBirth" | "phone" | "email"; weight: number };
+const DuplicateReasonSchema = Type.Union([
+	Type.Object({ kind: Type.Literal("name"), similarity: Type.Number({ minimum: 0, maximum: 1 }), weight: Type.Number() }),
+	Type.Object({ kind: StringEnum(["dateOfBirth", "phone", "email"] as const), weight: Type.Number() })
+]);
 
-export interface DuplicateCandidate {
-	patient: Patient;
-	score: number;
-	reasons: DuplicateReason[];
-}
+export type DuplicateReason = Static<typeof DuplicateReasonSchema>;
 
-export interface Duplicates {
-	patient: string;
-	candidates: DuplicateCandidate[];
-}
+const DuplicateCandidateSchema = Type.Object({
+	patient: PatientSchema,
+	score: Type.Number({ description: "The weights of its reasons, added up: at least 0.4." }),
+	reasons: Type.Array(DuplicateReasonSchema)
+});
+
+export type DuplicateCandidate = Static<typeof DuplicateCandidateSchema>;
+
+/** The patient's likely duplicates, best first. */
+export const DuplicatesSchema = Type.Object({ patient: Uuid, candidates: Type.Array(DuplicateCandidateSchema) }, { $id: "Duplicates" });
+
+export type Duplicates = Static<typeof DuplicatesSchema>;
 
 /** The live patients most likely to be patient `id` again, best first; a 404 for no such live patient. */
 export async function findDuplicates(db: Database, id: string, limit: number): Promise<Duplicates> {

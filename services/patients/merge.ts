@@ -2,7 +2,9 @@ import type { Database } from "../../lib/infra/database";
 import { ConflictError, NotFoundError, invalidFields } from "../../lib/infra/errors";
 import { isUuid } from "../../lib/infra/sql";
 import { patientEvent } from "./events";
-import { type Patient, type RecordRow, lockedPatientRecords, mergePatientWithEvent, patientFrom } from "./queries";
+import { type Static, Type } from "@sinclair/typebox";
+import { Instant, Uuid, Version } from "../../lib/domain/schemas";
+import { type Patient, PatientSchema, type RecordRow, lockedPatientRecords, mergePatientWithEvent, patientFrom } from "./queries";
 
 /**
  * Merging a duplicate patient into its survivor: the duplicate is retired (a
@@ -19,16 +21,19 @@ export class PatientMergedError extends ConflictError {
 }
 
 /** The merged patient, in the merge's answer. */
-export interface MergedSummary {
-	id: string;
-	mrn: string;
-	/** Its version as merged, the last it will have. */
-	version: number;
-	mergedAt: string;
-}
+const MergedSummarySchema = Type.Object({
+	id: Uuid,
+	mrn: Type.String(),
+	version: { ...Version, description: "Its version as merged, the last it will have." },
+	mergedAt: Instant
+});
+
+export type MergedSummary = Static<typeof MergedSummarySchema>;
 
 /** A merge answers with the survivor (its ETag goes with it) and what was merged into it. */
-export type MergeAnswer = Patient & { merged: MergedSummary };
+export const MergeAnswerSchema = Type.Composite([PatientSchema, Type.Object({ merged: MergedSummarySchema })], { $id: "MergeAnswer" });
+
+export type MergeAnswer = Static<typeof MergeAnswerSchema>;
 
 export interface Merge {
 	answer: MergeAnswer;

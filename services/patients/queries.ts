@@ -1,4 +1,6 @@
+import { type Static, Type } from "@sinclair/typebox";
 import type { Statement } from "../../lib/infra/database";
+import { DateOnly, Instant, Nullable, StringEnum, Uuid, Version } from "../../lib/domain/schemas";
 import { type PageRequest, limitOffset } from "../../lib/domain/paging";
 import { escapeLike } from "../../lib/infra/sql";
 import type { TraceCarrier } from "../../lib/infra/tracing";
@@ -13,23 +15,45 @@ import type { TraceCarrier } from "../../lib/infra/tracing";
 export const GENDERS = ["male", "female", "other", "unknown"] as const;
 
 /** A patient as the API gives it. */
-export interface Patient {
-	id: string;
-	mrn: string;
-	name: string;
-	email: string;
-	address: string;
-	dateOfBirth: string;
-	registerDate: string;
-	phone: string | null;
-	gender: (typeof GENDERS)[number] | null;
-	/** Null until billing has opened the patient's account. */
-	billingAccountId: string | null;
-	/** Raised by each change; sent as the ETag, and what If-Match names. */
-	version: number;
-	createdAt: string;
-	updatedAt: string;
-}
+export const PatientSchema = Type.Object(
+	{
+		id: Uuid,
+		mrn: Type.String({ description: "The medical record number on the patient's card: 8 digits, the last a check digit." }),
+		name: Type.String(),
+		email: Type.String({ format: "email" }),
+		address: Type.String(),
+		dateOfBirth: DateOnly,
+		registerDate: DateOnly,
+		phone: Nullable(Type.String()),
+		gender: Nullable(StringEnum(GENDERS)),
+		billingAccountId: Nullable({ ...Uuid, description: "Null until billing has opened the patient's account." }),
+		version: Version,
+		createdAt: Instant,
+		updatedAt: Instant
+	},
+	{
+		$id: "Patient",
+		examples: [
+			{
+				id: "8d5e9c4e-2f4b-4c43-9d59-3a3f1a3b7a10",
+				mrn: "10000017",
+				name: "Ada Lovelace",
+				email: "ada@example.org",
+				address: "12 St James Sq, London",
+				dateOfBirth: "1815-12-10",
+				registerDate: "2026-11-29",
+				phone: "+44 20 7946 0000",
+				gender: "female",
+				billingAccountId: "3f2b1c0d-8e7a-4b6c-9d5e-1a2b3c4d5e6f",
+				version: 1,
+				createdAt: "2026-11-29T10:15:00.000Z",
+				updatedAt: "2026-11-29T10:15:00.000Z"
+			}
+		]
+	}
+);
+
+export type Patient = Static<typeof PatientSchema>;
 
 /** The fields a client writes. */
 export type PatientFields = Pick<Patient, "name" | "email" | "address" | "dateOfBirth" | "registerDate" | "phone" | "gender">;
@@ -91,7 +115,9 @@ export interface OutboxEvent {
 }
 
 /** What kind of change made a version (`recorded`: the record as it stood when history began to be kept). */
-export type VersionKind = "recorded" | "created" | "updated" | "deleted" | "merged";
+export const VERSION_KINDS = ["recorded", "created", "updated", "deleted", "merged"] as const;
+
+export type VersionKind = (typeof VERSION_KINDS)[number];
 
 /** The version a change adds to the patient's history: its kind, its author (null for a peer service), if the row's version moved past `after`. */
 interface NewVersion {
@@ -171,7 +197,11 @@ export function insertPatientWithEvent(p: NewPatient, event: OutboxEvent, by: st
 export type StoredRecord = Omit<PatientRow, "createdAt" | "updatedAt"> & { createdAt: string; updatedAt: string; deletedAt: string | null; mergedInto?: string | null };
 
 /** A patient as a version recorded it: the API's fields, when it was retired (null while live), and its survivor if it was merged. */
-export type PatientRecord = Patient & { deletedAt: string | null; mergedInto: string | null };
+export const PatientRecordSchema = Type.Composite([PatientSchema, Type.Object({ deletedAt: Nullable(Instant), mergedInto: Nullable(Uuid) })], {
+	$id: "PatientRecord"
+});
+
+export type PatientRecord = Static<typeof PatientRecordSchema>;
 
 /** The patient as the API gave it after the change that stored this record. */
 export function storedPatient(stored: StoredRecord): Patient {
@@ -268,13 +298,18 @@ export function softDeletePatientWithEvent(id: string, event: OutboxEvent, by: s
 }
 
 /** A version of a patient: the whole record after a change, what kind of change, who made it (null: a peer service or unknown) and when. */
-export interface PatientVersion {
-	version: number;
-	kind: VersionKind;
-	changedBy: string | null;
-	changedAt: string;
-	record: PatientRecord;
-}
+export const PatientVersionSchema = Type.Object(
+	{
+		version: Version,
+		kind: StringEnum(VERSION_KINDS, { description: "`recorded`: the record as it stood when history began to be kept." }),
+		changedBy: Nullable({ ...Uuid, description: "The staff user who made the change; null for a peer service." }),
+		changedAt: Instant,
+		record: PatientRecordSchema
+	},
+	{ $id: "PatientVersion" }
+);
+
+export type PatientVersion = Static<typeof PatientVersionSchema>;
 
 export type PatientVersionRow = Omit<PatientVersion, "changedAt" | "record"> & { changedAt: Date; record: StoredRecord };
 

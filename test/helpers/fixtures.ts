@@ -19,6 +19,12 @@ export function uniqueEmail(tag: string, domain = "example.org"): string {
 	return `${tag}.${crypto.randomBytes(4).toString("hex")}@${domain}`;
 }
 
+/** Patients whose names share a prefix no other test uses (the list's `search`), in the order given: one page of a list of its own. */
+export function patientsNamed(firstNames: string[]): { prefix: string; bodies: ReturnType<typeof patientBody>[] } {
+	const prefix = `Fam${crypto.randomBytes(4).toString("hex")}`;
+	return { prefix, bodies: firstNames.map(first => patientBody({ name: `${prefix} ${first}` })) };
+}
+
 /** A staff account's email, in the domain of the test run's admin. */
 export const staffEmail = (tag: string) => uniqueEmail(tag, "test.medsync.local");
 

@@ -1,3 +1,5 @@
+import Ajv2020, { type ValidateFunction } from "ajv/dist/2020";
+import addFormats from "ajv-formats";
 import fc from "fast-check";
 import type { ServiceSchema } from "moleculer";
 import AnalyticsService from "../../services/analytics.service";
@@ -14,7 +16,8 @@ import { doctorBody, patientBody } from "../helpers/fixtures";
  * /openapi.json, as an ADMIN (who may call them all): bad path ids, query
  * values and bodies, unknown and prototype keys, control characters, extremes,
  * wrong content types, empty and oversized bodies. Whatever comes in, the
- * answer is never a 5xx, always arrives, and an error has the documented body.
+ * answer is never a 5xx, always arrives, has a status the document lists for
+ * the operation, and a body its schema there takes (an error's included).
  * FUZZ_RUNS sets the runs per operation; a failure prints the seed, which
  * FUZZ_SEED replays.
  */
@@ -31,6 +34,8 @@ interface Operation {
 	pathParams: string[];
 	queryParams: { name: string; required: boolean; schema: Record<string, unknown> }[];
 	body?: Record<string, any>;
+	/** The answer's body schema, by each status the document lists; null for one without a body. */
+	responses: Map<string, ValidateFunction | null>;
 }
 
 let cluster: TestCluster;
@@ -43,6 +48,10 @@ let relogins = 0;
 beforeAll(async () => {
 	cluster = await startCluster([PatientsService, BillingService, DoctorsService, AppointmentsService, AnalyticsService] as ServiceSchema[]);
 	spec = (await request(cluster.baseUrl, "GET", "/openapi.json")).body;
+	// The answers' schemas, checked by a JSON Schema 2020-12 validator: their $refs point into the document's components.
+	const ajv = new Ajv2020({ strict: false });
+	addFormats(ajv);
+	ajv.addSchema({ $id: "/openapi.json", components: spec.components });
 	token = await adminLogin(cluster.baseUrl);
 	Object.assign(knownIds, await recordsToFuzz());
 	operations = Object.entries(spec.paths as Record<string, Record<string, any>>).flatMap(([path, methods]) =>
@@ -56,7 +65,13 @@ beforeAll(async () => {
 				security: op.security,
 				pathParams: (op.parameters ?? []).filter((p: any) => p.in === "path").map((p: any) => p.name),
 				queryParams: (op.parameters ?? []).filter((p: any) => p.in === "query"),
-				body: op.requestBody?.content?.["application/json"]?.schema
+				body: op.requestBody?.content?.["application/json"]?.schema,
+				responses: new Map(
+					Object.entries<any>(op.responses).map(([status, answer]) => {
+						const schema = answer.content?.["application/json"]?.schema;
+						return [status, schema ? ajv.compile(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"/openapi.json#/components/'))) : null];
+					})
+				)
 			}))
 	)
 		// Deleting the known records goes last, so that every other operation finds them.
@@ -274,8 +289,11 @@ describe("fuzzing every documented operation with bad input", () => {
 					}
 					const where = `${op.method} ${op.path} → ${status}: ${text.slice(0, 300)}`;
 					if (status >= 500) throw new Error(where);
+					if (!op.responses.has(String(status))) throw new Error(`undocumented status in ${where}`);
+					const validate = op.responses.get(String(status));
+					const body = text ? JSON.parse(text) : undefined;
+					if (validate && !validate(body)) throw new Error(`not the documented body (${JSON.stringify(validate.errors).slice(0, 300)}) in ${where}`);
 					if (status < 400) return;
-					const body = JSON.parse(text);
 					for (const field of required) if (!(field in body)) throw new Error(`missing '${field}' in ${where}`);
 					if (body.code !== status) throw new Error(`code ${body.code} in ${where}`);
 					if (text.includes("nodeID") || text.includes(op.operationId)) throw new Error(`internal names in ${where}`);

@@ -73,6 +73,14 @@ describe("services on separate nodes over NATS", () => {
 		expect(fetched.body).toEqual(created.body);
 	});
 
+	test("the gateway's /openapi.json describes the answers of actions on other nodes", async () => {
+		// The schemas travel in the action definitions the nodes announce: the gateway holds no copy of its own.
+		const spec = (await request(baseUrl, "GET", "/openapi.json")).body;
+		expect(spec.paths["/patients"].post.responses["201"].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Patient" });
+		expect(spec.paths["/billing/accounts/{id}"].get.responses["200"].headers).toHaveProperty("ETag");
+		expect(spec.components.schemas.Patient.properties.gender.enum).toContain(null);
+	});
+
 	test("the gateway's request id reaches the other node and is on its log lines", async () => {
 		const requestId = `trace-${namespace}`;
 		const created = await request(baseUrl, "POST", "/patients", patientBody(), { ...bearer(token), "x-request-id": requestId });
