@@ -47,6 +47,15 @@ export function AuditTrailMixin(): MixinSchema {
 		name: "audit-trail-mixin",
 
 		actions: {
+			/** This gateway's journal backlog: records not yet in the audit trail, the oldest one's wait, and how many are set aside. For operators; not routed. */
+			auditBacklog: {
+				visibility: "public",
+				handler(this: AuditThis) {
+					const { pending, oldestSeconds } = this.auditJournal.backlog();
+					return { pending, oldestSeconds: Math.floor(oldestSeconds), setAside: this.auditJournal.setAsideCount };
+				}
+			},
+
 			/** This gateway's set-aside records: each one's id, when it was set aside and why, and how many there are. For operators; not routed. */
 			auditSetAside: {
 				visibility: "public",

@@ -4,6 +4,7 @@ import { type GrpcClientVars, GrpcClientMixin } from "../mixins/grpc-client.mixi
 import { type KafkaMethods, KafkaMixin, type KafkaSchema } from "../mixins/kafka.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/infra/config";
+import { invalidFields } from "../lib/infra/errors";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, movedPermanently, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
@@ -17,7 +18,7 @@ import { type BillingAccounts, openBillingAccount, reconcileBillingAccounts } fr
 import { outboxMessage } from "./patients/events";
 import { type MergeAnswer, PatientMergedError, mergePatient } from "./patients/merge";
 import { PATIENT_SORT_VALUES, patientFields } from "./patients/params";
-import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary } from "./patients/queries";
+import { type Patient, type PatientFields, type PatientFilter, type PatientVersion, failingOutboxEvents, outboxSummary, requeueFailingOutbox, requeueSentOutbox } from "./patients/queries";
 import {
 	type Author,
 	type PatientInput,
@@ -221,6 +222,27 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const [summary] = await this.db.query<{ pending: number; oldest: Date | null; sent: number }>(outboxSummary);
 				const failing = await this.db.query<Record<string, unknown>>(failingOutboxEvents(20));
 				return { transport: config.kafkaBrokers ? `kafka ${config.kafkaBrokers.join(",")}` : "service broker", ...summary, failing };
+			}
+		},
+
+		/**
+		 * Sends outbox events again, for operators (the REPL's `outbox replay`); not routed. `failed`: the pending
+		 * events that failed start their attempts over and go at once. `from`: the events already sent from that
+		 * outbox id on go again, in order, for a consumer that lost them; consumers skip an event id they have applied.
+		 */
+		outboxReplay: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				failed: { type: "boolean", optional: true, convert: true },
+				from: { type: "string", optional: true, convert: true, pattern: /^[1-9][0-9]{0,17}$/, messages: { stringPattern: "The 'from' field must be an outbox id (a positive whole number)." } }
+			},
+			async handler(ctx: Context<{ failed?: boolean; from?: string }>): Promise<{ requeued: number }> {
+				const { failed, from } = ctx.params;
+				if (Boolean(failed) === (from !== undefined)) throw invalidFields([{ field: "from", message: "Give either 'failed' (true) or 'from' (an outbox id), one of the two." }]);
+				const [{ requeued }] = await this.db.query<{ requeued: number }>(failed ? requeueFailingOutbox : requeueSentOutbox(from!));
+				this.logger.info(`Outbox replay: ${requeued} event(s) queued again (${failed ? "failed" : `from id ${from}`})`);
+				return { requeued };
 			}
 		},
 

@@ -3,25 +3,83 @@ import { seedConfigured } from "./seed";
 
 type ReplCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["customCommands"]>[number];
 
-/** Asks every gateway node for `action`'s answer, by node id: each gateway keeps its own audit journal. */
-async function askEveryGateway(broker: ServiceBroker, action: string): Promise<Record<string, unknown>> {
-	const nodes = broker.registry
-		.getServiceList({ onlyAvailable: true })
-		.filter(service => service.name === "api" && service.nodeID)
-		.map(service => service.nodeID!);
+/** A command's parsed arguments and options, as moleculer-repl hands them to a custom command. */
+type ReplArgs = Record<string, string | undefined> & { options?: Record<string, string | number | boolean> };
+
+/**
+ * Asks every node that runs `action` for its answer, keyed `<service>@<node>`:
+ * each gateway keeps its own audit journal, each consumer node its own Kafka consumers.
+ */
+async function askEveryNode(broker: ServiceBroker, action: string): Promise<Record<string, unknown>> {
+	const endpoints = broker.registry
+		.getActionList({ onlyAvailable: true, skipInternal: true, withEndpoints: true })
+		.filter(item => item.name === action || (action.startsWith("*.") && item.name.endsWith(action.slice(1))))
+		.flatMap(item => (item.endpoints ?? []).filter(endpoint => endpoint.available).map(endpoint => ({ name: item.name, nodeID: endpoint.nodeID })));
 	const answers = await Promise.all(
-		nodes.map(async nodeID => [nodeID, await broker.call(action, {}, { nodeID }).catch((err: Error) => ({ error: err.message }))] as const)
+		endpoints.map(async ({ name, nodeID }) => {
+			const answer = await broker.call(name, {}, { nodeID }).catch((err: Error) => ({ error: err.message }));
+			return [`${name.slice(0, name.lastIndexOf("."))}@${nodeID}`, answer] as const;
+		})
 	);
-	return Object.fromEntries(answers);
+	return Object.fromEntries(answers.sort(([a], [b]) => a.localeCompare(b)));
 }
 
-/** MedSync's own commands in the Moleculer REPL, beside its built-in ones: in `npm run repl` and `npm run dev` alike. */
+const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+
+/**
+ * MedSync's own commands in the Moleculer REPL, beside its built-in ones: the
+ * same in `npm run repl` and `npm run dev` (both read them from the broker
+ * options in moleculer.config.ts).
+ */
 export const replCommands: ReplCommand[] = [
 	{
-		command: "outbox",
-		description: "Patient events waiting to be published, and the ones failing",
+		command: "outbox [replay]",
+		description:
+			"Patient events waiting to be published, and the ones failing; `outbox replay --failed` sends the failing ones now with their attempts started over, `outbox replay --from <id>` sends the events from that outbox id on again (consumers skip what they have applied)",
+		options: [
+			{ option: "--failed", description: "With replay: the pending events that failed" },
+			{ option: "--from <id>", description: "With replay: the events from this outbox id on, sent or not" }
+		],
+		async action(broker: ServiceBroker, args) {
+			const { replay, options = {} } = args as unknown as ReplArgs;
+			if (replay === undefined) return print(await broker.call("patients.outboxStatus"));
+			if (replay !== "replay" || Boolean(options.failed) === (options.from !== undefined)) {
+				console.log("Usage: outbox | outbox replay --failed | outbox replay --from <outbox id>");
+				return;
+			}
+			const params = options.failed ? { failed: true } : { from: String(options.from) };
+			print(await broker.call("patients.outboxReplay", params).catch((err: Error) => ({ error: err.message })));
+		}
+	},
+	{
+		command: "audit-backlog",
+		description: "Each gateway's audit journal: records not yet in the audit trail, how long the oldest has waited (s), and how many are set aside",
 		async action(broker: ServiceBroker) {
-			console.log(JSON.stringify(await broker.call("patients.outboxStatus"), null, 2));
+			const answers = await askEveryNode(broker, "api.auditBacklog");
+			console.log(Object.keys(answers).length ? JSON.stringify(answers, null, 2) : "No gateway (api) node is running.");
+		}
+	},
+	{
+		command: "audit-set-aside [replay]",
+		description: "Audit records the audit service refused, set aside by each gateway (id, when, why, count); with `replay`, ship them again",
+		async action(broker: ServiceBroker, args) {
+			const { replay } = args as unknown as ReplArgs;
+			if (replay !== undefined && replay !== "replay") {
+				console.log("Usage: audit-set-aside [replay]");
+				return;
+			}
+			const answers = await askEveryNode(broker, replay ? "api.auditReplaySetAside" : "api.auditSetAside");
+			console.log(Object.keys(answers).length ? JSON.stringify(answers, null, 2) : "No gateway (api) node is running.");
+		}
+	},
+	{
+		command: "kafka-lag",
+		description: "Kafka consumer lag of every consuming service, by consumer group, topic and partition (null: a partition that node is not assigned)",
+		async action(broker: ServiceBroker) {
+			const answers = Object.entries(await askEveryNode(broker, "*.kafkaLag")).filter(([, lag]) => !Array.isArray(lag) || lag.length > 0);
+			console.log(
+				answers.length ? JSON.stringify(Object.fromEntries(answers), null, 2) : "No Kafka consumer is running (KAFKA_BROKERS unset: events go over the service broker; or the consumers are still joining)."
+			);
 		}
 	},
 	{
@@ -32,21 +90,8 @@ export const replCommands: ReplCommand[] = [
 			{ option: "--appointments <count>", description: "How many demo appointments (default 25)" }
 		],
 		async action(_broker: ServiceBroker, args) {
-			const { options = {} } = args as unknown as { options?: Record<string, string | number> };
+			const { options = {} } = args as unknown as ReplArgs;
 			await seedConfigured(Object.entries(options).flatMap(([name, value]) => [`--${name}`, String(value)]));
-		}
-	},
-	{
-		command: "audit-set-aside [replay]",
-		description: "Audit records the audit service refused, set aside by each gateway (id, when, why, count); with `replay`, ship them again",
-		async action(broker: ServiceBroker, args) {
-			const { replay } = args as unknown as { replay?: string };
-			if (replay !== undefined && replay !== "replay") {
-				console.log("Usage: audit-set-aside [replay]");
-				return;
-			}
-			const answers = await askEveryGateway(broker, replay ? "api.auditReplaySetAside" : "api.auditSetAside");
-			console.log(Object.keys(answers).length ? JSON.stringify(answers, null, 2) : "No gateway (api) node is running.");
 		}
 	}
 ];
