@@ -237,12 +237,13 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				failed: { type: "boolean", optional: true, convert: true },
 				from: { type: "string", optional: true, convert: true, pattern: /^[1-9][0-9]{0,17}$/, messages: { stringPattern: "The 'from' field must be an outbox id (a positive whole number)." } }
 			},
-			async handler(ctx: Context<{ failed?: boolean; from?: string }>): Promise<{ requeued: number }> {
+			async handler(ctx: Context<{ failed?: boolean; from?: string }>): Promise<{ failed: true; requeued: number } | { from: string; requeued: number }> {
 				const { failed, from } = ctx.params;
 				if (Boolean(failed) === (from !== undefined)) throw invalidFields([{ field: "from", message: "Give either 'failed' (true) or 'from' (an outbox id), one of the two." }]);
 				const [{ requeued }] = await this.db.query<{ requeued: number }>(failed ? requeueFailingOutbox : requeueSentOutbox(from!));
 				this.logger.info(`Outbox replay: ${requeued} event(s) queued again (${failed ? "failed" : `from id ${from}`})`);
-				return { requeued };
+				// Says which replay it answers: a REPL runs the lines pasted into it side by side.
+				return failed ? { failed, requeued } : { from: from!, requeued };
 			}
 		},
 

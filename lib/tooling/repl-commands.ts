@@ -7,21 +7,24 @@ type ReplCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["custom
 type ReplArgs = Record<string, string | undefined> & { options?: Record<string, string | number | boolean> };
 
 /**
- * Asks every node that runs `action` for its answer, keyed `<service>@<node>`:
- * each gateway keeps its own audit journal, each consumer node its own Kafka consumers.
+ * Asks every node that runs an action `matches` picks for its answer: each
+ * gateway keeps its own audit journal, each consuming node its own Kafka consumers.
  */
-async function askEveryNode(broker: ServiceBroker, action: string): Promise<Record<string, unknown>> {
+async function askEveryNode(broker: ServiceBroker, matches: (action: string) => boolean): Promise<{ nodeID: string; answer: unknown }[]> {
 	const endpoints = broker.registry
 		.getActionList({ onlyAvailable: true, skipInternal: true, withEndpoints: true })
-		.filter(item => item.name === action || (action.startsWith("*.") && item.name.endsWith(action.slice(1))))
+		.filter(item => matches(item.name))
 		.flatMap(item => (item.endpoints ?? []).filter(endpoint => endpoint.available).map(endpoint => ({ name: item.name, nodeID: endpoint.nodeID })));
 	const answers = await Promise.all(
-		endpoints.map(async ({ name, nodeID }) => {
-			const answer = await broker.call(name, {}, { nodeID }).catch((err: Error) => ({ error: err.message }));
-			return [`${name.slice(0, name.lastIndexOf("."))}@${nodeID}`, answer] as const;
-		})
+		endpoints.map(async ({ name, nodeID }) => ({ nodeID, answer: await broker.call(name, {}, { nodeID }).catch((err: Error) => ({ error: err.message })) }))
 	);
-	return Object.fromEntries(answers.sort(([a], [b]) => a.localeCompare(b)));
+	return answers.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+}
+
+/** Each gateway's answer to `action`, by node id. */
+async function askEveryGateway(broker: ServiceBroker, action: string): Promise<void> {
+	const answers = await askEveryNode(broker, name => name === action);
+	console.log(answers.length ? JSON.stringify(Object.fromEntries(answers.map(a => [a.nodeID, a.answer])), null, 2) : "No gateway (api) node is running.");
 }
 
 const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
@@ -54,10 +57,7 @@ export const replCommands: ReplCommand[] = [
 	{
 		command: "audit-backlog",
 		description: "Each gateway's audit journal: records not yet in the audit trail, how long the oldest has waited (s), and how many are set aside",
-		async action(broker: ServiceBroker) {
-			const answers = await askEveryNode(broker, "api.auditBacklog");
-			console.log(Object.keys(answers).length ? JSON.stringify(answers, null, 2) : "No gateway (api) node is running.");
-		}
+		action: (broker: ServiceBroker) => askEveryGateway(broker, "api.auditBacklog")
 	},
 	{
 		command: "audit-set-aside [replay]",
@@ -68,17 +68,23 @@ export const replCommands: ReplCommand[] = [
 				console.log("Usage: audit-set-aside [replay]");
 				return;
 			}
-			const answers = await askEveryNode(broker, replay ? "api.auditReplaySetAside" : "api.auditSetAside");
-			console.log(Object.keys(answers).length ? JSON.stringify(answers, null, 2) : "No gateway (api) node is running.");
+			await askEveryGateway(broker, replay ? "api.auditReplaySetAside" : "api.auditSetAside");
 		}
 	},
 	{
 		command: "kafka-lag",
 		description: "Kafka consumer lag of every consuming service, by consumer group, topic and partition (null: a partition that node is not assigned)",
 		async action(broker: ServiceBroker) {
-			const answers = Object.entries(await askEveryNode(broker, "*.kafkaLag")).filter(([, lag]) => !Array.isArray(lag) || lag.length > 0);
+			// By node: one runs a service under `npm run stack`, all of them under `npm run dev`; each consumer names its group.
+			const byNode: Record<string, unknown[]> = {};
+			for (const { nodeID, answer } of await askEveryNode(broker, name => name.endsWith(".kafkaLag"))) {
+				(byNode[nodeID] ??= []).push(...(Array.isArray(answer) ? answer : [answer]));
+			}
+			const consuming = Object.entries(byNode).filter(([, lags]) => lags.length > 0);
 			console.log(
-				answers.length ? JSON.stringify(Object.fromEntries(answers), null, 2) : "No Kafka consumer is running (KAFKA_BROKERS unset: events go over the service broker; or the consumers are still joining)."
+				consuming.length
+					? JSON.stringify(Object.fromEntries(consuming), null, 2)
+					: "No Kafka consumer is running (KAFKA_BROKERS unset: events go over the service broker; or the consumers are still joining)."
 			);
 		}
 	},

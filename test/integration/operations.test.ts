@@ -203,12 +203,12 @@ describe("npm run repl", () => {
 	test("audit-backlog and kafka-lag answer for each gateway and each consumer group, by partition", async () => {
 		const { code, out } = await run("repl.js", ["audit-backlog", "kafka-lag", "quit", ""].join("\n"));
 		expect(code).toBe(0);
-		expect(out).toMatch(new RegExp(`"api@api-[\\w.-]+-${pidOf("api")}": \\{\\s+"pending": \\d+,\\s+"oldestSeconds": \\d+,\\s+"setAside": 0`));
+		expect(out).toMatch(new RegExp(`"api-[\\w.-]+-${pidOf("api")}": \\{\\s+"pending": \\d+,\\s+"oldestSeconds": \\d+,\\s+"setAside": 0`));
 		// Billing, analytics and appointments consume the patient topic, each in its own group; patients consumes nothing.
 		for (const service of ["billing", "analytics", "appointments"]) {
-			expect(out).toMatch(new RegExp(`"${service}@${service}-[\\w.-]+-${pidOf(service)}": \\[\\s+\\{\\s+"group": "[\\w.-]*${service}",\\s+"topic": "[\\w.-]+",\\s+"partitions": \\{\\s+"0": (\\d+|null)`));
+			expect(out).toMatch(new RegExp(`"${service}-[\\w.-]+-${pidOf(service)}": \\[\\s+\\{\\s+"group": "[\\w.-]*${service}",\\s+"topic": "[\\w.-]+",\\s+"partitions": \\{\\s+"0": (\\d+|null)`));
 		}
-		expect(out).not.toMatch(/"patients@/);
+		expect(out).not.toMatch(/"patients-[\w.-]+-\d+": \[/);
 	}, 60_000);
 
 	test("outbox replay sends the events again, which consumers apply once; a bad replay is refused by name", async () => {
@@ -218,10 +218,9 @@ describe("npm run repl", () => {
 		const registered = await countToday();
 		const { code, out } = await run("repl.js", ["outbox replay --failed", "outbox replay --from 1", "outbox replay --from x", "outbox replay", "quit", ""].join("\n"));
 		expect(code).toBe(0);
-		const requeued = [...out.matchAll(/"requeued": (\d+)/g)].map(m => Number(m[1]));
 		// Nothing failing; every event published so far (registrations, updates, merges of the earlier tests) goes again.
-		expect(requeued[0]).toBe(0);
-		expect(requeued[1]).toBeGreaterThan(0);
+		expect(out).toMatch(/"failed": true,\s+"requeued": 0\s/);
+		expect(Number(/"from": "1",\s+"requeued": (\d+)/.exec(out)?.[1])).toBeGreaterThan(0);
 		expect(out).toContain("The 'from' field must be an outbox id");
 		expect(out).toContain("Usage: outbox | outbox replay --failed | outbox replay --from <outbox id>");
 		// Published again and read by every consumer group, without a second count.
