@@ -1,3 +1,4 @@
+import type { REPLEval, REPLServer } from "node:repl";
 import { ServiceBroker } from "moleculer";
 import brokerConfig from "../moleculer.config";
 import { config } from "../lib/infra/config";
@@ -24,7 +25,22 @@ async function main(): Promise<void> {
 		logger: { type: "Console", options: { level: "warn" } }
 	});
 	await broker.start();
-	await broker.repl();
+	oneLineAtATime(broker.repl() as unknown as REPLServer);
+}
+
+/**
+ * Node's REPL starts each line as it arrives, without waiting for the one
+ * before to finish: commands pasted or piped in (`npm run repl < checks.txt`)
+ * would run side by side, and a `quit` end the process under the others.
+ * Here each waits for the one before.
+ */
+function oneLineAtATime(server: REPLServer): void {
+	const evaluate = server.eval.bind(server);
+	let previous = Promise.resolve();
+	const inOrder: REPLEval = (command, context, file, done) => {
+		previous = previous.then(() => new Promise<void>(finished => evaluate(command, context, file, (err, result) => (done(err, result), finished()))));
+	};
+	(server as { eval: REPLEval }).eval = inOrder;
 }
 
 void main();

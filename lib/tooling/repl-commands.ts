@@ -16,7 +16,7 @@ async function askEveryNode(broker: ServiceBroker, matches: (action: string) => 
 		.filter(item => matches(item.name))
 		.flatMap(item => (item.endpoints ?? []).filter(endpoint => endpoint.available).map(endpoint => ({ name: item.name, nodeID: endpoint.nodeID })));
 	const answers = await Promise.all(
-		endpoints.map(async ({ name, nodeID }) => ({ nodeID, answer: await broker.call(name, {}, { nodeID }).catch((err: Error) => ({ error: err.message })) }))
+		endpoints.map(async ({ name, nodeID }) => ({ nodeID, answer: await broker.call(name, {}, { nodeID }).catch(failure) }))
 	);
 	return answers.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
 }
@@ -28,6 +28,12 @@ async function askEveryGateway(broker: ServiceBroker, action: string): Promise<v
 }
 
 const print = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+
+/** A refused call as a command prints it: the message, and what a validation error says of each field. */
+function failure(err: Error & { data?: unknown }): { error: string; fields?: string[] } {
+	const fields = Array.isArray(err.data) ? err.data.map(item => (item as { message?: unknown } | null)?.message).filter((m): m is string => typeof m === "string") : [];
+	return fields.length ? { error: err.message, fields } : { error: err.message };
+}
 
 /**
  * MedSync's own commands in the Moleculer REPL, beside its built-in ones: the
@@ -51,7 +57,7 @@ export const replCommands: ReplCommand[] = [
 				return;
 			}
 			const params = options.failed ? { failed: true } : { from: String(options.from) };
-			print(await broker.call("patients.outboxReplay", params).catch((err: Error) => ({ error: err.message })));
+			print(await broker.call("patients.outboxReplay", params).catch(failure));
 		}
 	},
 	{

@@ -1,16 +1,22 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { eventually } from "../helpers/node-process";
+import { Client } from "pg";
+import { databaseName, withDatabase } from "../../lib/infra/postgres";
+import { request } from "../helpers/cluster";
+import { eventually, freePort } from "../helpers/node-process";
 
 /**
- * The pieces `npm run dev` and the build scripts stand on. A build that is up
- * to date is skipped (tsc -b with dist/.tsbuildinfo, and scripts/proto.sh),
- * and moleculer-runner's `--hot`, as scripts/dev.ts runs it, reloads a service
- * whose module in its services/<name>/ folder changed. Running the whole of
- * `npm run dev` and waiting for a full watch compile of the project would
- * test tsc's watch mode rather than ours, and slowly on a busy machine.
+ * `npm run dev` and the pieces it and the build scripts stand on. A build that
+ * is up to date is skipped (tsc -b with dist/.tsbuildinfo, and
+ * scripts/proto.sh); moleculer-runner's `--hot`, as scripts/dev.ts runs it,
+ * reloads a service whose module in its services/<name>/ folder changed (on a
+ * service of its own in a temporary folder: editing MedSync's sources would
+ * disturb the suites running beside this one, and wait on a watch compile of
+ * the whole project); and `npm run dev` itself runs MedSync with the REPL's
+ * commands and audits a read made there.
  */
 const ROOT = path.resolve(__dirname, "../..");
 const RUNNER = path.join(ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
@@ -103,4 +109,41 @@ describe("moleculer-runner --hot, as npm run dev runs it", () => {
 		expect(out).toContain("Hot reload 'greeter' service");
 		runner.stdin!.end("quit\n");
 	}, 60_000);
+});
+
+describe("npm run dev", () => {
+	test("runs MedSync in one process with the REPL's own commands, and audits a patient read there under the operator", async () => {
+		const [port, grpcPort] = [await freePort(), await freePort()];
+		const dev = spawn(process.execPath, [path.join(ROOT, "dist/scripts/dev.js")], {
+			cwd: ROOT,
+			env: { ...process.env, PORT: String(port), BILLING_GRPC_PORT: String(grpcPort), BILLING_GRPC_URL: `127.0.0.1:${grpcPort}`, METRICS_PORT: "off", LOG_LEVEL: "warn" },
+			stdio: ["pipe", "pipe", "pipe"]
+		});
+		let out = "";
+		dev.stdout.on("data", chunk => (out += chunk));
+		dev.stderr.on("data", chunk => (out += chunk));
+		const exited = new Promise<number | null>(resolve => dev.once("exit", code => resolve(code)));
+		try {
+			await eventually(async () => ((await request(`http://127.0.0.1:${port}`, "GET", "/ready")).status === 200 ? true : undefined), 90_000, "npm run dev to be ready");
+			const patientId = crypto.randomUUID();
+			dev.stdin.write("help\n");
+			dev.stdin.write(`call patients.get --id ${patientId}\n`);
+			await eventually(async () => (/outbox \[options\] \[replay\]/.test(out) && /audit-backlog/.test(out) && /kafka-lag/.test(out) && /seed \[options\]/.test(out) ? true : undefined), 20_000, "the REPL's help");
+			const audit = new Client({ connectionString: withDatabase(process.env.DATABASE_URL!, databaseName("audit")) });
+			await audit.connect();
+			try {
+				const row = await eventually(async () => (await audit.query("SELECT action, outcome, status, operator FROM audit_events WHERE patient_id = $1", [patientId])).rows[0], 20_000, "the REPL's read in the audit trail");
+				// No such patient: the attempt is recorded all the same.
+				expect(row).toEqual({ action: "patients.get", outcome: "error", status: 404, operator: `${os.userInfo().username}@${os.hostname()}` });
+			} finally {
+				await audit.end();
+			}
+			dev.stdin.end("quit\n");
+			expect(await exited).toBe(0);
+		} finally {
+			if (dev.exitCode === null) dev.kill("SIGTERM");
+			await exited;
+		}
+		expect(out).not.toMatch(/error TS/);
+	}, 150_000);
 });
