@@ -31,16 +31,29 @@ async function main(): Promise<void> {
 /**
  * Node's REPL starts each line as it arrives, without waiting for the one
  * before to finish: commands pasted or piped in (`npm run repl < checks.txt`)
- * would run side by side, and a `quit` end the process under the others.
- * Here each waits for the one before.
+ * would run side by side, and the end of the input (or a `quit`) stop the
+ * node under them. Here each line waits for the one before, and the end of
+ * the input for the last.
  */
 function oneLineAtATime(server: REPLServer): void {
 	const evaluate = server.eval.bind(server);
 	let previous = Promise.resolve();
 	const inOrder: REPLEval = (command, context, file, done) => {
-		previous = previous.then(() => new Promise<void>(finished => evaluate(command, context, file, (err, result) => (done(err, result), finished()))));
+		previous = previous.then(
+			() =>
+				new Promise<void>(finished =>
+					// The REPL prints a result only when given one: pass on exactly what the command gave.
+					evaluate(command, context, file, (...answer: Parameters<typeof done>) => {
+						done(...answer);
+						finished();
+					})
+				)
+		);
 	};
 	(server as { eval: REPLEval }).eval = inOrder;
+	const onExit = server.listeners("exit") as (() => void)[];
+	server.removeAllListeners("exit");
+	server.once("exit", () => void previous.then(() => onExit.forEach(listener => listener.call(server))));
 }
 
 void main();

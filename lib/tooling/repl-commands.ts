@@ -51,7 +51,7 @@ export const replCommands: ReplCommand[] = [
 		],
 		async action(broker: ServiceBroker, args) {
 			const { replay, options = {} } = args as unknown as ReplArgs;
-			if (replay === undefined) return print(await broker.call("patients.outboxStatus"));
+			if (replay === undefined) return print(await broker.call("patients.outboxStatus").catch(failure));
 			if (replay !== "replay" || Boolean(options.failed) === (options.from !== undefined)) {
 				console.log("Usage: outbox | outbox replay --failed | outbox replay --from <outbox id>");
 				return;
