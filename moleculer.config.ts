@@ -2,6 +2,7 @@ import type { Server } from "node:http";
 import { type BrokerOptions, MetricReporters } from "moleculer";
 import { config } from "./lib/infra/config";
 import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
+import { type PrometheusFormat, collectForScrape, registerEventLoopLag, renderPrometheus } from "./lib/infra/metrics";
 import { stopEmbeddedPostgres } from "./lib/infra/postgres";
 import { OperatorAuditMiddleware, OperatorIdentityMiddleware } from "./lib/infra/operator-audit";
 import { replCommands } from "./lib/tooling/repl-commands";
@@ -25,8 +26,12 @@ type ReporterInternals = { server: Server; registry: { broker: { fatal(message: 
  * port, as the tests ask) and then listens on every interface; this one keeps
  * it. A port it cannot listen on (in use) was an unhandled error event and a
  * stack trace: here it stops the node with the setting and address to change.
+ * It also samples the event loop's lag, reads the gauges that are read at a
+ * scrape, and writes histograms as Prometheus defines them (renderPrometheus).
  */
 class PrometheusReporter extends MetricReporters.Prometheus {
+	private stopLagSampler?: () => void;
+
 	constructor(options: NonNullable<ConstructorParameters<typeof MetricReporters.Prometheus>[0]>) {
 		// A copy: Moleculer's constructor edits the options it is given, which every broker of this config shares.
 		super({ ...options });
@@ -35,6 +40,7 @@ class PrometheusReporter extends MetricReporters.Prometheus {
 
 	override init(registry: Parameters<MetricReporters.Prometheus["init"]>[0]): void {
 		super.init(registry);
+		this.stopLagSampler = registerEventLoopLag(registry);
 		const { server } = this as unknown as ReporterInternals;
 		server.once("error", (err: NodeJS.ErrnoException) => {
 			const where = `${this.opts.host ?? "*"}:${this.opts.port}`;
@@ -42,7 +48,13 @@ class PrometheusReporter extends MetricReporters.Prometheus {
 		});
 	}
 
+	override generatePrometheusResponse(): string {
+		collectForScrape(this.registry);
+		return renderPrometheus(this.registry, this as unknown as PrometheusFormat);
+	}
+
 	override stop(): Promise<void> {
+		this.stopLagSampler?.();
 		// A server that never listened has nothing to close, and closing it would throw.
 		return (this as unknown as ReporterInternals).server.listening ? super.stop() : Promise.resolve();
 	}

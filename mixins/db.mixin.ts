@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Database } from "../lib/infra/database";
 import { errorFields } from "../lib/infra/log-fields";
+import { registerPoolGauges } from "../lib/infra/metrics";
 import { type Migration, migrate } from "../lib/infra/migrations";
 import { databaseName, ensureDatabase, postgresServerUrl, withDatabase } from "../lib/infra/postgres";
 import type { MixinSchema } from "../types/mixin";
@@ -32,7 +33,7 @@ const CONNECT_RETRY_MS = 1000;
  * created, migrated or connected.
  */
 export function DbMixin(service: string, migrations: readonly Migration[]): MixinSchema {
-	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, Partial<DbVars> & { dbStopping?: AbortController }> = {
+	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, Partial<DbVars> & { dbStopping?: AbortController; dbGaugesOff?: () => void }> = {
 		name: "db",
 		mixins: [HealthMixin()],
 
@@ -61,9 +62,12 @@ export function DbMixin(service: string, migrations: readonly Migration[]): Mixi
 				}
 			}
 			this.db = new Database(this.databaseUrl);
+			const db = this.db;
+			this.dbGaugesOff = registerPoolGauges(this.broker.metrics, service, () => db.poolStats());
 		},
 
 		async stopped() {
+			this.dbGaugesOff?.();
 			this.dbStopping?.abort();
 			await this.db?.end();
 			// Started again, the service opens its database again.

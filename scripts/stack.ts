@@ -12,7 +12,7 @@ import { postgresServerUrl, stopEmbeddedPostgres } from "../lib/infra/postgres";
  * runs them. A service that dies is started again; Ctrl-C stops them all.
  */
 
-const SERVICES = ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "api"];
+const SERVICES = ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "fhir", "api"];
 const RUNNER = path.join(PROJECT_ROOT, "node_modules/moleculer/bin/moleculer-runner.js");
 const CONFIG = path.join(PROJECT_ROOT, "dist/moleculer.config.js");
 const KAFKA_SCRIPT = path.join(PROJECT_ROOT, "scripts/kafka.sh");

@@ -10,11 +10,14 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { type ErrorLike, toClientError } from "../lib/infra/client-errors";
 import { config } from "../lib/infra/config";
 import { errorFields } from "../lib/infra/log-fields";
+import { HTTP_DURATION_BUCKETS, METRICS, ensureMetric } from "../lib/infra/metrics";
 import { requestConditions } from "../lib/infra/http";
 import { AuditTrailMixin } from "../mixins/audit-trail.mixin";
 import { JSON_MEDIA_TYPES, refusePrototypeKeys, requireJsonBody } from "../lib/infra/request-guards";
 import { apiSecurityHeaders, docsSecurityHeaders } from "../lib/infra/security-headers";
 import { AuthMixin, type GatewayRequest } from "../mixins/auth.mixin";
+import { fhirContentNegotiation, prepareFhirRequest, sendOperationOutcome } from "./fhir/gateway";
+import { patientShownBy } from "./fhir/audit-subject";
 
 interface GatewayAlias {
 	method: string;
@@ -51,6 +54,17 @@ interface RequestLogFields {
 
 /** A dependency down (a database, a service node) is back within seconds, or the client had better wait longer. */
 const SERVICE_UNAVAILABLE_RETRY_SECONDS = 5;
+
+/** The client's retry key (Idempotency-Key) and the versions a change may apply to (If-Match), for the action. */
+function passRequestConditions(req: GatewayRequest): void {
+	const conditions = requestConditions(req.headers);
+	if ("malformed" in conditions) {
+		throw new Errors.MoleculerClientError(`The ${conditions.malformed} header is malformed`, 400, "BAD_REQUEST", { header: conditions.malformed });
+	}
+	if (req.$ctx) Object.assign(req.$ctx.meta, conditions.meta);
+}
+
+type RecordsAccess = { recordAccess(req: GatewayRequest, status: number, result?: unknown): void };
 
 const defaultSendError = ApiGateway.methods!.sendError as (req: IncomingMessage, res: ServerResponse, err: Error) => void;
 
@@ -89,6 +103,33 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				}
 			},
 			{
+				// FHIR R4 (services/fhir.service.ts): the same tokens, roles and audit trail as the REST API, in FHIR's
+				// media type, the body unmerged (a resource is not params), and every error an OperationOutcome.
+				path: "/fhir",
+				whitelist: ["fhir.*"],
+				authentication: true,
+				authorization: true,
+				autoAliases: true,
+				mappingPolicy: "restrict",
+				mergeParams: false,
+				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
+					passRequestConditions(req);
+					prepareFhirRequest(req);
+				},
+				onAfterCall(this: RecordsAccess, ctx: { meta: { $statusCode?: number } }, _route: unknown, req: GatewayRequest, _res: ServerResponse, data: unknown) {
+					// The patient the answer shows, as a REST answer's `patientId` or `id` names it.
+					this.recordAccess(req, ctx.meta.$statusCode ?? 200, { patientId: patientShownBy(data) });
+					return data;
+				},
+				onError: sendOperationOutcome,
+				bodyParsers: {
+					json: { strict: true, limit: config.bodyLimit, type: JSON_MEDIA_TYPES },
+					urlencoded: false
+				},
+				use: [apiSecurityHeaders, fhirContentNegotiation, requireJsonBody, refusePrototypeKeys],
+				logging: true
+			},
+			{
 				path: "/",
 				whitelist: ["api.health", "api.ready", "api.openapi", "auth.*", "audit.*", "patients.*", "billing.*", "analytics.*", "doctors.*", "appointments.*"],
 				aliases: {
@@ -100,15 +141,10 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 				authentication: true,
 				authorization: true,
 				onBeforeCall(_ctx: unknown, _route: unknown, req: GatewayRequest) {
-					// The client's retry key (Idempotency-Key) and the versions a change may apply to (If-Match), for the action.
-					const conditions = requestConditions(req.headers);
-					if ("malformed" in conditions) {
-						throw new Errors.MoleculerClientError(`The ${conditions.malformed} header is malformed`, 400, "BAD_REQUEST", { header: conditions.malformed });
-					}
-					if (req.$ctx) Object.assign(req.$ctx.meta, conditions.meta);
+					passRequestConditions(req);
 				},
 				onAfterCall(
-					this: { recordAccess(req: GatewayRequest, status: number, result?: unknown): void },
+					this: RecordsAccess,
 					ctx: { meta: { $statusCode?: number } },
 					_route: unknown,
 					req: GatewayRequest,
@@ -138,6 +174,16 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 		logResponseData: null
 	},
 
+	created() {
+		ensureMetric(this.broker.metrics, {
+			type: "histogram",
+			name: METRICS.httpDuration,
+			labelNames: ["method", "route", "status"],
+			buckets: HTTP_DURATION_BUCKETS,
+			description: "Time from a request's arrival at the gateway to its answer, in seconds, by method, route template and status"
+		});
+	},
+
 	actions: {
 		/** Liveness: the gateway process answers. */
 		health: {
@@ -156,7 +202,8 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 					(this.broker.registry.getActionList({}) as { name: string; action?: ActionSchema }[]).map(a => [a.name, a.action])
 				);
 				const routes: RoutedAction[] = aliases
-					.filter(alias => alias.action && alias.method !== "*")
+					// FHIR describes itself, at /fhir/metadata.
+					.filter(alias => alias.action && alias.method !== "*" && !alias.action.startsWith("fhir."))
 					.map(alias => {
 						const action = actions.get(alias.action!);
 						return { method: alias.method, path: alias.fullPath, action: alias.action!, params: action?.params as Record<string, unknown>, roles: action?.roles, public: action?.public };
@@ -211,12 +258,17 @@ const ApiService: ServiceSchema<ApiSettingsSchema> = {
 			};
 		},
 
-		/** One structured line per answered request, errors included. */
+		/** One structured line per answered request, errors included, and its time in the latency histogram. */
 		logResponse(req: GatewayRequest & { $startTime?: [number, number] }, res: ServerResponse) {
 			const elapsed = req.$startTime ? process.hrtime(req.$startTime) : undefined;
 			const ms = elapsed ? Math.round((elapsed[0] * 1e3 + elapsed[1] / 1e6) * 10) / 10 : null;
 			const fields = this.requestFields(req);
 			this.logger.info({ ...fields, status: res.statusCode, ms }, `${fields.method} ${fields.route ?? "(no route)"} ${res.statusCode} ${ms ?? "?"} ms`);
+			if (elapsed && this.broker.isMetricsEnabled()) {
+				// The route's template, never the path: ids in a label would make a series per patient.
+				const labels = { method: fields.method, route: fields.route ?? "unmatched", status: String(res.statusCode) };
+				this.broker.metrics.observe(METRICS.httpDuration, elapsed[0] + elapsed[1] / 1e9, labels);
+			}
 		},
 
 		/** moleculer-web logs a failure here before sending it, without its cause; sendError logs it with one. */

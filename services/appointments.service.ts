@@ -11,6 +11,7 @@ import { APPOINTMENT_ATTENDANTS, APPOINTMENT_READERS, APPOINTMENT_SCHEDULERS } f
 import type { Interval } from "../lib/domain/scheduling";
 import { instant, idParam, uuidRule } from "../lib/domain/validation";
 import { errorFields } from "../lib/infra/log-fields";
+import { METRICS, countCommitted, registerBusinessCounter } from "../lib/infra/metrics";
 import { type RequestMeta, checkIfMatch, created, withVersion } from "../lib/infra/http";
 import { idempotencyLock, idempotentRequest, replayCreated } from "../lib/infra/idempotent-create";
 import { type WhenInput, doctorFor, exclusive, participants, reasonParam, schedule, whenParams } from "./appointments/booking";
@@ -96,6 +97,7 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 				);
 				if (outcome.raced) return replay(outcome.raced);
 				const { appointment } = outcome;
+				countCommitted(this.broker.metrics, METRICS.appointmentsBooked);
 				created(ctx, `/appointments/${appointment.id}`, withVersion(ctx, appointment));
 				await ctx.emit("appointment.booked", appointment);
 				return appointment;
@@ -238,8 +240,16 @@ const AppointmentsService: ServiceSchema<ServiceSettingSchema, Record<string, ne
 			// A duplicate that a merge retired keeps them: they follow it to the survivor (PATIENT_MERGED) instead.
 			if (ctx.params.mergedInto) return;
 			const rows = await this.db.query<AppointmentRow>(cancelFutureOfPatient(ctx.params.id));
+			countCommitted(this.broker.metrics, METRICS.appointmentsCancelled, undefined, rows.length);
 			for (const row of rows) await ctx.emit("appointment.cancelled", toAppointment(row));
 		}
+	},
+
+	created(this: AppointmentsThis) {
+		const metrics = this.broker.metrics;
+		registerBusinessCounter(metrics, METRICS.appointmentsBooked, "Appointments booked (committed; a retry under the same Idempotency-Key counts once)");
+		registerBusinessCounter(metrics, METRICS.appointmentsCancelled, "Appointments cancelled, by a client or with their patient's deletion");
+		registerBusinessCounter(metrics, METRICS.appointmentsFulfilled, "Appointments fulfilled");
 	},
 
 	started(this: AppointmentsThis) {

@@ -2,6 +2,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/infra/config";
 import { billingServerSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, withVersion } from "../lib/infra/http";
+import { METRICS, registerBusinessCounter } from "../lib/infra/metrics";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { BILLING_ADMINS, BILLING_CLERKS } from "../lib/domain/roles";
 import { idParam, uuidRule } from "../lib/domain/validation";
@@ -53,6 +54,10 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 
 	kafka: {
 		consumers: [patientEventsConsumer]
+	},
+
+	created() {
+		registerBusinessCounter(this.broker.metrics, METRICS.ledgerPostings, "Ledger postings committed (payments, charges, adjustments, refunds), by type", ["type"]);
 	},
 
 	actions: {
@@ -149,7 +154,7 @@ const BillingService: ServiceSchema<ServiceSettingSchema, Record<string, never>,
 			async handler(ctx: Context<Posting & { id: string }, RequestMeta>): Promise<PostedTransaction> {
 				const { id: accountId, ...posting } = ctx.params;
 				checkMayPost(ctx.meta.user, posting);
-				const result = await postEntry(this.db, accountId, posting, ctx.meta.idempotencyKey);
+				const result = await postEntry(this.db, this.broker.metrics, accountId, posting, ctx.meta.idempotencyKey);
 				return created(ctx, `/billing/accounts/${accountId}/transactions`, result);
 			}
 		}

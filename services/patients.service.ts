@@ -8,6 +8,7 @@ import { invalidFields } from "../lib/infra/errors";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, movedPermanently, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
+import { METRICS, countCommitted, registerBusinessCounter } from "../lib/infra/metrics";
 import { type Page, type PageRequest, pagingParams } from "../lib/domain/paging";
 import { type PeriodicJob, runPeriodically } from "../lib/infra/periodic";
 import { PATIENT_DELETERS, PATIENT_MERGERS, PATIENT_READERS, PATIENT_WRITERS } from "../lib/domain/roles";
@@ -93,6 +94,7 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				withVersion(ctx, created(ctx, `/patients/${patient.id}`, patient));
 				// A retry repeats the first answer (with the account opened since), not its work or its announcement.
 				if (repeated) return patient;
+				countCommitted(this.broker.metrics, METRICS.patientsRegistered);
 				this.logger.info(`Registered patient ${patient.id}`);
 				// After the commit: a slow or absent billing never loses the patient; the reconciler opens the account later.
 				patient.billingAccountId = await openBillingAccount(this.billingAccounts(), patient);
@@ -264,6 +266,10 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 		billingAccounts(): BillingAccounts {
 			return { billing: this.grpcClients.billing as BillingServiceClient, db: this.db, logger: this.logger };
 		}
+	},
+
+	created() {
+		registerBusinessCounter(this.broker.metrics, METRICS.patientsRegistered, "Patients registered (committed; a retry under the same Idempotency-Key counts once)");
 	},
 
 	async started() {

@@ -265,7 +265,49 @@ function currency(env: Env): string {
 	return code;
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * The settings that hold a secret, each of which may instead be given as a
+ * file: `<NAME>_FILE` is the path of a file holding the value, as Docker and
+ * Kubernetes secrets provide them, so the value is in no environment that
+ * `docker inspect` or /proc/<pid>/environ shows. DATABASE_URL carries the
+ * PostgreSQL password.
+ */
+export const SECRET_SETTINGS = [
+	"ADMIN_PASSWORD",
+	"AUTH_JWT_PRIVATE_KEY",
+	"DATABASE_URL",
+	"NATS_PASSWORD",
+	"NATS_TOKEN",
+	"NATS_TLS_KEY",
+	"BILLING_GRPC_TOKEN",
+	"BILLING_GRPC_TLS_KEY",
+	"BILLING_GRPC_TLS_CLIENT_KEY"
+] as const;
+
+/**
+ * `env` with each `<NAME>_FILE` of SECRET_SETTINGS read into `<NAME>`. The
+ * file's trailing line break is not part of the value (`echo` and editors add
+ * one). Both set, or a file that cannot be read, stop the start naming the
+ * setting and the path, never the value.
+ */
+function withSecretFiles(env: Env): Env {
+	const resolved = { ...env };
+	for (const name of SECRET_SETTINGS) {
+		const file = text(env, `${name}_FILE`);
+		if (!file) continue;
+		if (text(env, name)) throw new Error(`${name} and ${name}_FILE are two ways to give one secret: set one`);
+		try {
+			resolved[name] = fs.readFileSync(file, "utf8").replace(/\r?\n$/, "");
+		} catch (err) {
+			throw new Error(`${name}_FILE names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code})`, { cause: err });
+		}
+		if (!resolved[name]!.trim()) throw new Error(`${name}_FILE names ${file}, which is empty`);
+	}
+	return resolved;
+}
+
+export function loadConfig(given: Env = process.env): Config {
+	const env = withSecretFiles(given);
 	// In one process nothing outside it needs the internal listeners; containers reach each other over the network.
 	const internalHost = text(env, "TRANSPORTER") ? "0.0.0.0" : "127.0.0.1";
 	const production = env.NODE_ENV === "production";

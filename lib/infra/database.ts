@@ -1,6 +1,7 @@
 import pg, { Pool } from "pg";
 import { config } from "./config";
 import { isDatabaseUnavailable } from "./db-errors";
+import type { PoolStats } from "./metrics";
 import { CONNECT_TIMEOUT_MS } from "./postgres";
 import { prepared } from "./sql";
 
@@ -87,6 +88,11 @@ export class Database implements Queryable {
 		} finally {
 			client.release(broken);
 		}
+	}
+
+	/** The pool's connections (open, idle) and the statements waiting for one, for the pool gauges. */
+	poolStats(): PoolStats {
+		return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
 	}
 
 	/** Closes every connection; for the service's stop. */

@@ -16,6 +16,15 @@ export class ConflictError extends Errors.MoleculerClientError {
 	}
 }
 
+/**
+ * 409 for a request the record's state refuses (a closed account), as opposed
+ * to a value already taken: over gRPC the two are FAILED_PRECONDITION and
+ * ALREADY_EXISTS, though HTTP has one status for both.
+ */
+export class StateConflictError extends ConflictError {
+	readonly stateConflict = true;
+}
+
 /** 401: no credentials, or ones that do not hold (bad password, invalid or revoked token). */
 export class UnauthorizedError extends Errors.MoleculerClientError {
 	constructor(message: string) {

@@ -33,6 +33,7 @@ export function toGrpcError(err: unknown): Partial<ServiceError> {
 		case 404:
 			return grpcError(status.NOT_FOUND, e.message ?? "Not found");
 		case 409:
+			if ((err as { stateConflict?: boolean }).stateConflict) return grpcError(status.FAILED_PRECONDITION, e.message ?? "Failed precondition");
 			return grpcError(status.ALREADY_EXISTS, e.message ?? "Already exists");
 		case 429:
 			return grpcError(status.RESOURCE_EXHAUSTED, e.message ?? "Too many requests");

@@ -2,6 +2,7 @@ import type { Context } from "moleculer";
 import type { Queryable } from "../../lib/infra/database";
 import { ConflictError, NotFoundError } from "../../lib/infra/errors";
 import { type RequestMeta, checkIfMatch, withVersion } from "../../lib/infra/http";
+import { METRICS, countCommitted } from "../../lib/infra/metrics";
 import { isUuid } from "../../lib/infra/sql";
 import { type Charging, requestCharge } from "./charges";
 import { type Appointment, type AppointmentRow, type Status, appointmentById, changeStatus, toAppointment } from "./queries";
@@ -40,6 +41,9 @@ export async function transition(
 		throw new ConflictError(`A ${now.status} appointment cannot become ${to}`, { status: now.status });
 	}
 	const appointment = toAppointment(row);
+	// The step has committed (one statement): counted before anything else can fail.
+	if (to === "cancelled") countCommitted(ctx.broker.metrics, METRICS.appointmentsCancelled);
+	if (to === "fulfilled") countCommitted(ctx.broker.metrics, METRICS.appointmentsFulfilled);
 	if (to === "cancelled" || to === "fulfilled") await ctx.emit(`appointment.${to}`, appointment);
 	// Billing is asked now, not awaited: the charge timer asks again until billing answers.
 	if (to === "fulfilled") void requestCharge(service, appointment);

@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { config } from "../../lib/infra/config";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { ConflictError, NotFoundError, PreconditionFailedError } from "../../lib/infra/errors";
+import { NotFoundError, PreconditionFailedError, StateConflictError } from "../../lib/infra/errors";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { isUuid } from "../../lib/infra/sql";
 import {
@@ -56,8 +56,8 @@ export async function findAccount(db: Queryable, id: string): Promise<BillingAcc
 }
 
 /** 409 for a posting to, or a status change of, a CLOSED account: its patient was merged, and its balance lives on elsewhere. */
-export function closedAccountError(account: AccountRow, what: string): ConflictError {
-	return new ConflictError(`The account is CLOSED (its patient was merged into another): it takes no ${what}; its balance went to account ${account.mergedIntoAccountId}`, {
+export function closedAccountError(account: AccountRow, what: string): StateConflictError {
+	return new StateConflictError(`The account is CLOSED (its patient was merged into another): it takes no ${what}; its balance went to account ${account.mergedIntoAccountId}`, {
 		status: account.status,
 		mergedIntoAccountId: account.mergedIntoAccountId
 	});

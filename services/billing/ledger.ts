@@ -1,8 +1,9 @@
 import crypto from "node:crypto";
-import type { Context } from "moleculer";
+import type { Context, MetricRegistry } from "moleculer";
 import type { Database, Queryable } from "../../lib/infra/database";
-import { ConflictError, ForbiddenError, IdempotencyKeyReusedError } from "../../lib/infra/errors";
+import { ForbiddenError, IdempotencyKeyReusedError, StateConflictError } from "../../lib/infra/errors";
 import { requestFingerprint } from "../../lib/infra/idempotency";
+import { METRICS, countCommitted } from "../../lib/infra/metrics";
 import type { AuthenticatedUser } from "../../lib/infra/http";
 import { type Page, type PageRequest, toPage } from "../../lib/domain/paging";
 import { BILLING_ADMINS } from "../../lib/domain/roles";
@@ -67,21 +68,26 @@ function fingerprint(posting: Posting): string {
 }
 
 /** Posts to the ledger, once per idempotency key: a retry gets the transaction the first attempt posted. */
-export async function postEntry(db: Database, accountId: string, posting: Posting, idempotencyKey?: string): Promise<PostedTransaction> {
+export async function postEntry(db: Database, metrics: MetricRegistry, accountId: string, posting: Posting, idempotencyKey?: string): Promise<PostedTransaction> {
 	const print = fingerprint(posting);
-	return db.transaction(async tx => {
+	let posted = false;
+	const result = await db.transaction(async tx => {
 		// FOR SHARE: a concurrent status change waits for this posting, and vice versa.
 		const account = await accountRow(tx, accountId, "FOR SHARE");
 		const transaction = { ...posting, id: crypto.randomUUID(), accountId: account.id, idempotencyKey, fingerprint: print };
 		let [row] = await tx.query<TransactionRow>(insertTransaction(transaction, account.status));
+		posted = row !== undefined;
 		if (!row && idempotencyKey) {
 			[row] = await tx.query<TransactionRow>(transactionByKey(account.id, idempotencyKey));
 			if (row && row.fingerprint !== print) throw new IdempotencyKeyReusedError();
 		}
 		if (!row && account.status === "CLOSED") throw closedAccountError(account, "postings");
-		if (!row) throw new ConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
+		if (!row) throw new StateConflictError(`The account is ${account.status}; it accepts no new charges`, { status: account.status });
 		return { ...toTransaction(row), balance: await balanceOf(tx, account.id), patientId: account.patientId };
 	});
+	// Committed: a retry that found its first posting posted nothing new.
+	if (posted) countCommitted(metrics, METRICS.ledgerPostings, { type: posting.type });
+	return result;
 }
 
 /** A page of the account's ledger, newest first, or 404 for an unknown account. */
@@ -105,6 +111,7 @@ export async function chargeAppointment(db: Database, ctx: Context, charge: Appo
 	for (let hop = 0; account.mergedIntoAccountId && hop < MAX_MERGE_HOPS; hop++) account = await accountRow(db, account.mergedIntoAccountId);
 	await postEntry(
 		db,
+		ctx.broker.metrics,
 		account.id,
 		{ type: "CHARGE", amount: charge.consultationFee, description: "Consultation", reference: `appointment:${charge.appointmentId}` },
 		`appointment-fulfilled:${charge.appointmentId}`

@@ -24,7 +24,13 @@ export async function startCluster(services: ServiceSchema[] = [], options: Part
 	const broker = new ServiceBroker({ ...brokerConfig, transporter: null, nodeID: `test-${process.pid}`, ...options });
 	const api = broker.createService(ApiService as ServiceSchema);
 	for (const schema of [AuthService as ServiceSchema, AuditService as ServiceSchema, ...services]) broker.createService(schema);
-	await broker.start();
+	try {
+		await broker.start();
+	} catch (err) {
+		// Whatever did start (periodic jobs, pools) must not outlive the test file that failed.
+		await broker.stop().catch(() => {});
+		throw err;
+	}
 	// The gateway builds REST aliases on a debounce after services register; build them now.
 	const gateway = api as unknown as { server: Server; regenerateAllAutoAliases: { (): void; flush(): void } };
 	gateway.regenerateAllAutoAliases();

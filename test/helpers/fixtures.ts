@@ -33,6 +33,19 @@ export function patientBody(overrides: Record<string, unknown> = {}) {
 	return { name: "Test Patient", email: uniqueEmail("patient"), address: "12 Harbour Road, Portsmouth", dateOfBirth: "1984-06-15", ...overrides };
 }
 
+/** A valid FHIR Patient for POST /fhir/Patient, with an email of its own. */
+export function fhirPatientBody(overrides: Record<string, unknown> = {}) {
+	return {
+		resourceType: "Patient",
+		name: [{ family: "Patient", given: ["Fhir"] }],
+		telecom: [{ system: "email", value: uniqueEmail("fhir.patient") }],
+		gender: "female",
+		birthDate: "1984-06-15",
+		address: [{ line: ["12 Harbour Road"], city: "Portsmouth" }],
+		...overrides
+	};
+}
+
 /** A valid body for POST /doctors, with a name and email of its own: every day 08:00–18:00 (UTC unless a timezone is given), a fee of 7 500. */
 export function doctorBody(overrides: Record<string, unknown> = {}) {
 	return {

@@ -99,7 +99,7 @@ afterAll(async () => {
 
 describe("npm run stack", () => {
 	test("every service runs as its own process and node", async () => {
-		for (const service of ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "api"]) expect(pidOf(service)).toBeDefined();
+		for (const service of ["auth", "audit", "patients", "billing", "analytics", "doctors", "appointments", "fhir", "api"]) expect(pidOf(service)).toBeDefined();
 		const ready = await request(baseUrl, "GET", "/ready");
 		expect(ready.body.checks).toMatchObject({ transporter: "up", "patients.kafka": "up", "patients.grpc:billing": "up", "billing.kafka": "up" });
 	});

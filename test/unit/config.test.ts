@@ -132,6 +132,47 @@ describe("configuration", () => {
 		expect(() => loadConfig({ NATS_TLS_KEY: "/nonexistent/key.pem" })).toThrow(/NATS_TLS_KEY must be PEM or the path of a PEM file/);
 	});
 
+	test("secrets from files (<NAME>_FILE, as Docker secrets give them): read whole, but for the trailing line break", async () => {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "medsync-secrets-"));
+		const secret = (name: string, value: string) => {
+			const file = path.join(dir, name);
+			fs.writeFileSync(file, value, { mode: 0o600 });
+			return file;
+		};
+		const { cert, key } = await developmentCa("config-secrets-test");
+		const token = "0123456789abcdef0123456789abcdef";
+		const config = loadConfig({
+			TRANSPORTER: "nats://nats:4222",
+			NATS_USER: "medsync",
+			NATS_PASSWORD_FILE: secret("nats", "s3cret with spaces\n"),
+			ADMIN_PASSWORD_FILE: secret("admin", "Admin-password-1\r\n"),
+			AUTH_JWT_PRIVATE_KEY_FILE: secret("jwt", key),
+			DATABASE_URL_FILE: secret("db", "postgres://medsync:p%40ss@postgres:5432/postgres\n"),
+			BILLING_GRPC_TOKEN_FILE: secret("grpc-token", `${token}\n`),
+			BILLING_GRPC_TLS_CERT: cert,
+			BILLING_GRPC_TLS_KEY_FILE: secret("grpc-key", key)
+		});
+		expect(config).toMatchObject({
+			natsPassword: "s3cret with spaces",
+			adminPassword: "Admin-password-1",
+			jwtPrivateKey: key.trim(),
+			databaseUrl: "postgres://medsync:p%40ss@postgres:5432/postgres",
+			billingGrpcToken: token,
+			billingGrpcTls: { cert: cert.trim(), key: key.trim() }
+		});
+		// What the file gives goes through the setting's own rules.
+		expect(() => loadConfig({ BILLING_GRPC_TOKEN_FILE: secret("short", "short\n") })).toThrow(/BILLING_GRPC_TOKEN must be at least 16/);
+		expect(() => loadConfig({ NATS_TOKEN_FILE: secret("t", "t0ken"), TRANSPORTER: "nats://nats:4222", NATS_USER: "medsync", NATS_PASSWORD: "x" })).toThrow(/NATS_TOKEN and NATS_USER/);
+		// Both ways at once, an unreadable file and an empty one stop the start, naming the setting and the path, never the value.
+		expect(() => loadConfig({ ADMIN_PASSWORD: "Admin-password-1", ADMIN_PASSWORD_FILE: secret("admin2", "other") })).toThrow(
+			"ADMIN_PASSWORD and ADMIN_PASSWORD_FILE are two ways to give one secret: set one"
+		);
+		expect(() => loadConfig({ NATS_PASSWORD_FILE: path.join(dir, "missing") })).toThrow(`NATS_PASSWORD_FILE names ${path.join(dir, "missing")}, which cannot be read (ENOENT)`);
+		expect(() => loadConfig({ ADMIN_PASSWORD_FILE: secret("empty", "\n") })).toThrow(/ADMIN_PASSWORD_FILE names .*, which is empty/);
+		// Only secrets have a file variant: other settings are not looked for as files.
+		expect(loadConfig({ PORT_FILE: secret("port", "9999") }).port).toBe(4005);
+	});
+
 	test("refuses values that would fail later in stranger ways", () => {
 		expect(() => loadConfig({ PORT: "http" })).toThrow(/PORT/);
 		expect(() => loadConfig({ DATABASE_PREFIX: "drop;table" })).toThrow(/DATABASE_PREFIX/);

@@ -1,12 +1,13 @@
 import { status } from "@grpc/grpc-js";
 import { Errors } from "moleculer";
-import { ConflictError, NotFoundError } from "../../lib/infra/errors";
+import { ConflictError, NotFoundError, StateConflictError } from "../../lib/infra/errors";
 import { toGrpcError } from "../../lib/infra/grpc-status";
 
 describe("gRPC statuses for action errors", () => {
 	test("client mistakes keep their meaning", () => {
 		expect(toGrpcError(new NotFoundError("Billing account", "x"))).toMatchObject({ code: status.NOT_FOUND, details: "Billing account not found" });
 		expect(toGrpcError(new ConflictError("Already open"))).toMatchObject({ code: status.ALREADY_EXISTS, details: "Already open" });
+		expect(toGrpcError(new StateConflictError("The account is CLOSED"))).toMatchObject({ code: status.FAILED_PRECONDITION, details: "The account is CLOSED" });
 		const invalid = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
 			{ field: "patientId", message: "The 'patientId' field must be a valid UUID." }
 		]);

@@ -4,7 +4,7 @@ import type { GrpcClientVars } from "../../../mixins/grpc-client.mixin";
 import PatientsService from "../../../services/patients.service";
 import { duplicateCandidates, duplicateSearchSettings } from "../../../services/patients/duplicate-queries";
 import { DUPLICATE_WEIGHTS, MIN_DUPLICATE_SCORE, NAME_SIMILARITY_FLOOR } from "../../../services/patients/duplicates";
-import { patientById } from "../../../services/patients/queries";
+import { mergedPatientById, patientById } from "../../../services/patients/queries";
 import { duplicateRow, patientRow } from "../../helpers/fixtures";
 import { failure } from "../../helpers/expect";
 import { createWithDatabase, expectDeclared, refusedFields, unitBroker } from "../../helpers/service-broker";
@@ -83,7 +83,8 @@ test("each reason the row reports becomes one, with its weight; a name below the
 test("an unknown patient is 404 and nothing is searched; a limit out of bounds is refused before any statement", async () => {
 	const sent = db.statements.length;
 	expect(await failure(search({ id: crypto.randomUUID() }))).toMatchObject({ code: 404 });
-	expect(db.statements.slice(sent).map(s => s.text)).toEqual([patientById("").text]);
+	// Only the lookups of the patient (live, else merged); no search.
+	expect(db.statements.slice(sent).map(s => s.text)).toEqual([patientById("").text, mergedPatientById("").text]);
 	const refused = db.statements.length;
 	for (const limit of [0, 51, 2.5, "ten"]) expect(await refusedFields(search({ id: PATIENT.id, limit }))).toEqual(["limit"]);
 	expect(await refusedFields(search({ id: PATIENT.id, minScore: 0 }))).toEqual(["minScore"]);
