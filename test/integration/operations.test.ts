@@ -188,9 +188,9 @@ describe("npm run repl", () => {
 		// A metrics port already taken (here, the gateway's) is no concern of the REPL's, which serves no metrics.
 		const { code, out } = await run("repl.js", input.join("\n"), { METRICS_PORT: new URL(baseUrl).port });
 		expect(code).toBe(0);
-		// Nine nodes: the eight services and the REPL itself, each named after what it runs.
-		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(9);
-		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "api"]) expect(out).toMatch(new RegExp(`${name}-[\\w.-]+-${pidOf(name)}`));
+		// Ten nodes: the nine services and the REPL itself, each named after what it runs.
+		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(10);
+		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "fhir", "api"]) expect(out).toMatch(new RegExp(`${name}-[\\w.-]+-${pidOf(name)}`));
 		expect(out).toContain("patients.outboxStatus");
 		expect(out).toContain(">> Emit 'demo.ping'");
 		expect(out).toMatch(/"transport": "kafka /);
@@ -284,7 +284,8 @@ describe("Ctrl-C", () => {
 			await eventually(async () => ((await request(`http://127.0.0.1:${port}`, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
 			const postmaster = Number(fs.readFileSync(path.join(dataDir, "postgres", "postmaster.pid"), "utf8").split("\n")[0]);
 			const pids = [...servicePids(out), postmaster];
-			expect(pids).toHaveLength(9);
+			// The nine services and the postmaster.
+			expect(pids).toHaveLength(10);
 			// A node slow to stop (here: frozen) must not outlive the stack, which kills what has not stopped in time.
 			process.kill(pidOf("analytics", out)!, "SIGSTOP");
 			const exited = new Promise<number | null>(resolve => embedded.once("exit", code => resolve(code)));
