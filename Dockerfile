@@ -8,6 +8,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json moleculer.config.ts buf.yaml buf.gen.yaml ./
 COPY proto ./proto
+COPY scripts/proto.sh ./scripts/
 COPY lib ./lib
 COPY mixins ./mixins
 COPY migrations ./migrations

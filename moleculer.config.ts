@@ -4,6 +4,7 @@ import { config } from "./lib/infra/config";
 import { DatabaseUnavailableMiddleware } from "./lib/infra/db-errors";
 import { type PrometheusFormat, collectForScrape, registerEventLoopLag, renderPrometheus } from "./lib/infra/metrics";
 import { stopEmbeddedPostgres } from "./lib/infra/postgres";
+import { OperatorAuditMiddleware, OperatorIdentityMiddleware } from "./lib/infra/operator-audit";
 import { replCommands } from "./lib/tooling/repl-commands";
 import { RequestContextMiddleware, requestContext } from "./lib/infra/request-context";
 import { nodeIdFor, runnerServices, tracingServiceFor } from "./lib/infra/runner-services";
@@ -93,8 +94,9 @@ const brokerConfig: BrokerOptions = {
 	// fastest-validator, plus the rules every input shares: no control characters, null only where declared.
 	validator: new InputValidator(),
 	errorHandler: null,
-	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id.
-	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware, TracingMiddleware(tracingService)],
+	// Innermost first: a database outage becomes a 503 inside the request's context, so its warning carries the request id;
+	// an operator's audited call is recorded with that 503 as its outcome; a REPL's calls name the operator; the span covers it all.
+	middlewares: [DatabaseUnavailableMiddleware(), RequestContextMiddleware, OperatorAuditMiddleware, OperatorIdentityMiddleware(false), TracingMiddleware(tracingService)],
 	// MedSync's commands in the REPL of `npm run repl` and of `npm run dev` (moleculer-runner --repl).
 	replOptions: { customCommands: replCommands },
 	// Request rate, latency and errors per action (Moleculer's own), plus MedSync's outbox depth and consumer lag.

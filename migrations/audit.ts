@@ -26,5 +26,12 @@ CREATE INDEX audit_events_user_idx ON audit_events (user_id, at);
 
 -- Append-only, whatever the client: the database itself refuses to change or remove a record.
 ${appendOnlySql("audit_events", "audit records cannot be changed or deleted")}`
+	},
+	{
+		version: 2,
+		name: "who read through an operator's tool",
+		sql: `
+-- A read through the REPL has no gateway user: it names the operator, <OS user>@<host>, or 'unknown'.
+ALTER TABLE audit_events ADD COLUMN operator varchar(200);`
 	}
 ];

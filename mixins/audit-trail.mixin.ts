@@ -1,11 +1,10 @@
 import crypto from "node:crypto";
-import { isUuid } from "../lib/infra/sql";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { config } from "../lib/infra/config";
-import { AUDIT_TEXT_MAX, type AuditRecord, AuditJournal } from "../lib/infra/audit-journal";
+import { AUDIT_TEXT_MAX, AuditJournal, auditOutcome, auditedPatientId } from "../lib/infra/audit-journal";
 import type { GatewayRequest } from "./auth.mixin";
 import type { MixinSchema } from "../types/mixin";
 
@@ -25,11 +24,6 @@ type AuditThis = Service & AuditVars & AuditMethods;
 /** How often the backlog gauges are brought up to date: the age of the oldest record grows by itself. */
 const METRICS_INTERVAL_MS = 1000;
 
-function outcomeOf(status: number): AuditRecord["outcome"] {
-	if (status < 400) return "success";
-	return status === 401 || status === 403 ? "denied" : "error";
-}
-
 function stringOrNull(value: unknown): string | null {
 	return typeof value === "string" && value ? value : null;
 }
@@ -47,6 +41,15 @@ export function AuditTrailMixin(): MixinSchema {
 		name: "audit-trail-mixin",
 
 		actions: {
+			/** This gateway's journal backlog: records not yet in the audit trail, the oldest one's wait, and how many are set aside. For operators; not routed. */
+			auditBacklog: {
+				visibility: "public",
+				handler(this: AuditThis) {
+					const { pending, oldestSeconds } = this.auditJournal.backlog();
+					return { pending, oldestSeconds: Math.floor(oldestSeconds), setAside: this.auditJournal.setAsideCount };
+				}
+			},
+
 			/** This gateway's set-aside records: each one's id, when it was set aside and why, and how many there are. For operators; not routed. */
 			auditSetAside: {
 				visibility: "public",
@@ -73,11 +76,6 @@ export function AuditTrailMixin(): MixinSchema {
 				const params = req.$params ?? {};
 				const user = ctx?.meta.user;
 				const answer = status < 400 ? (result as { id?: unknown; patientId?: unknown } | undefined) : undefined;
-				// Whose data: named in the request, or in the answer (a billing account names its patient).
-				const patientId =
-					stringOrNull(params.patientId) ??
-					stringOrNull(answer?.patientId) ??
-					(action.audit === "patient" ? (stringOrNull(params.id) ?? stringOrNull(answer?.id)) : null);
 				this.auditJournal.append({
 					id: crypto.randomUUID(),
 					at: new Date().toISOString(),
@@ -85,9 +83,8 @@ export function AuditTrailMixin(): MixinSchema {
 					role: user?.role ?? null,
 					action: action.name ?? "unknown",
 					resource: action.audit,
-					// A malformed id names no patient; keep the trail's column a uuid.
-					patientId: patientId && isUuid(patientId) ? patientId : null,
-					outcome: outcomeOf(status),
+					patientId: auditedPatientId(action.audit, params, answer),
+					outcome: auditOutcome(status),
 					status,
 					// The client chooses these (X-Forwarded-For, X-Request-ID): cut to what the trail's columns hold.
 					ip: stringOrNull(ctx?.meta.ip)?.slice(0, AUDIT_TEXT_MAX.ip) ?? null,

@@ -47,10 +47,23 @@ export interface KafkaSchema {
 interface KafkaVars {
 	kafkaProducer?: Producer<Buffer, Buffer, string, string>;
 	kafkaConsumers: Consumer<Buffer, Buffer, Buffer, Buffer>[];
+	/** The topic each running consumer reads, for the lag an operator asks for. */
+	kafkaConsumerTopics: Map<Consumer<Buffer, Buffer, Buffer, Buffer>, string>;
 	kafkaLoop?: Promise<void>;
 	kafkaWork?: OrderedWork<Message<Buffer, Buffer, Buffer, Buffer>>;
 	kafkaStopping: boolean;
 	kafkaCommitting?: Promise<void>;
+}
+
+/** One consumer's lag as the `kafkaLag` action reports it: messages behind the end, by partition. */
+export interface ConsumerLag {
+	group: string;
+	topic: string;
+	/** By partition number; null for a partition this node's consumer is not assigned. */
+	partitions?: Record<string, number | null>;
+	total?: number;
+	/** Why the lag could not be read (the consumer has not joined its group yet, the broker is away). */
+	error?: string;
 }
 
 /** The methods KafkaMixin adds to a service (a producer calls `kafkaSend`). */
@@ -101,6 +114,27 @@ function stringHeaders(headers: Map<Buffer, Buffer>): Record<string, string> {
 export function KafkaMixin(): MixinSchema {
 	const schema: ServiceSchema<ServiceSettingSchema, KafkaMethods, KafkaVars> = {
 		name: "kafka",
+
+		actions: {
+			/** The lag of this node's consumers, by group, topic and partition. For operators (the REPL's `kafka-lag`); not routed. */
+			kafkaLag: {
+				visibility: "public",
+				handler(this: KafkaThis): Promise<ConsumerLag[]> {
+					const group = config.kafkaGroupPrefix + this.name;
+					return Promise.all(
+						[...this.kafkaConsumerTopics].map(async ([consumer, topic]) => {
+							try {
+								const lag = (await consumer.getLag({ topics: [topic] })).get(topic) ?? [];
+								const partitions = Object.fromEntries(lag.map((n, partition) => [partition, n < 0n ? null : Number(n)]));
+								return { group, topic, partitions, total: lag.reduce((sum, n) => sum + (n < 0n ? 0 : Number(n)), 0) };
+							} catch (err) {
+								return { group, topic, error: (err as Error).message };
+							}
+						})
+					);
+				}
+			}
+		},
 
 		events: {
 			async [FALLBACK_EVENT](this: KafkaThis, ctx: Context<{ topic: string; key: string | null; value: string; headers: Record<string, string> }>) {
@@ -214,6 +248,7 @@ export function KafkaMixin(): MixinSchema {
 						heartbeatInterval: 1000
 					});
 					this.kafkaConsumers.push(consumer);
+					this.kafkaConsumerTopics.set(consumer, topic);
 					let lagTimer: NodeJS.Timeout | undefined;
 					try {
 						const stream = await consumer.consume({ topics: [topic], mode: "committed", fallbackMode: "earliest", autocommit: false });
@@ -246,6 +281,7 @@ export function KafkaMixin(): MixinSchema {
 						clearInterval(lagTimer);
 						await closeConsumer(consumer);
 						this.kafkaConsumers = this.kafkaConsumers.filter(c => c !== consumer);
+						this.kafkaConsumerTopics.delete(consumer);
 					}
 					if (!this.kafkaStopping) await sleep(backoff);
 				}
@@ -261,6 +297,7 @@ export function KafkaMixin(): MixinSchema {
 				});
 			}
 			this.kafkaConsumers = [];
+			this.kafkaConsumerTopics = new Map();
 			this.kafkaStopping = false;
 		},
 

@@ -5,6 +5,7 @@ import { type GrpcClientVars, GrpcClientMixin } from "../mixins/grpc-client.mixi
 import { type KafkaMethods, KafkaMixin, type KafkaSchema } from "../mixins/kafka.mixin";
 import { patientMigrations } from "../migrations/patients";
 import { config } from "../lib/infra/config";
+import { invalidFields } from "../lib/infra/errors";
 import { billingClientSecurity } from "../lib/infra/grpc-security";
 import { type RequestMeta, created, movedPermanently, noContent, withVersion } from "../lib/infra/http";
 import { errorFields } from "../lib/infra/log-fields";
@@ -27,7 +28,9 @@ import {
 	type PatientVersion,
 	PatientVersionSchema,
 	failingOutboxEvents,
-	outboxSummary
+	outboxSummary,
+	requeueFailingOutbox,
+	requeueSentOutbox
 } from "./patients/queries";
 import {
 	type Author,
@@ -264,6 +267,28 @@ const PatientsService: ServiceSchema<PatientsSettings, PatientsMethods, Patients
 				const [summary] = await this.db.query<{ pending: number; oldest: Date | null; sent: number }>(outboxSummary);
 				const failing = await this.db.query<Record<string, unknown>>(failingOutboxEvents(20));
 				return { transport: config.kafkaBrokers ? `kafka ${config.kafkaBrokers.join(",")}` : "service broker", ...summary, failing };
+			}
+		},
+
+		/**
+		 * Sends outbox events again, for operators (the REPL's `outbox replay`); not routed. `failed`: the pending
+		 * events that failed start their attempts over and go at once. `from`: the events already sent from that
+		 * outbox id on go again, in order, for a consumer that lost them; consumers skip an event id they have applied.
+		 */
+		outboxReplay: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				failed: { type: "boolean", optional: true, convert: true },
+				from: { type: "string", optional: true, convert: true, pattern: /^[1-9][0-9]{0,17}$/, messages: { stringPattern: "The 'from' field must be an outbox id (a positive whole number)." } }
+			},
+			async handler(ctx: Context<{ failed?: boolean; from?: string }>): Promise<{ failed: true; requeued: number } | { from: string; requeued: number }> {
+				const { failed, from } = ctx.params;
+				if (Boolean(failed) === (from !== undefined)) throw invalidFields([{ field: "from", message: "Give either 'failed' (true) or 'from' (an outbox id), one of the two." }]);
+				const [{ requeued }] = await this.db.query<{ requeued: number }>(failed ? requeueFailingOutbox : requeueSentOutbox(from!));
+				this.logger.info(`Outbox replay: ${requeued} event(s) queued again (${failed ? "failed" : `from id ${from}`})`);
+				// Says which replay it answers: a REPL runs the lines pasted into it side by side.
+				return failed ? { failed, requeued } : { from: from!, requeued };
 			}
 		},
 

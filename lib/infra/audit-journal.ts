@@ -3,6 +3,7 @@ import path from "node:path";
 import { isDataRefusal } from "./db-errors";
 import { type Static, Type } from "@sinclair/typebox";
 import { instant, uuidRule } from "../domain/validation";
+import { isUuid } from "./sql";
 import { Instant, Nullable, StringEnum, Uuid } from "../domain/schemas";
 
 /** One access to patient data, as the audit trail keeps it. */
@@ -18,7 +19,10 @@ export const AuditRecordSchema = Type.Object(
 		outcome: StringEnum(["success", "denied", "error"] as const),
 		status: Type.Integer({ description: "The HTTP status answered." }),
 		ip: Nullable(Type.String()),
-		requestId: Nullable(Type.String())
+		requestId: Nullable(Type.String()),
+		operator: Type.Optional(
+			Nullable(Type.String({ description: "Who read through an operator's tool (the REPL), `<OS user>@<host>`; null for a read through the gateway, which names its user." }))
+		)
 	},
 	{ $id: "AuditRecord" }
 );
@@ -26,7 +30,7 @@ export const AuditRecordSchema = Type.Object(
 export type AuditRecord = Static<typeof AuditRecordSchema>;
 
 /** Widths of the audit trail's text columns (migrations/audit.ts); the gateway clips what a client controls to fit. */
-export const AUDIT_TEXT_MAX = { role: 16, action: 100, resource: 32, ip: 64, requestId: 100 } as const;
+export const AUDIT_TEXT_MAX = { role: 16, action: 100, resource: 32, ip: 64, requestId: 100, operator: 200 } as const;
 
 /** A record the audit trail's table can take, field by field: what the audit service checks each record against. */
 export const AUDIT_RECORD_RULE = {
@@ -40,8 +44,28 @@ export const AUDIT_RECORD_RULE = {
 	outcome: { type: "enum", values: ["success", "denied", "error"] },
 	status: { type: "number", integer: true, min: 100, max: 599 },
 	ip: { type: "string", max: AUDIT_TEXT_MAX.ip, optional: true, nullable: true },
-	requestId: { type: "string", max: AUDIT_TEXT_MAX.requestId, optional: true, nullable: true }
+	requestId: { type: "string", max: AUDIT_TEXT_MAX.requestId, optional: true, nullable: true },
+	operator: { type: "string", max: AUDIT_TEXT_MAX.operator, optional: true, nullable: true }
 };
+
+/** A call's outcome as the audit trail records it, from its HTTP status. */
+export function auditOutcome(status: number): AuditRecord["outcome"] {
+	if (status < 400) return "success";
+	return status === 401 || status === 403 ? "denied" : "error";
+}
+
+const stringOrNull = (value: unknown): string | null => (typeof value === "string" && value ? value : null);
+
+/**
+ * Whose data an audited call touched: the patient named in its params, or in
+ * its answer (a billing account names its patient); a malformed id names none,
+ * which keeps the trail's column a uuid.
+ */
+export function auditedPatientId(resource: string, params: Record<string, unknown>, answer: { id?: unknown; patientId?: unknown } | undefined): string | null {
+	const patientId =
+		stringOrNull(params.patientId) ?? stringOrNull(answer?.patientId) ?? (resource === "patient" ? (stringOrNull(params.id) ?? stringOrNull(answer?.id)) : null);
+	return patientId && isUuid(patientId) ? patientId : null;
+}
 
 /** Why the store refused one record of a shipment, which it names by its position in the shipment. */
 export interface Refusal {

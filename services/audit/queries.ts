@@ -26,7 +26,8 @@ export function auditRecordFrom(row: AuditRow): AuditRecord {
 		outcome: row.outcome,
 		status: row.status,
 		ip: row.ip,
-		requestId: row.requestId
+		requestId: row.requestId,
+		operator: row.operator ?? null
 	};
 }
 
@@ -37,10 +38,10 @@ export function auditRecordFrom(row: AuditRow): AuditRecord {
  */
 export function insertAuditRecords(records: unknown[]): Statement {
 	return {
-		text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id)
-			SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId"
+		text: `INSERT INTO audit_events (id, at, user_id, role, action, resource, patient_id, outcome, status, ip, request_id, operator)
+			SELECT id, at, "userId", role, action, resource, "patientId", outcome, status, ip, "requestId", operator
 			FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, at timestamptz, "userId" uuid, role text, action text, resource text,
-				"patientId" uuid, outcome text, status smallint, ip text, "requestId" text)
+				"patientId" uuid, outcome text, status smallint, ip text, "requestId" text, operator text)
 			ON CONFLICT (id) DO NOTHING`,
 		values: [JSON.stringify(records)]
 	};
@@ -62,7 +63,7 @@ export function auditPage(filter: AuditFilter): Statement {
 	const { limit, offset } = limitOffset(filter);
 	const next = values.length + 1;
 	return {
-		text: `SELECT id, at, user_id AS "userId", role, action, resource, patient_id AS "patientId", outcome, status, ip, request_id AS "requestId", counted.total
+		text: `SELECT id, at, user_id AS "userId", role, action, resource, patient_id AS "patientId", outcome, status, ip, request_id AS "requestId", operator, counted.total
 			FROM (SELECT count(*)::int AS total FROM audit_events ${where}) AS counted
 			LEFT JOIN LATERAL (SELECT * FROM audit_events ${where} ORDER BY at DESC, id DESC LIMIT $${next} OFFSET $${next + 1}) AS page ON true`,
 		values: [...values, limit, offset]

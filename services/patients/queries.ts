@@ -421,6 +421,28 @@ export function failingOutboxEvents(limit: number): Statement {
 	};
 }
 
+/**
+ * Starts the failing pending events' count of attempts over (the relay retries
+ * them anyway) and wakes the relay, wherever it runs, at commit.
+ */
+export const requeueFailingOutbox: Statement = {
+	text: `WITH requeued AS (UPDATE outbox SET attempts = 0, last_error = NULL WHERE sent_at IS NULL AND attempts > 0 RETURNING id)
+		SELECT count(*)::int AS requeued, pg_notify('outbox', '') FROM requeued`,
+	values: []
+};
+
+/**
+ * Marks the events sent from outbox id `from` on (those still kept) as pending
+ * again, so the relay publishes them once more, in id order, and wakes it.
+ */
+export function requeueSentOutbox(from: string): Statement {
+	return {
+		text: `WITH requeued AS (UPDATE outbox SET sent_at = NULL, attempts = 0, last_error = NULL WHERE id >= $1::bigint AND sent_at IS NOT NULL RETURNING id)
+		SELECT count(*)::int AS requeued, pg_notify('outbox', '') FROM requeued`,
+		values: [from]
+	};
+}
+
 /** A pending outbox event, as the relay hands it to `send`. */
 export interface OutboxRow {
 	id: string;

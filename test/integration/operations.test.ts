@@ -188,9 +188,9 @@ describe("npm run repl", () => {
 		// A metrics port already taken (here, the gateway's) is no concern of the REPL's, which serves no metrics.
 		const { code, out } = await run("repl.js", input.join("\n"), { METRICS_PORT: new URL(baseUrl).port });
 		expect(code).toBe(0);
-		// Nine nodes: the eight services and the REPL itself, each named after what it runs.
-		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(9);
-		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "api"]) expect(out).toMatch(new RegExp(`${name}-[\\w.-]+-${pidOf(name)}`));
+		// Ten nodes: the nine services and the REPL itself, each named after what it runs.
+		expect(out.match(/│ ONLINE /g)?.length ?? out.match(/ONLINE/g)?.length).toBeGreaterThanOrEqual(10);
+		for (const name of ["appointments", "billing", "patients", "doctors", "analytics", "auth", "audit", "fhir", "api"]) expect(out).toMatch(new RegExp(`${name}-[\\w.-]+-${pidOf(name)}`));
 		expect(out).toContain("patients.outboxStatus");
 		expect(out).toContain(">> Emit 'demo.ping'");
 		expect(out).toMatch(/"transport": "kafka /);
@@ -198,6 +198,56 @@ describe("npm run repl", () => {
 		// The gateway node answers for its journal: nothing set aside, and so nothing to replay.
 		expect(out).toMatch(/"count": 0,\s+"records": \[\]/);
 		expect(out).toMatch(/"replayed": 0,\s+"stored": 0,\s+"setAside": 0/);
+	}, 60_000);
+
+	test("audit-backlog and kafka-lag answer for each gateway and each consumer group, by partition", async () => {
+		const { code, out } = await run("repl.js", ["audit-backlog", "kafka-lag", "quit", ""].join("\n"));
+		expect(code).toBe(0);
+		expect(out).toMatch(new RegExp(`"api-[\\w.-]+-${pidOf("api")}": \\{\\s+"pending": \\d+,\\s+"oldestSeconds": \\d+,\\s+"setAside": 0`));
+		// Billing, analytics and appointments consume the patient topic, each in its own group; patients consumes nothing.
+		for (const service of ["billing", "analytics", "appointments"]) {
+			expect(out).toMatch(new RegExp(`"${service}-[\\w.-]+-${pidOf(service)}": \\[\\s+\\{\\s+"group": "[\\w.-]*${service}",\\s+"topic": "[\\w.-]+",\\s+"partitions": \\{\\s+"0": (\\d+|null)`));
+		}
+		expect(out).not.toMatch(/"patients-[\w.-]+-\d+": \[/);
+	}, 60_000);
+
+	test("outbox replay sends the events again, which consumers apply once; a bad replay is refused by name", async () => {
+		const token = await adminLogin(baseUrl);
+		const today = new Date().toISOString().slice(0, 10);
+		const countToday = async () => (await request(baseUrl, "GET", `/analytics/registrations?from=${today}&to=${today}`, undefined, bearer(token))).body.total as number;
+		const registered = await countToday();
+		const { code, out } = await run("repl.js", ["outbox replay --failed", "outbox replay --from 1", "outbox replay --from x", "outbox replay", "quit", ""].join("\n"));
+		expect(code).toBe(0);
+		// Nothing failing; every event published so far (registrations, updates, merges of the earlier tests) goes again.
+		expect(out).toMatch(/"failed": true,\s+"requeued": 0\s/);
+		expect(Number(/"from": "1",\s+"requeued": (\d+)/.exec(out)?.[1])).toBeGreaterThan(0);
+		expect(out).toContain("The 'from' field must be an outbox id");
+		expect(out).toContain("Usage: outbox | outbox replay --failed | outbox replay --from <outbox id>");
+		// Published again and read by every consumer group, without a second count.
+		await eventually(async () => (/"pending": 0,/.test((await run("repl.js", "outbox\nquit\n")).out) ? true : undefined), 60_000, "the outbox to drain");
+		await eventually(async () => {
+			const lag = (await run("repl.js", "kafka-lag\nquit\n")).out;
+			return /"total": \d+/.test(lag) && !/"total": [1-9]/.test(lag) ? true : undefined;
+		}, 60_000, "the consumers to catch up");
+		expect(await countToday()).toBe(registered);
+	}, 180_000);
+
+	test("a patient read from the REPL is in the audit trail under the operator's OS user and host", async () => {
+		const token = await adminLogin(baseUrl);
+		const api = (method: string, p: string, body?: unknown) => request(baseUrl, method, p, body, bearer(token));
+		const patient = await createPatient(api);
+		const { code, out } = await run("repl.js", [`call patients.get --id ${patient.id}`, "quit", ""].join("\n"));
+		expect(code).toBe(0);
+		expect(out).toContain(patient.mrn);
+		const operator = `${os.userInfo().username}@${os.hostname()}`;
+		const record = await eventually(async () => {
+			const trail = await api("GET", `/audit?patientId=${patient.id}`);
+			return trail.body.rows.find((r: { action: string; operator: string | null }) => r.action === "patients.get" && r.operator !== null);
+		}, 30_000, "the operator's read in the audit trail");
+		expect(record).toMatchObject({ action: "patients.get", resource: "patient", patientId: patient.id, outcome: "success", status: 200, userId: null, operator });
+		// The gateway's own records name its user and no operator.
+		const created = (await api("GET", `/audit?patientId=${patient.id}`)).body.rows.find((r: { action: string }) => r.action === "patients.create");
+		expect(created).toMatchObject({ operator: null, userId: expect.any(String) });
 	}, 60_000);
 });
 
@@ -234,7 +284,8 @@ describe("Ctrl-C", () => {
 			await eventually(async () => ((await request(`http://127.0.0.1:${port}`, "GET", "/ready")).status === 200 ? true : undefined), 120_000, "the stack to be ready");
 			const postmaster = Number(fs.readFileSync(path.join(dataDir, "postgres", "postmaster.pid"), "utf8").split("\n")[0]);
 			const pids = [...servicePids(out), postmaster];
-			expect(pids).toHaveLength(9);
+			// The nine services and the postmaster.
+			expect(pids).toHaveLength(10);
 			// A node slow to stop (here: frozen) must not outlive the stack, which kills what has not stopped in time.
 			process.kill(pidOf("analytics", out)!, "SIGSTOP");
 			const exited = new Promise<number | null>(resolve => embedded.once("exit", code => resolve(code)));

@@ -16,6 +16,8 @@ import {
 	lockedPatientRecords,
 	nextMrnSerial,
 	registrationByKey,
+	requeueFailingOutbox,
+	requeueSentOutbox,
 	setBillingAccount,
 	softDeletePatientWithEvent,
 	updatePatientWithEvent
@@ -252,4 +254,23 @@ test("clerks register and change patients, doctors read them and their history, 
 		merge: ["ADMIN"]
 	});
 	expect(declared(broker, "patients.outboxStatus")).toEqual({});
+	expect(declared(broker, "patients.outboxReplay")).toEqual({});
+});
+
+describe("patients.outboxReplay", () => {
+	test("replays the failing events, or the events from an outbox id on, and says which", async () => {
+		db.answer(requeueFailingOutbox, [{ requeued: 2 }]).answer(requeueSentOutbox("1"), [{ requeued: 7 }]);
+		expect(await broker.call("patients.outboxReplay", { failed: true })).toEqual({ failed: true, requeued: 2 });
+		expect(await broker.call("patients.outboxReplay", { from: "42" })).toEqual({ from: "42", requeued: 7 });
+		expect(db.sent(requeueSentOutbox("1")).at(-1)!.values).toEqual(["42"]);
+	});
+
+	test("takes either failed or from, and from must be an outbox id", async () => {
+		const sentBefore = db.statements.length;
+		expect(await refusedFields(broker.call("patients.outboxReplay", {}))).toEqual(["from"]);
+		expect(await refusedFields(broker.call("patients.outboxReplay", { failed: true, from: "3" }))).toEqual(["from"]);
+		expect(await refusedFields(broker.call("patients.outboxReplay", { failed: false }))).toEqual(["from"]);
+		for (const from of ["0", "-1", "x", "1; DROP TABLE outbox", "9".repeat(19)]) expect(await refusedFields(broker.call("patients.outboxReplay", { from }))).toEqual(["from"]);
+		expect(db.statements.length).toBe(sentBefore);
+	});
 });
