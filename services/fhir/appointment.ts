@@ -113,7 +113,7 @@ async function book(ctx: FhirContext, body: Appointment): Promise<Appointment> {
 	const { status, cancellationReason, ...booking } = bookingOf(body);
 	if (status !== "booked") throw unprocessable([{ field: "Appointment.status", message: "A new appointment is booked: status 'booked'." }]);
 	if (cancellationReason !== undefined) throw unprocessable([{ field: "Appointment.cancelationReason", message: "A new appointment has no cancelation reason." }]);
-	if (booking.start === undefined) throw unprocessable([{ field: "Appointment.start", message: "Appointment.start (or a slot) is required." }]);
+	if (booking.start === undefined) throw unprocessable([{ field: "Appointment.start", message: "Appointment.start (or a slot) is required.", type: "required" }]);
 	return toFhirAppointment(await callDomain<AppointmentRecord>(ctx, "appointments.book", booking));
 }
 

@@ -31,6 +31,8 @@ export interface ClientError {
 interface FieldProblem {
 	field?: string;
 	message?: string;
+	/** The validator's rule ("required", "stringPattern", …), or "required" from unprocessable(). */
+	type?: string;
 }
 
 /** The OperationOutcome of an error: one issue per invalid field (its FHIRPath in `expression`), else one for the whole. */
@@ -41,7 +43,8 @@ export function operationOutcome(err: ClientError): OperationOutcome {
 	const issues: OperationOutcomeIssue[] = fields.length
 		? fields.map(problem => ({
 				severity,
-				code: err.code === 422 && /required/i.test(problem.message ?? "") ? "required" : code,
+				// By the rule, not its wording: a pattern's message says "the required pattern".
+				code: err.code === 422 && problem.type === "required" ? "required" : code,
 				diagnostics: problem.message ?? err.message,
 				...(problem.field && { expression: [problem.field] })
 			}))
@@ -57,8 +60,8 @@ export function badRequest(message: string, field?: string): Errors.MoleculerCli
 }
 
 /** 422 for a resource that breaks MedSync's rules, each problem at its FHIRPath. */
-export function unprocessable(problems: { field: string; message: string }[]): Errors.ValidationError {
-	return new Errors.ValidationError(problems.map(p => p.message).join(" "), "VALIDATION_ERROR", problems.map(p => ({ ...p, type: "fhir" })));
+export function unprocessable(problems: { field: string; message: string; type?: "required" }[]): Errors.ValidationError {
+	return new Errors.ValidationError(problems.map(p => p.message).join(" "), "VALIDATION_ERROR", problems.map(p => ({ type: "fhir", ...p })));
 }
 
 /** 406 / 415: a format other than FHIR JSON. */

@@ -127,7 +127,7 @@ export function fromFhirPatient(body: unknown): { fields: Partial<PatientFields>
 		...(resource.gender && { gender: resource.gender })
 	};
 	const missing = (["name", "email", "address", "dateOfBirth"] as const).filter(key => fields[key] === undefined);
-	if (missing.length) throw unprocessable(missing.map(key => ({ field: PATHS[key], message: `${PATHS[key]} is required.` })));
+	if (missing.length) throw unprocessable(missing.map(key => ({ field: PATHS[key], message: `${PATHS[key]} is required.`, type: "required" as const })));
 	return { fields, mrn: mrns[0]?.value };
 }
 

@@ -230,6 +230,11 @@ describe("Patient", () => {
 		expectOutcome(await fhir("POST", "/Patient", { resourceType: "Practitioner" }), 400, "invalid");
 		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody({ telecom: [] })), 422, "invariant", "Patient.telecom");
 		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody({ birthDate: undefined })), 422, "required", "Patient.birthDate");
+		// A pattern the value fails is a broken rule, not a missing element, whatever its message says.
+		const badPhone = fhirPatientBody({ telecom: [...fhirPatientBody().telecom, { system: "phone", value: "call me maybe" }] });
+		const phone = await fhir("POST", "/Patient", badPhone);
+		expect(phone.status).toBe(422);
+		expect(phone.body.issue.map((i: { code: string }) => i.code)).toEqual(["invariant"]);
 		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody({ birthDate: "2999-01-01" })), 422, "invariant", "Patient.birthDate");
 		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody({ maritalStatus: { text: "Married" } })), 422, "invariant", "Patient.maritalStatus");
 		expectOutcome(await fhir("POST", "/Patient", fhirPatientBody({ identifier: [{ system: MRN_SYSTEM, value: "10000008" }] })), 422, "invariant", "Patient.identifier");
