@@ -55,7 +55,10 @@ describe("supervising the embedded PostgreSQL", () => {
 		server.failingStarts = 1;
 		first.kill("SIGKILL");
 
-		await eventually(async () => (alive(server.process) && server.process !== first ? true : undefined), 10_000, "the restart");
+		// Waits for the supervisor's word: the failing start's stand-in process is briefly alive too.
+		const restarted = () => warnings.filter(w => w.startsWith("Restarted")).length;
+		await eventually(async () => (restarted() === 1 ? true : undefined), 10_000, "the restart");
+		expect(alive(server.process) && server.process !== first).toBe(true);
 		expect(server.starts).toBe(3);
 		expect(warnings).toEqual([
 			`The embedded PostgreSQL (pid ${first.pid}) exited unexpectedly (SIGKILL); restarting it`,
@@ -66,7 +69,8 @@ describe("supervising the embedded PostgreSQL", () => {
 		// The restarted one is watched too.
 		const second = server.process!;
 		second.kill("SIGKILL");
-		await eventually(async () => (alive(server.process) && server.process !== second ? true : undefined), 10_000, "the second restart");
+		await eventually(async () => (restarted() === 2 ? true : undefined), 10_000, "the second restart");
+		expect(alive(server.process) && server.process !== second).toBe(true);
 
 		await stop();
 		expect(server.process).toBeUndefined();
