@@ -35,10 +35,15 @@ function exportKey(key: crypto.webcrypto.CryptoKey): string {
 	return crypto.KeyObject.from(key).export({ type: "pkcs8", format: "pem" }).toString();
 }
 
+/** The PEM block of `label` in `pem` (e.g. "CERTIFICATE"), with its trailing newline. */
+function pemBlock(pem: string, label: string): string | undefined {
+	return pem.match(new RegExp(`-----BEGIN ${label}-----[\\s\\S]+?-----END ${label}-----\\n?`))?.[0];
+}
+
 /** The key and the certificate of a kept file (key first, then the certificate). */
 export function splitIdentity(pem: string): TlsIdentity {
-	const key = pem.match(/-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n?/)?.[0];
-	const cert = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/)?.[0];
+	const key = pemBlock(pem, "PRIVATE KEY");
+	const cert = pemBlock(pem, "CERTIFICATE");
 	if (!key || !cert) throw new Error("A development identity file holds no key or no certificate: delete it to have it made again");
 	return { key, cert };
 }
