@@ -43,7 +43,9 @@ describe("the embedded PostgreSQL killed under a running node", () => {
 		});
 		// initdb, the server's start and every migration come first.
 		token = await eventually(() => adminLogin(baseUrl), 90_000, "login through the gateway");
-	}, 120_000);
+		// The gateway builds the patients' routes shortly after it sees the service: until then they are 404.
+		await eventually(async () => ((await api("GET", "/patients")).status === 200 ? true : undefined), 30_000, "the patients' routes");
+	}, 150_000);
 
 	afterAll(async () => {
 		await node?.stop();
